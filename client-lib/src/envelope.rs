@@ -1,0 +1,236 @@
+//! The signed envelope (DSSE-style) that wraps every signed document.
+//!
+//! ```json
+//! { "payload_type": "application/vnd.firmup.manifest.v1+json",
+//!   "payload": "<base64 of the exact signed bytes>",
+//!   "signatures": [ { "keyid": "<hex sha256 of the public key>", "sig": "<base64>" } ] }
+//! ```
+//!
+//! Each signature covers the pre-authentication encoding (PAE) of the
+//! protocol tag, the payload type and the payload bytes, so a signature over
+//! a manifest can never be replayed as a signature over a root document.
+//! The payload is verified as the exact bytes that were signed and is only
+//! parsed after its signatures met their threshold: nothing is
+//! re-serialised, so canonical-JSON pitfalls cannot arise.
+//!
+//! This module must never parse the payload itself; it hands out bytes.
+
+use std::collections::{BTreeMap, HashSet};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as B64;
+use ed25519_dalek::{Signature, Signer as _, SigningKey};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::keys::{KeyId, PublicKey};
+
+/// Protocol tag that starts every pre-authentication encoding.
+pub const PAE_TAG: &str = "FIRMUPv1";
+
+/// One signature in an envelope.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeSignature {
+    /// Key id of the signer (a lookup hint; the key bytes decide).
+    pub keyid: KeyId,
+    /// Base64 of the 64-byte ed25519 signature.
+    pub sig: String,
+}
+
+/// A signed envelope as stored and served, byte for byte.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope {
+    /// Media type of the payload, which fixes how it is parsed.
+    pub payload_type: String,
+    /// Base64 of the signed payload bytes.
+    pub payload: String,
+    /// Signatures over [`pae`] of the payload.
+    pub signatures: Vec<EnvelopeSignature>,
+}
+
+/// The set of keys a role trusts, by id.
+pub type KeySet = BTreeMap<KeyId, PublicKey>;
+
+/// Pre-authentication encoding: `TAG SP len(type) SP type SP len(body) SP body`,
+/// lengths in ASCII decimal, as in DSSE.
+pub fn pae(payload_type: &str, payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(payload.len() + payload_type.len() + 48);
+    out.extend_from_slice(PAE_TAG.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload_type.len().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload_type.as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload.len().to_string().as_bytes());
+    out.push(b' ');
+    out.extend_from_slice(payload);
+    out
+}
+
+impl Envelope {
+    /// A new, unsigned envelope around `payload`.
+    pub fn new(payload_type: &str, payload: &[u8]) -> Self {
+        Envelope {
+            payload_type: payload_type.to_string(),
+            payload: B64.encode(payload),
+            signatures: Vec::new(),
+        }
+    }
+
+    /// Parses an envelope from untrusted bytes, enforcing `max_bytes`
+    /// *before* any parsing and checking the payload type.
+    pub fn from_slice(
+        bytes: &[u8],
+        max_bytes: u64,
+        what: &'static str,
+        expected_type: &'static str,
+    ) -> Result<Self> {
+        if bytes.len() as u64 > max_bytes {
+            return Err(Error::TooLarge {
+                what,
+                limit: max_bytes,
+                actual: bytes.len() as u64,
+            });
+        }
+        let env: Envelope = serde_json::from_slice(bytes).map_err(|e| Error::malformed(what, e))?;
+        if env.payload_type != expected_type {
+            return Err(Error::UnknownPayloadType {
+                expected: expected_type,
+                found: env.payload_type,
+            });
+        }
+        Ok(env)
+    }
+
+    /// The payload bytes exactly as signed.
+    pub fn payload_bytes(&self) -> Result<Vec<u8>> {
+        B64.decode(&self.payload)
+            .map_err(|e| Error::malformed("envelope payload (base64)", e))
+    }
+
+    /// Adds (or replaces) the signature of `key`. Signing twice with the
+    /// same key leaves one signature, so co-signing is idempotent.
+    pub fn sign(&mut self, key: &SigningKey) -> Result<KeyId> {
+        let payload = self.payload_bytes()?;
+        let public = PublicKey::from_verifying_key(&key.verifying_key())?;
+        let sig = key.sign(&pae(&self.payload_type, &payload));
+        let keyid = public.id().clone();
+        self.signatures.retain(|s| s.keyid != keyid);
+        self.signatures.push(EnvelopeSignature {
+            keyid: keyid.clone(),
+            sig: B64.encode(sig.to_bytes()),
+        });
+        Ok(keyid)
+    }
+
+    /// Serialises the envelope as pretty JSON with a trailing newline.
+    pub fn to_json_bytes(&self) -> Vec<u8> {
+        // Serialising plain strings and vectors cannot fail.
+        let mut out = serde_json::to_vec_pretty(self).unwrap_or_default();
+        out.push(b'\n');
+        out
+    }
+
+    /// Counts valid signatures over `payload` from keys in `trusted`, one per
+    /// distinct public key, and fails unless at least `threshold` verify.
+    ///
+    /// Signatures with an unknown key id, an undecodable value or a failing
+    /// strict verification are skipped, not fatal: an attacker who appends
+    /// garbage must not be able to veto a properly signed document. Returns
+    /// the ids of the keys whose signatures counted.
+    pub fn verify_threshold(
+        &self,
+        payload: &[u8],
+        trusted: &KeySet,
+        threshold: u32,
+        role: &str,
+    ) -> Result<Vec<KeyId>> {
+        if self.signatures.is_empty() {
+            return Err(Error::NoSignatures {
+                role: role.to_string(),
+            });
+        }
+        let message = pae(&self.payload_type, payload);
+        // Dedupe on key bytes, not on key ids (tough GHSA-5q2r-92f9-4m49).
+        let mut seen: HashSet<[u8; 32]> = HashSet::new();
+        let mut counted = Vec::new();
+        for entry in &self.signatures {
+            let Some(key) = trusted.get(&entry.keyid) else {
+                continue;
+            };
+            let Some(sig) = decode_signature(&entry.sig) else {
+                continue;
+            };
+            if !key.verify_strict(&message, &sig) {
+                continue;
+            }
+            if seen.insert(*key.as_bytes()) {
+                counted.push(key.id().clone());
+            }
+        }
+        // A threshold of zero would accept anything: fail closed on it too.
+        if threshold == 0 || counted.len() < threshold as usize {
+            return Err(Error::ThresholdNotMet {
+                role: role.to_string(),
+                valid: counted.len(),
+                threshold,
+            });
+        }
+        Ok(counted)
+    }
+}
+
+fn decode_signature(s: &str) -> Option<Signature> {
+    let bytes = B64.decode(s).ok()?;
+    let arr: [u8; 64] = bytes.try_into().ok()?;
+    Some(Signature::from_bytes(&arr))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(seed: u8) -> (SigningKey, PublicKey) {
+        let sk = SigningKey::from_bytes(&[seed; 32]);
+        let pk = PublicKey::from_verifying_key(&sk.verifying_key()).unwrap();
+        (sk, pk)
+    }
+
+    #[test]
+    fn pae_matches_dsse_layout() {
+        assert_eq!(pae("t", b"hello"), b"FIRMUPv1 1 t 5 hello".to_vec());
+    }
+
+    #[test]
+    fn signature_over_other_payload_type_does_not_count() {
+        let (sk, pk) = key(1);
+        let mut env = Envelope::new("type/a", b"body");
+        env.sign(&sk).unwrap();
+        let mut other = env.clone();
+        other.payload_type = "type/b".into();
+        let trusted: KeySet = [(pk.id().clone(), pk)].into();
+        assert!(env.verify_threshold(b"body", &trusted, 1, "r").is_ok());
+        let err = other
+            .verify_threshold(b"body", &trusted, 1, "r")
+            .unwrap_err();
+        assert_eq!(err.code(), "threshold_not_met");
+    }
+
+    #[test]
+    fn zero_threshold_fails_closed() {
+        let (sk, pk) = key(2);
+        let mut env = Envelope::new("t", b"x");
+        env.sign(&sk).unwrap();
+        let trusted: KeySet = [(pk.id().clone(), pk)].into();
+        assert!(env.verify_threshold(b"x", &trusted, 0, "r").is_err());
+    }
+
+    #[test]
+    fn oversize_envelope_is_refused_before_parsing() {
+        let junk = vec![b'{'; 100];
+        let err = Envelope::from_slice(&junk, 10, "manifest envelope", "t").unwrap_err();
+        assert_eq!(err.code(), "too_large");
+    }
+}

@@ -1,0 +1,37 @@
+//! # firmup_client
+//!
+//! The device side of Firmup, and the trust core that the server and the
+//! signer share with it:
+//!
+//! - [`envelope`]: the signed envelope and threshold signature counting;
+//! - [`manifest`]: the release manifest format;
+//! - [`root`]: root documents, rotation and per-product-line delegation;
+//! - [`verify`]: the verification engine every party runs;
+//! - [`image`]: constant-memory streaming image checks.
+//!
+//! The verification core does no networking and needs no async runtime.
+//! It must never hold or need a private key to *verify*; the signing helper
+//! on [`envelope::Envelope::sign`] is there for the signer and test fixtures.
+
+pub mod digest;
+pub mod envelope;
+pub mod error;
+pub mod image;
+pub mod keys;
+pub mod manifest;
+pub mod root;
+pub mod verify;
+
+pub use digest::Sha256Digest;
+pub use envelope::Envelope;
+pub use error::{Error, Result};
+pub use keys::{KeyId, PublicKey};
+pub use manifest::{ImageSpec, Manifest};
+pub use root::{RootDocument, TrustedRoot};
+pub use verify::{Clock, InstalledState, UpdatePlan, VerifyRequest, verify_manifest};
+
+/// Formats a timestamp as RFC 3339 for messages.
+pub fn format_time(t: time::OffsetDateTime) -> String {
+    t.format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_else(|_| t.to_string())
+}
