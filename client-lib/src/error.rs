@@ -156,12 +156,8 @@ pub enum Error {
         now: String,
     },
     /// The release needs a newer installed version first (upgrade path).
-    #[error(
-        "release {offered} requires at least {requires} installed first; {installed} is installed"
-    )]
+    #[error("this release requires at least {requires} installed first; {installed} is installed")]
     RequiresVersion {
-        /// The offered version.
-        offered: semver::Version,
         /// The minimum installed version it needs.
         requires: semver::Version,
         /// What is installed.

@@ -137,16 +137,16 @@ impl Manifest {
                 ));
             }
         }
-        if let Some(req) = &self.requires {
-            if req >= &self.version {
-                return Err(Error::invalid(
-                    "requires",
-                    format!(
-                        "{req} must be lower than the release version {}",
-                        self.version
-                    ),
-                ));
-            }
+        if let Some(req) = &self.requires
+            && req >= &self.version
+        {
+            return Err(Error::invalid(
+                "requires",
+                format!(
+                    "{req} must be lower than the release version {}",
+                    self.version
+                ),
+            ));
         }
         Ok(())
     }

@@ -157,21 +157,21 @@ fn check_device(root: &TrustedRoot, req: &VerifyRequest, m: &Manifest) -> Result
             found: m.product_line.clone(),
         });
     }
-    if let Some(hw) = &req.hw_id {
-        if !m.hw_compat.iter().any(|h| h == hw) {
-            return Err(Error::WrongHardware {
-                hw_id: hw.clone(),
-                compatible: m.hw_compat.clone(),
-            });
-        }
+    if let Some(hw) = &req.hw_id
+        && !m.hw_compat.iter().any(|h| h == hw)
+    {
+        return Err(Error::WrongHardware {
+            hw_id: hw.clone(),
+            compatible: m.hw_compat.clone(),
+        });
     }
-    if let Some(channel) = &req.channel {
-        if &m.channel != channel {
-            return Err(Error::WrongChannel {
-                expected: channel.clone(),
-                found: m.channel.clone(),
-            });
-        }
+    if let Some(channel) = &req.channel
+        && &m.channel != channel
+    {
+        return Err(Error::WrongChannel {
+            expected: channel.clone(),
+            found: m.channel.clone(),
+        });
     }
     if let Some(now) = req.clock.now() {
         root.check_expiry(now)?;
@@ -202,14 +202,13 @@ fn check_device(root: &TrustedRoot, req: &VerifyRequest, m: &Manifest) -> Result
                 offered: m.version.clone(),
             });
         }
-        if let Some(requires) = &m.requires {
-            if &inst.version < requires {
-                return Err(Error::RequiresVersion {
-                    offered: m.version.clone(),
-                    requires: requires.clone(),
-                    installed: inst.version.clone(),
-                });
-            }
+        if let Some(requires) = &m.requires
+            && &inst.version < requires
+        {
+            return Err(Error::RequiresVersion {
+                requires: requires.clone(),
+                installed: inst.version.clone(),
+            });
         }
     }
     Ok(())
