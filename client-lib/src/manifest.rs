@@ -152,10 +152,11 @@ impl Manifest {
     }
 }
 
-/// Names (product lines, channels, hardware ids, image names) are short,
+/// Checks a name (product line, channel, hardware id, image name, serial):
+/// names are short,
 /// printable and free of path separators, because they end up in file
 /// names, URLs and log lines.
-pub(crate) fn check_name(field: &'static str, value: &str) -> Result<()> {
+pub fn check_name(field: &'static str, value: &str) -> Result<()> {
     let ok = !value.is_empty()
         && value.len() <= 128
         && value != "."

@@ -1,11 +1,28 @@
 //! # firmup_server
 //!
-//! The Firmup distribution server. So far it holds the publish check: the
-//! decision, made with the same verification engine the devices run, of
-//! whether a submitted manifest may become a visible release. The HTTP
-//! service, catalogue and storage layers build on it.
+//! The Firmup distribution server: catalogue, publishing, entitlement,
+//! update checks and resumable downloads.
 //!
-//! The server must never hold a private release key: it verifies, it does
-//! not sign.
+//! Layout: `main.rs`/`cli.rs` parse the command line; [`app::App`] holds
+//! the shared state; [`router`] is the one route table; [`controllers`] are
+//! thin handlers; all SQL lives in [`db`]; blobs go through [`storage`];
+//! [`error::AppError`] is the one error type.
+//!
+//! The server must never hold a private release key: it verifies manifests
+//! with the client library's engine ([`publish_check`]) and never signs.
 
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod controllers;
+pub mod db;
+pub mod domain;
+pub mod error;
+pub mod grants;
 pub mod publish_check;
+pub mod router;
+pub mod serve;
+pub mod storage;
+pub mod telemetry;
+pub mod trust;

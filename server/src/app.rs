@@ -1,0 +1,106 @@
+//! The application state every handler shares.
+
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use anyhow::Context as _;
+
+use crate::auth::TokenCache;
+use crate::config::Config;
+use crate::db::Db;
+use crate::grants::GrantKey;
+use crate::storage::Storage;
+use crate::trust::TrustState;
+
+/// Shared state, behind an `Arc` in every handler.
+pub type AppState = Arc<App>;
+
+/// Everything a handler may use.
+#[derive(Debug)]
+pub struct App {
+    /// The database facade (SQL lives in `db/`).
+    pub db: Db,
+    /// The blob storage facade.
+    pub storage: Storage,
+    /// The configuration in effect.
+    pub config: Config,
+    /// Trusted roots; the latest judges publishes.
+    pub trust: RwLock<TrustState>,
+    /// Token lookups, cached for `cache_ttl_secs`.
+    pub token_cache: TokenCache,
+    /// Key for download grants.
+    pub grants: GrantKey,
+}
+
+impl App {
+    /// Opens the database and storage and loads the trust chain.
+    pub async fn build(config: Config) -> anyhow::Result<AppState> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        let db = Db::connect(&config.database_url()).await?;
+        let storage = Storage::local(config.blob_dir())
+            .await
+            .with_context(|| format!("opening blob directory {}", config.blob_dir().display()))?;
+        let removed = storage.clean_partial_uploads().await?;
+        if removed > 0 {
+            tracing::info!(count = removed, "removed interrupted uploads");
+        }
+        let trust = load_trust(&db, &config).await?;
+        let grants = GrantKey::load_or_create(config.grant_key.as_deref(), &config.data_dir)?;
+        let token_cache = moka::sync::Cache::builder()
+            .max_capacity(1_000_000)
+            .time_to_live(Duration::from_secs(config.cache_ttl_secs))
+            .build();
+        Ok(Arc::new(App {
+            db,
+            storage,
+            config,
+            trust: RwLock::new(trust),
+            token_cache,
+            grants,
+        }))
+    }
+
+    /// A read guard on the trust state. A poisoned lock means a panic while
+    /// it was held; the state itself is always consistent (it is replaced
+    /// whole), so reading on is safe.
+    pub fn trust(&self) -> std::sync::RwLockReadGuard<'_, TrustState> {
+        self.trust.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The pinned root from the configuration (stored as version 1 on first
+/// start) followed by the rotations stored in the database.
+async fn load_trust(db: &Db, config: &Config) -> anyhow::Result<TrustState> {
+    let mut chain: Vec<Vec<u8>> = crate::db::trust::chain(db)
+        .await?
+        .into_iter()
+        .map(|(_, env)| env)
+        .collect();
+    if let Some(path) = &config.trust_root {
+        let pinned = std::fs::read(path)
+            .with_context(|| format!("reading trust root {}", path.display()))?;
+        match chain.first() {
+            Some(stored) if stored != &pinned => anyhow::bail!(
+                "trust root {} differs from the root version 1 this server already uses",
+                path.display()
+            ),
+            Some(_) => {}
+            None => {
+                let root = firmup_client::TrustedRoot::from_pinned(&pinned)
+                    .with_context(|| format!("trust root {}", path.display()))?;
+                anyhow::ensure!(
+                    root.version() == 1,
+                    "trust root {} is version {}; the pinned root must be version 1",
+                    path.display(),
+                    root.version()
+                );
+                let mut tx = db.begin().await?;
+                crate::db::trust::insert(&mut tx, 1, &pinned).await?;
+                tx.commit().await?;
+                chain.push(pinned);
+            }
+        }
+    }
+    TrustState::from_chain(chain).context("verifying the stored trust chain")
+}

@@ -1,0 +1,237 @@
+//! Authentication and roles.
+//!
+//! Clients send `Authorization: Bearer <token>`. Tokens are 32 random bytes
+//! (`fu_` + base64url); the server stores only their sha256, which is safe
+//! for high-entropy secrets and lets a lookup be one indexed query. Lookups
+//! are cached for `cache_ttl_secs`, unknown tokens included, so a flood of
+//! bad tokens does not reach the database; a revocation takes effect within
+//! that time.
+//!
+//! This module must never log a token or its hash.
+
+use std::sync::Arc;
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore as _;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest as _, Sha256};
+use time::OffsetDateTime;
+
+use crate::app::AppState;
+use crate::db;
+use crate::error::{AppError, AppResult};
+
+/// What a token may do.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+#[value(rename_all = "snake_case")]
+pub enum Role {
+    /// Operators: tokens, catalogue, contracts, everything.
+    Admin,
+    /// Publishes, yanks and promotes releases.
+    ReleaseEngineer,
+    /// Repair technicians: see full entitlement reasoning, download images.
+    Technician,
+    /// One device, bound to its serial.
+    Device,
+}
+
+impl Role {
+    /// The stored and displayed name.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::ReleaseEngineer => "release_engineer",
+            Role::Technician => "technician",
+            Role::Device => "device",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "admin" => Role::Admin,
+            "release_engineer" => Role::ReleaseEngineer,
+            "technician" => Role::Technician,
+            "device" => Role::Device,
+            _ => return None,
+        })
+    }
+}
+
+/// Who did something, for the audit log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// Token id; `None` for the server's own CLI.
+    pub token_id: Option<String>,
+    /// Token label.
+    pub label: String,
+    /// Role.
+    pub role: Role,
+}
+
+impl Actor {
+    /// The operator running a server CLI command on the host.
+    pub fn cli() -> Self {
+        Actor {
+            token_id: None,
+            label: "server-cli".into(),
+            role: Role::Admin,
+        }
+    }
+}
+
+/// An authenticated caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Token id.
+    pub token_id: String,
+    /// Token label.
+    pub label: String,
+    /// Role.
+    pub role: Role,
+    /// The serial a device token is bound to.
+    pub serial: Option<String>,
+    /// Token expiry.
+    pub expires_at: Option<OffsetDateTime>,
+}
+
+impl Principal {
+    /// Fails with 403 unless the caller has one of `roles`. Admins may do
+    /// everything but act as a device.
+    pub fn require(&self, roles: &[Role]) -> AppResult<()> {
+        if roles.contains(&self.role)
+            || (self.role == Role::Admin && !roles.contains(&Role::Device))
+        {
+            return Ok(());
+        }
+        let wanted: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+        Err(AppError::forbidden(
+            "wrong_role",
+            format!(
+                "this action needs a token with role {}; this token has role {}",
+                wanted.join(" or "),
+                self.role.as_str()
+            ),
+        ))
+    }
+
+    /// Fails with 403 unless this is the device token bound to `serial`.
+    pub fn require_device(&self, serial: &str) -> AppResult<()> {
+        self.require(&[Role::Device])?;
+        match &self.serial {
+            Some(s) if s == serial => Ok(()),
+            _ => Err(AppError::forbidden(
+                "token_serial_mismatch",
+                format!("this device token is not bound to serial {serial:?}"),
+            )),
+        }
+    }
+
+    /// The caller as an audit actor.
+    pub fn actor(&self) -> Actor {
+        Actor {
+            token_id: Some(self.token_id.clone()),
+            label: self.label.clone(),
+            role: self.role,
+        }
+    }
+}
+
+/// A new token secret and the hash stored for it.
+pub fn new_token() -> (String, String) {
+    let mut bytes = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut bytes);
+    let secret = format!("fu_{}", URL_SAFE_NO_PAD.encode(bytes));
+    let hash = hash_token(&secret);
+    (secret, hash)
+}
+
+/// The stored form of a token secret.
+pub fn hash_token(secret: &str) -> String {
+    hex::encode(Sha256::digest(secret.as_bytes()))
+}
+
+/// Cached token lookups: hash -> principal (or `None` for unknown tokens).
+pub type TokenCache = moka::sync::Cache<String, Option<Arc<Principal>>>;
+
+impl FromRequestParts<AppState> for Principal {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, AppError> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| {
+                AppError::unauthorized(
+                    "missing_token",
+                    "send an API token as `Authorization: Bearer <token>`",
+                )
+            })?;
+        let secret = header
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| {
+                AppError::unauthorized(
+                    "malformed_authorization",
+                    "the Authorization header must be `Bearer <token>`",
+                )
+            })?;
+        let hash = hash_token(secret);
+        let principal = match app.token_cache.get(&hash) {
+            Some(cached) => cached,
+            None => {
+                let found = lookup(app, &hash).await?;
+                app.token_cache.insert(hash, found.clone());
+                found
+            }
+        };
+        let principal = principal.ok_or_else(|| {
+            AppError::unauthorized("invalid_token", "this API token is unknown or revoked")
+        })?;
+        if principal
+            .expires_at
+            .is_some_and(|t| t <= OffsetDateTime::now_utc())
+        {
+            return Err(AppError::unauthorized(
+                "expired_token",
+                "this API token has expired; ask an administrator for a new one",
+            ));
+        }
+        Ok((*principal).clone())
+    }
+}
+
+async fn lookup(app: &AppState, hash: &str) -> AppResult<Option<Arc<Principal>>> {
+    let Some(row) = db::tokens::find_by_hash(&app.db, hash).await? else {
+        return Ok(None);
+    };
+    if row.revoked_at.is_some() {
+        return Ok(None);
+    }
+    let role = Role::parse(&row.role)
+        .ok_or_else(|| anyhow::anyhow!("token {} has unknown role {:?}", row.id, row.role))?;
+    Ok(Some(Arc::new(Principal {
+        token_id: row.id,
+        label: row.label,
+        role,
+        serial: row.serial,
+        expires_at: row.expires_at,
+    })))
+}

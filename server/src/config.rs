@@ -1,0 +1,174 @@
+//! Typed server configuration, built once at startup.
+//!
+//! Layers, later ones winning: built-in defaults (which work on a laptop),
+//! an optional TOML file (`--config FILE` or `FIRMUP_CONFIG`), environment
+//! variables `FIRMUP_<FIELD>` (e.g. `FIRMUP_LISTEN=0.0.0.0:8080`), then
+//! command-line flags. Layering is figment's job; this module only says
+//! what the fields are and checks them.
+//!
+//! Secrets (the download-grant key) are never logged: `Config`'s `Debug`
+//! redacts them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format as _, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Server configuration. Every field has a default that works on a laptop.
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for the embedded database, blobs and the grant key.
+    pub data_dir: PathBuf,
+    /// Database URL; default `sqlite://<data_dir>/firmup.db`.
+    pub database_url: Option<String>,
+    /// Blob directory for the local storage backend; default `<data_dir>/blobs`.
+    pub blob_dir: Option<PathBuf>,
+    /// Pinned trust root (root version 1 envelope). Later versions are
+    /// added through the API and kept in the database.
+    pub trust_root: Option<PathBuf>,
+    /// Largest image accepted for upload, in bytes.
+    pub max_image_bytes: u64,
+    /// Hex key for download grants (32 bytes). Replicas must share it.
+    /// Default: generated once into `<data_dir>/grant.key`.
+    pub grant_key: Option<String>,
+    /// Lifetime of a download grant, in seconds.
+    pub grant_ttl_secs: u64,
+    /// How long devices wait before the next check, in seconds.
+    pub poll_interval_secs: u64,
+    /// Random spread added to the poll interval, in percent (0-100).
+    pub poll_jitter_percent: u8,
+    /// How long a token or device lookup may be served from memory, in
+    /// seconds; revocations take effect within this time.
+    pub cache_ttl_secs: u64,
+    /// How often buffered last-seen updates are written, in milliseconds.
+    pub last_seen_flush_ms: u64,
+    /// Log format.
+    pub log_format: LogFormat,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("firmup-data"),
+            database_url: None,
+            blob_dir: None,
+            trust_root: None,
+            max_image_bytes: 4 * 1024 * 1024 * 1024,
+            grant_key: None,
+            grant_ttl_secs: 3600,
+            poll_interval_secs: 6 * 3600,
+            poll_jitter_percent: 20,
+            cache_ttl_secs: 30,
+            last_seen_flush_ms: 1000,
+            log_format: LogFormat::Text,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url)
+            .field("blob_dir", &self.blob_dir)
+            .field("trust_root", &self.trust_root)
+            .field("max_image_bytes", &self.max_image_bytes)
+            .field("grant_key", &self.grant_key.as_ref().map(|_| "<redacted>"))
+            .field("grant_ttl_secs", &self.grant_ttl_secs)
+            .field("poll_interval_secs", &self.poll_interval_secs)
+            .field("poll_jitter_percent", &self.poll_jitter_percent)
+            .field("cache_ttl_secs", &self.cache_ttl_secs)
+            .field("last_seen_flush_ms", &self.last_seen_flush_ms)
+            .field("log_format", &self.log_format)
+            .finish()
+    }
+}
+
+/// Values given on the command line; only those set override other layers.
+#[derive(Debug, Default, Clone, Serialize, clap::Args)]
+pub struct Overrides {
+    /// Address to listen on [env: FIRMUP_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long, global = true)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
+    /// Data directory [env: FIRMUP_DATA_DIR] [default: firmup-data]
+    #[arg(long, global = true, value_name = "DIR")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_dir: Option<PathBuf>,
+    /// Database URL [env: FIRMUP_DATABASE_URL] [default: sqlite://DATA_DIR/firmup.db]
+    #[arg(long, global = true, value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+    /// Pinned root document (version 1) [env: FIRMUP_TRUST_ROOT]
+    #[arg(long, global = true, value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trust_root: Option<PathBuf>,
+    /// Log format [env: FIRMUP_LOG_FORMAT] [default: text]
+    #[arg(long, global = true, value_enum)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_format: Option<LogFormat>,
+}
+
+impl Config {
+    /// Builds the configuration from all layers.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            anyhow::ensure!(
+                path.exists(),
+                "config file {} does not exist",
+                path.display()
+            );
+            fig = fig.merge(Toml::file(path));
+        }
+        let config: Config = fig
+            .merge(Env::prefixed("FIRMUP_").ignore(&["CONFIG"]))
+            .merge(Serialized::globals(overrides))
+            .extract()
+            .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.poll_jitter_percent <= 100,
+            "poll_jitter_percent must be 0-100"
+        );
+        anyhow::ensure!(self.grant_ttl_secs > 0, "grant_ttl_secs must be positive");
+        anyhow::ensure!(self.max_image_bytes > 0, "max_image_bytes must be positive");
+        Ok(())
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("firmup.db").display()))
+    }
+
+    /// The blob directory in effect.
+    pub fn blob_dir(&self) -> PathBuf {
+        self.blob_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+}

@@ -1,0 +1,9 @@
+//! HTTP handlers, one module per resource and one file per action where
+//! an action is more than a few lines. Handlers stay thin: extract and parse
+//! the input, check the caller's role, call `db/`, `storage/` and the pure
+//! modules, and return `AppResult<T>`.
+
+pub mod audit;
+pub mod health;
+pub mod tokens;
+pub mod trust;

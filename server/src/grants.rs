@@ -1,0 +1,182 @@
+//! Download grants: short-lived, HMAC-signed permissions to fetch one image.
+//!
+//! The check answer hands a device a URL such as
+//! `/v1/images/<sha256>?sub=<serial>&exp=<unix>&sig=<base64url>`. The image
+//! server checks the HMAC and the expiry and needs no database lookup per
+//! (range) request, so resumed downloads stay cheap and a CDN or presigned
+//! S3 URL could take the same role later.
+//!
+//! The key is shared by replicas (config `grant_key`) or generated once
+//! into the data directory. It must never be logged or returned.
+
+use std::io::Write as _;
+use std::path::Path;
+
+use anyhow::Context as _;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use firmup_client::Sha256Digest;
+use hmac::{Hmac, Mac as _};
+use rand::RngCore as _;
+use sha2::Sha256;
+
+use crate::error::AppError;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The grant key.
+#[derive(Clone)]
+pub struct GrantKey([u8; 32]);
+
+impl std::fmt::Debug for GrantKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("GrantKey(<redacted>)")
+    }
+}
+
+/// The query parameters of a granted download URL.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
+pub struct GrantParams {
+    /// Subject: the device serial or technician token id.
+    pub sub: String,
+    /// Expiry, unix seconds.
+    pub exp: i64,
+    /// Base64url HMAC.
+    pub sig: String,
+}
+
+impl GrantKey {
+    /// From 64 hex digits.
+    pub fn from_hex(s: &str) -> anyhow::Result<Self> {
+        let mut k = [0u8; 32];
+        hex::decode_to_slice(s.trim(), &mut k).context("grant_key must be 64 hex digits")?;
+        Ok(GrantKey(k))
+    }
+
+    /// The configured key, or the one in `<data_dir>/grant.key`, created
+    /// (mode 0600) on first start.
+    pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
+        if let Some(hex) = configured {
+            return Self::from_hex(hex);
+        }
+        let path = data_dir.join("grant.key");
+        match std::fs::read_to_string(&path) {
+            Ok(s) => Self::from_hex(&s).with_context(|| format!("reading {}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let mut k = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut k);
+                let mut opts = std::fs::OpenOptions::new();
+                opts.write(true).create_new(true);
+                #[cfg(unix)]
+                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+                let mut f = opts
+                    .open(&path)
+                    .with_context(|| format!("creating {}", path.display()))?;
+                f.write_all(hex::encode(k).as_bytes())?;
+                f.sync_all()?;
+                Ok(GrantKey(k))
+            }
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    fn mac(&self, sha256: &Sha256Digest, sub: &str, exp: i64) -> HmacSha256 {
+        // new_from_slice only fails for key lengths HMAC cannot take; 32
+        // bytes is always accepted.
+        let mut mac = HmacSha256::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
+        mac.update(format!("firmup-grant-v1\n{sha256}\n{sub}\n{exp}").as_bytes());
+        mac
+    }
+
+    /// Issues a grant for `sha256` to `sub` until `exp` (unix seconds).
+    pub fn issue(&self, sha256: &Sha256Digest, sub: &str, exp: i64) -> GrantParams {
+        let sig = URL_SAFE_NO_PAD.encode(self.mac(sha256, sub, exp).finalize().into_bytes());
+        GrantParams {
+            sub: sub.to_string(),
+            exp,
+            sig,
+        }
+    }
+
+    /// The download path with the grant as query string.
+    pub fn url(&self, sha256: &Sha256Digest, sub: &str, exp: i64) -> String {
+        let g = self.issue(sha256, sub, exp);
+        let query = form_urlencoded::Serializer::new(String::new())
+            .append_pair("sub", &g.sub)
+            .append_pair("exp", &g.exp.to_string())
+            .append_pair("sig", &g.sig)
+            .finish();
+        format!("/v1/images/{sha256}?{query}")
+    }
+
+    /// Checks a grant for `sha256` at `now` (unix seconds).
+    pub fn verify(&self, sha256: &Sha256Digest, g: &GrantParams, now: i64) -> Result<(), AppError> {
+        let sig = URL_SAFE_NO_PAD.decode(&g.sig).map_err(|_| bad_grant())?;
+        // Constant-time comparison.
+        self.mac(sha256, &g.sub, g.exp)
+            .verify_slice(&sig)
+            .map_err(|_| bad_grant())?;
+        if now >= g.exp {
+            return Err(AppError::forbidden(
+                "grant_expired",
+                "this download link has expired; check for updates again to get a fresh one",
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn bad_grant() -> AppError {
+    AppError::forbidden(
+        "invalid_grant",
+        "this download link is not valid for this image; use the link from an update check",
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grants_bind_image_subject_and_expiry() {
+        let k = GrantKey([7; 32]);
+        let d = Sha256Digest::of(b"img");
+        let g = k.issue(&d, "SN-1", 1000);
+        assert!(k.verify(&d, &g, 999).is_ok());
+        assert_eq!(k.verify(&d, &g, 1000).unwrap_err().code(), "grant_expired");
+        assert_eq!(
+            k.verify(&Sha256Digest::of(b"other"), &g, 1)
+                .unwrap_err()
+                .code(),
+            "invalid_grant"
+        );
+        let stolen = GrantParams {
+            sub: "SN-2".into(),
+            ..g.clone()
+        };
+        assert_eq!(
+            k.verify(&d, &stolen, 1).unwrap_err().code(),
+            "invalid_grant"
+        );
+        let extended = GrantParams { exp: 5000, ..g };
+        assert_eq!(
+            k.verify(&d, &extended, 1).unwrap_err().code(),
+            "invalid_grant"
+        );
+        assert_eq!(
+            GrantKey([8; 32])
+                .verify(&d, &k.issue(&d, "SN-1", 1000), 1)
+                .unwrap_err()
+                .code(),
+            "invalid_grant"
+        );
+    }
+
+    #[test]
+    fn url_encodes_the_subject() {
+        let k = GrantKey([1; 32]);
+        let d = Sha256Digest::of(b"x");
+        let url = k.url(&d, "A+B", 10);
+        assert!(url.contains("sub=A%2BB"), "{url}");
+    }
+}

@@ -1,0 +1,62 @@
+//! Runs the HTTP server until SIGINT or SIGTERM, then drains in-flight
+//! requests (graceful shutdown).
+
+use anyhow::Context as _;
+
+use crate::app::App;
+use crate::config::Config;
+
+/// Serves until a shutdown signal.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    let listen = config.listen;
+    let app = App::build(config).await?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    let local = listener.local_addr()?;
+    let root_version = app.trust().latest().map_or(0, |r| r.version());
+    tracing::info!(
+        address = %local,
+        trust_root_version = root_version,
+        data_dir = %app.config.data_dir.display(),
+        "firmup-server listening"
+    );
+    if root_version == 0 {
+        tracing::warn!(
+            "no trust root configured: publishing is refused until one is set \
+             (--trust-root FILE, or POST /v1/trust/roots as an admin)"
+        );
+    }
+    let router = crate::router::build(app.clone());
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await
+    .context("serving")?;
+    tracing::info!("shut down");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutdown signal received; draining requests");
+}
