@@ -18,6 +18,7 @@ pub mod config;
 pub mod controllers;
 pub mod db;
 pub mod domain;
+pub mod entitlement;
 pub mod error;
 pub mod grants;
 pub mod publish_check;
