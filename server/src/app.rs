@@ -1,5 +1,6 @@
 //! The application state every handler shares.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -9,6 +10,7 @@ use crate::auth::TokenCache;
 use crate::config::Config;
 use crate::db::Db;
 use crate::grants::GrantKey;
+use crate::snapshot::DeviceFacts;
 use crate::storage::Storage;
 use crate::trust::TrustState;
 
@@ -30,6 +32,11 @@ pub struct App {
     pub token_cache: TokenCache,
     /// Key for download grants.
     pub grants: GrantKey,
+    /// Bumped on every catalogue or release change; the check path's
+    /// snapshot reloads when it sees a new value.
+    pub catalogue_generation: AtomicU64,
+    /// Per-device facts for the check path, cached for `cache_ttl_secs`.
+    pub device_facts: moka::sync::Cache<String, Arc<DeviceFacts>>,
 }
 
 impl App {
@@ -47,6 +54,7 @@ impl App {
         }
         let trust = load_trust(&db, &config).await?;
         let grants = GrantKey::load_or_create(config.grant_key.as_deref(), &config.data_dir)?;
+        let config_ttl = config.cache_ttl_secs;
         let token_cache = moka::sync::Cache::builder()
             .max_capacity(1_000_000)
             .time_to_live(Duration::from_secs(config.cache_ttl_secs))
@@ -58,7 +66,24 @@ impl App {
             trust: RwLock::new(trust),
             token_cache,
             grants,
+            catalogue_generation: AtomicU64::new(1),
+            device_facts: moka::sync::Cache::builder()
+                .max_capacity(1_000_000)
+                .time_to_live(Duration::from_secs(config_ttl))
+                .build(),
         }))
+    }
+
+    /// Call after any change to product lines, models or releases (in the
+    /// same request, after the commit).
+    pub fn catalogue_changed(&self) {
+        self.catalogue_generation.fetch_add(1, Ordering::Release);
+    }
+
+    /// Call after any change to one device, its contracts, licences or
+    /// grants (after the commit).
+    pub fn device_changed(&self, serial: &str) {
+        self.device_facts.invalidate(serial);
     }
 
     /// A read guard on the trust state. A poisoned lock means a panic while

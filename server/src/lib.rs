@@ -24,6 +24,7 @@ pub mod grants;
 pub mod publish_check;
 pub mod router;
 pub mod serve;
+pub mod snapshot;
 pub mod storage;
 pub mod telemetry;
 pub mod trust;

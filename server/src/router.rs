@@ -21,6 +21,10 @@ use crate::controllers;
         (name = "ops", description = "Health and readiness"),
         (name = "trust", description = "Root documents"),
         (name = "admin", description = "Tokens and audit"),
+        (name = "catalogue", description = "Product lines, models, devices, contracts"),
+        (name = "releases", description = "Publishing, yanking, promoting"),
+        (name = "images", description = "Image upload and resumable download"),
+        (name = "device", description = "Update checks and reports"),
     )
 )]
 struct ApiDoc;
@@ -44,6 +48,10 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(controllers::trust::routes())
         .merge(controllers::tokens::routes())
         .merge(controllers::audit::routes())
+        .merge(controllers::catalogue::routes())
+        .merge(controllers::release::routes())
+        .merge(controllers::images::routes())
+        .merge(controllers::device::routes())
 }
 
 /// The router with middleware and the OpenAPI document.

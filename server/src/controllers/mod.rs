@@ -4,6 +4,10 @@
 //! modules, and return `AppResult<T>`.
 
 pub mod audit;
+pub mod catalogue;
+pub mod device;
 pub mod health;
+pub mod images;
+pub mod release;
 pub mod tokens;
 pub mod trust;

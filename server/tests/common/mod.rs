@@ -1,0 +1,203 @@
+//! `TestApp`: the real router and state over a temporary data directory,
+//! driven in-process (no sockets), with one token per role.
+//!
+//! The trust root is the fixtures' standard root, so releases built with
+//! `firmup_fixtures::ReleaseBuilder` publish as they would in production.
+
+#![allow(dead_code)]
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, Request, StatusCode};
+use bytes::Bytes;
+use firmup_fixtures::RootBuilder;
+use firmup_server::app::{App, AppState};
+use firmup_server::auth::{Actor, Role};
+use firmup_server::config::Config;
+use firmup_server::controllers::tokens::{NewToken, create_token};
+use http_body_util::BodyExt as _;
+use tower::ServiceExt as _;
+
+/// A server under test.
+pub struct TestApp {
+    /// Keeps the data directory alive.
+    pub dir: tempfile::TempDir,
+    /// The shared state (for direct db access in assertions).
+    pub app: AppState,
+    /// The router.
+    pub router: Router,
+    /// Admin token.
+    pub admin: String,
+    /// Release engineer token.
+    pub release_engineer: String,
+    /// Technician token.
+    pub technician: String,
+}
+
+/// A response, fully read.
+#[derive(Debug)]
+pub struct TestResponse {
+    /// Status.
+    pub status: StatusCode,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// Body.
+    pub body: Bytes,
+}
+
+impl TestResponse {
+    /// The body as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The stable error code of an error response.
+    pub fn error_code(&self) -> String {
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_else(|| panic!("not an error body: {}", String::from_utf8_lossy(&self.body)))
+            .to_string()
+    }
+
+    /// A header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+impl TestApp {
+    /// A server with the standard fixture root as its pinned trust root.
+    pub async fn new() -> TestApp {
+        Self::with_config(|_| {}).await
+    }
+
+    /// A server whose configuration `tweak` may adjust.
+    pub async fn with_config(tweak: impl FnOnce(&mut Config)) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let root_path = dir.path().join("root.v1.json");
+        std::fs::write(&root_path, RootBuilder::standard().build()).expect("write root");
+        let mut config = Config {
+            data_dir: dir.path().join("data"),
+            trust_root: Some(root_path),
+            ..Config::default()
+        };
+        tweak(&mut config);
+        let app = App::build(config).await.expect("app builds");
+        let router = firmup_server::router::build(app.clone());
+        let admin = Self::token_for(&app, Role::Admin, None).await;
+        let release_engineer = Self::token_for(&app, Role::ReleaseEngineer, None).await;
+        let technician = Self::token_for(&app, Role::Technician, None).await;
+        TestApp {
+            dir,
+            app,
+            router,
+            admin,
+            release_engineer,
+            technician,
+        }
+    }
+
+    async fn token_for(app: &Arc<App>, role: Role, serial: Option<&str>) -> String {
+        create_token(
+            &app.db,
+            &Actor::cli(),
+            NewToken {
+                role,
+                label: format!("test-{}", role.as_str()),
+                serial: serial.map(str::to_string),
+                expires_in_days: None,
+            },
+        )
+        .await
+        .expect("token")
+        .token
+    }
+
+    /// A device token bound to `serial`.
+    pub async fn device_token(&self, serial: &str) -> String {
+        Self::token_for(&self.app, Role::Device, Some(serial)).await
+    }
+
+    /// Sends a request with optional bearer token, extra headers and body.
+    pub async fn send(
+        &self,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> TestResponse {
+        let mut req = Request::builder().method(method).uri(uri);
+        if let Some(t) = token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let response = self
+            .router
+            .clone()
+            .oneshot(req.body(body.into()).expect("request"))
+            .await
+            .expect("router is infallible");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        TestResponse {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// GET with a token.
+    pub async fn get(&self, uri: &str, token: Option<&str>) -> TestResponse {
+        self.send(Method::GET, uri, token, &[], Body::empty()).await
+    }
+
+    /// POST JSON with a token.
+    pub async fn post_json(
+        &self,
+        uri: &str,
+        token: Option<&str>,
+        json: &serde_json::Value,
+    ) -> TestResponse {
+        self.send(
+            Method::POST,
+            uri,
+            token,
+            &[("content-type", "application/json")],
+            json.to_string(),
+        )
+        .await
+    }
+
+    /// PUT JSON with a token.
+    pub async fn put_json(
+        &self,
+        uri: &str,
+        token: Option<&str>,
+        json: &serde_json::Value,
+    ) -> TestResponse {
+        self.send(
+            Method::PUT,
+            uri,
+            token,
+            &[("content-type", "application/json")],
+            json.to_string(),
+        )
+        .await
+    }
+}
