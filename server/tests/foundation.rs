@@ -192,9 +192,9 @@ async fn root_rotation_is_verified_and_served() {
     let needle = std::str::from_utf8(&good).unwrap().trim_end();
     assert!(std::str::from_utf8(&raw).unwrap().contains(needle));
 
-    // Replaying v2 is a version skip, not a second v2.
+    // Replaying v2 is refused: only version 3 may follow.
     let r = t
         .send(Method::POST, "/v1/trust/roots", Some(&t.admin), &[], good)
         .await;
-    assert_eq!(r.error_code(), "threshold_not_met");
+    assert_eq!(r.error_code(), "root_version_skip");
 }
