@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
+use axum::http::HeaderMap;
 use axum::http::request::Parts;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -172,50 +173,54 @@ impl FromRequestParts<AppState> for Principal {
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, AppError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| {
-                AppError::unauthorized(
-                    "missing_token",
-                    "send an API token as `Authorization: Bearer <token>`",
-                )
-            })?;
-        let secret = header
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .ok_or_else(|| {
-                AppError::unauthorized(
-                    "malformed_authorization",
-                    "the Authorization header must be `Bearer <token>`",
-                )
-            })?;
-        let hash = hash_token(secret);
-        let principal = match app.token_cache.get(&hash) {
-            Some(cached) => cached,
-            None => {
-                let found = lookup(app, &hash).await?;
-                app.token_cache.insert(hash, found.clone());
-                found
-            }
-        };
-        let principal = principal.ok_or_else(|| {
-            AppError::unauthorized("invalid_token", "this API token is unknown or revoked")
-        })?;
-        if principal
-            .expires_at
-            .is_some_and(|t| t <= OffsetDateTime::now_utc())
-        {
-            return Err(AppError::unauthorized(
-                "expired_token",
-                "this API token has expired; ask an administrator for a new one",
-            ));
-        }
-        Ok((*principal).clone())
+        authenticate(app, &parts.headers).await
     }
+}
+
+/// Authenticates the bearer token in `headers`.
+pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> AppResult<Principal> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| {
+            AppError::unauthorized(
+                "missing_token",
+                "send an API token as `Authorization: Bearer <token>`",
+            )
+        })?;
+    let secret = header
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| {
+            AppError::unauthorized(
+                "malformed_authorization",
+                "the Authorization header must be `Bearer <token>`",
+            )
+        })?;
+    let hash = hash_token(secret);
+    let principal = match app.token_cache.get(&hash) {
+        Some(cached) => cached,
+        None => {
+            let found = lookup(app, &hash).await?;
+            app.token_cache.insert(hash, found.clone());
+            found
+        }
+    };
+    let principal = principal.ok_or_else(|| {
+        AppError::unauthorized("invalid_token", "this API token is unknown or revoked")
+    })?;
+    if principal
+        .expires_at
+        .is_some_and(|t| t <= OffsetDateTime::now_utc())
+    {
+        return Err(AppError::unauthorized(
+            "expired_token",
+            "this API token has expired; ask an administrator for a new one",
+        ));
+    }
+    Ok((*principal).clone())
 }
 
 async fn lookup(app: &AppState, hash: &str) -> AppResult<Option<Arc<Principal>>> {

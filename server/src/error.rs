@@ -73,6 +73,8 @@ pub enum AppError {
     /// 416: the Range cannot be satisfied; carries the full length.
     #[error("{message}")]
     RangeNotSatisfiable {
+        /// Stable code.
+        code: &'static str,
         /// Length of the representation, for `Content-Range: bytes */len`.
         length: u64,
         /// What is wrong.
@@ -185,8 +187,8 @@ impl AppError {
             | AppError::NotFound { code, .. }
             | AppError::Conflict { code, .. }
             | AppError::PayloadTooLarge { code, .. }
-            | AppError::Unprocessable { code, .. } => code,
-            AppError::RangeNotSatisfiable { .. } => "range_not_satisfiable",
+            | AppError::Unprocessable { code, .. }
+            | AppError::RangeNotSatisfiable { code, .. } => code,
             AppError::Unavailable(_) => "unavailable",
             AppError::Internal(_) => "internal",
         }
