@@ -228,6 +228,44 @@ mod tests {
     }
 
     #[test]
+    fn small_order_r_signature_does_not_count() {
+        // R = identity (small order), S = H(R || A || M) * a: passes the
+        // cofactorless `verify`, must fail `verify_strict`.
+        use curve25519_dalek::scalar::Scalar;
+        use sha2::{Digest as _, Sha512};
+        let (sk, pk) = key(3);
+        let env = Envelope::new("t", b"x");
+        let msg = pae("t", b"x");
+        let mut r = [0u8; 32];
+        r[0] = 1; // compressed Edwards identity
+        let k = Scalar::from_bytes_mod_order_wide(
+            &Sha512::new()
+                .chain_update(r)
+                .chain_update(pk.as_bytes())
+                .chain_update(&msg)
+                .finalize()
+                .into(),
+        );
+        let s = k * sk.to_scalar();
+        let mut raw = [0u8; 64];
+        raw[..32].copy_from_slice(&r);
+        raw[32..].copy_from_slice(s.as_bytes());
+        let sig = Signature::from_bytes(&raw);
+        assert!(
+            ed25519_dalek::Verifier::verify(&sk.verifying_key(), &msg, &sig).is_ok(),
+            "the forged signature must pass non-strict verification"
+        );
+        let mut forged = env.clone();
+        forged.signatures.push(EnvelopeSignature {
+            keyid: pk.id().clone(),
+            sig: B64.encode(raw),
+        });
+        let trusted: KeySet = [(pk.id().clone(), pk)].into();
+        let err = forged.verify_threshold(b"x", &trusted, 1, "r").unwrap_err();
+        assert_eq!(err.code(), "threshold_not_met");
+    }
+
+    #[test]
     fn oversize_envelope_is_refused_before_parsing() {
         let junk = vec![b'{'; 100];
         let err = Envelope::from_slice(&junk, 10, "manifest envelope", "t").unwrap_err();

@@ -326,3 +326,45 @@ fn open(bytes: &[u8]) -> Result<(Envelope, Vec<u8>)> {
     let payload = env.payload_bytes()?;
     Ok((env, payload))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ed25519_dalek::SigningKey;
+
+    fn one_key_doc(root_threshold: u32, release_threshold: u32) -> RootDocument {
+        let sk = SigningKey::from_bytes(&[9u8; 32]);
+        let pk = PublicKey::from_verifying_key(&sk.verifying_key()).unwrap();
+        let mut doc = RootDocument {
+            spec_version: ROOT_SPEC_VERSION,
+            version: 1,
+            expires: time::macros::datetime!(2030-01-01 0:00 UTC),
+            keys: BTreeMap::new(),
+            root: RoleKeys {
+                keyids: vec![],
+                threshold: root_threshold,
+            },
+            delegations: BTreeMap::new(),
+        };
+        let id = doc.add_key(&pk);
+        doc.root.keyids = vec![id.clone()];
+        doc.delegations.insert(
+            "encoders".into(),
+            RoleKeys {
+                keyids: vec![id],
+                threshold: release_threshold,
+            },
+        );
+        doc
+    }
+
+    #[test]
+    fn threshold_above_key_count_is_refused() {
+        assert!(one_key_doc(1, 1).validate().is_ok());
+        for doc in [one_key_doc(2, 1), one_key_doc(1, 2)] {
+            let err = doc.validate().unwrap_err();
+            assert_eq!(err.code(), "invalid_field", "{err}");
+            assert!(err.to_string().contains("threshold 2"), "{err}");
+        }
+    }
+}

@@ -36,3 +36,129 @@ pub fn bin(package: &str, name: &str) -> PathBuf {
     assert!(path.exists(), "{} was not built", path.display());
     path
 }
+
+/// A free loopback port (bound and released; good enough for tests that
+/// start one server each).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// A real `firmup-server serve` process on a loopback port, with its own
+/// data directory. Killed when dropped.
+pub struct Server {
+    child: std::process::Child,
+    /// Base URL, e.g. `http://127.0.0.1:40123`.
+    pub url: String,
+    /// The data directory.
+    pub data_dir: PathBuf,
+    /// The pinned trust root file.
+    pub trust_root: PathBuf,
+    /// An admin token.
+    pub admin: String,
+}
+
+impl Server {
+    /// Starts a server over `dir/data` pinned to `trust_root`, creates an
+    /// admin token, and waits until `/readyz` answers.
+    pub fn start(dir: &std::path::Path, trust_root: &std::path::Path) -> Server {
+        let data_dir = dir.join("data");
+        let port = free_port();
+        let mut server = Server {
+            child: Command::new(bin("firmup-server", "firmup-server"))
+                .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+                .arg("--data-dir")
+                .arg(&data_dir)
+                .arg("--trust-root")
+                .arg(trust_root)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(dir.join("server.log")).expect("log file"))
+                .spawn()
+                .expect("firmup-server starts"),
+            url: format!("http://127.0.0.1:{port}"),
+            data_dir,
+            trust_root: trust_root.to_path_buf(),
+            admin: String::new(),
+        };
+        let client = reqwest::blocking::Client::new();
+        let ready = (0..200).any(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            client
+                .get(format!("{}/readyz", server.url))
+                .send()
+                .is_ok_and(|r| r.status().is_success())
+        });
+        assert!(
+            ready,
+            "server did not become ready; see {}",
+            dir.join("server.log").display()
+        );
+        server.admin = server.cli_token("admin", None);
+        server
+    }
+
+    /// Creates a token with the server's CLI (as an operator on the host would).
+    pub fn cli_token(&self, role: &str, serial: Option<&str>) -> String {
+        let mut cmd = Command::new(bin("firmup-server", "firmup-server"));
+        cmd.args([
+            "token",
+            "create",
+            "--role",
+            role,
+            "--label",
+            &format!("test {role}"),
+        ])
+        .arg("--data-dir")
+        .arg(&self.data_dir)
+        .arg("--trust-root")
+        .arg(&self.trust_root);
+        if let Some(s) = serial {
+            cmd.args(["--serial", s]);
+        }
+        let out = cmd.output().expect("firmup-server token create runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .expect("utf-8")
+            .trim()
+            .to_string()
+    }
+
+    /// Sends a JSON request with a bearer token; returns status and JSON body.
+    pub fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: Option<&serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let client = reqwest::blocking::Client::new();
+        let mut req = client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(token);
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let res = req.send().expect("request is sent");
+        let status = res.status().as_u16();
+        let text = res.text().expect("body");
+        let value = if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+        };
+        (status, value)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

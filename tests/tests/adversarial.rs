@@ -142,3 +142,47 @@ fn latest_known_time_ratchets_forward() {
         firmup_client::Clock::LatestKnown(time::macros::datetime!(2026-02-01 00:00 UTC));
     assert_eq!(expired.run().unwrap_err().code(), "expired");
 }
+
+/// Re-offering the installed version (2.0.0) is not an upgrade.
+#[test]
+fn same_version_is_not_newer() {
+    let mut b = firmup_fixtures::release::ReleaseBuilder::standard().version("2.0.0");
+    b.manifest.requires = None;
+    let mut case = adversarial::baseline();
+    let r = b.build();
+    case.manifest = r.envelope;
+    case.image = r.image;
+    assert_eq!(case.run().unwrap_err().code(), "downgrade");
+}
+
+/// An unsigned, unparsable payload is refused by the signature check,
+/// never reaching the JSON parser (verify before parse).
+#[test]
+fn unsigned_garbage_manifest_fails_on_signatures_not_parsing() {
+    let mut case = adversarial::baseline();
+    let mut env: firmup_client::Envelope = serde_json::from_slice(&case.manifest).unwrap();
+    let sigs = env.signatures.clone();
+    env = firmup_client::Envelope::new(
+        firmup_client::manifest::MANIFEST_PAYLOAD_TYPE,
+        b"{\"not\": json",
+    );
+    env.signatures = sigs;
+    case.manifest = env.to_json_bytes();
+    assert_eq!(case.run().unwrap_err().code(), "threshold_not_met");
+}
+
+/// A root chain entry with an unparsable payload fails on the old root's
+/// signatures before its payload is parsed.
+#[test]
+fn unsigned_garbage_root_fails_on_old_keys_not_parsing() {
+    let mut case = adversarial::baseline();
+    let env = firmup_client::Envelope::new(firmup_client::root::ROOT_PAYLOAD_TYPE, b"{garbage");
+    let mut env = env;
+    env.signatures = serde_json::from_slice::<firmup_client::Envelope>(&case.pinned_root)
+        .unwrap()
+        .signatures;
+    case.root_chain = vec![env.to_json_bytes()];
+    let err = case.run().unwrap_err();
+    assert_eq!(err.code(), "threshold_not_met", "{err}");
+    assert!(err.to_string().contains("keys of root version 1"), "{err}");
+}
