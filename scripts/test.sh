@@ -10,6 +10,19 @@ cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
 
+# Installs a Debian package when its command is missing (fresh machines).
+need() {
+  command -v "$1" >/dev/null 2>&1 && return
+  echo "installing $2 (for $1)"
+  local sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$2" >/dev/null
+}
+
+step "system packages"
+need curl curl
+
 step "rustfmt"
 cargo fmt --all --check
 

@@ -10,7 +10,8 @@ use crate::auth::TokenCache;
 use crate::config::Config;
 use crate::db::Db;
 use crate::grants::GrantKey;
-use crate::snapshot::DeviceFacts;
+use crate::lastseen::LastSeen;
+use crate::snapshot::{CatalogueCell, DeviceFacts};
 use crate::storage::Storage;
 use crate::trust::TrustState;
 
@@ -37,6 +38,10 @@ pub struct App {
     pub catalogue_generation: AtomicU64,
     /// Per-device facts for the check path, cached for `cache_ttl_secs`.
     pub device_facts: moka::sync::Cache<String, Arc<DeviceFacts>>,
+    /// The catalogue snapshot the check path reads (see `snapshot`).
+    pub catalogue: CatalogueCell,
+    /// Buffered last-seen records, written in batches (see `lastseen`).
+    pub last_seen: LastSeen,
 }
 
 impl App {
@@ -55,11 +60,17 @@ impl App {
         let trust = load_trust(&db, &config).await?;
         let grants = GrantKey::load_or_create(config.grant_key.as_deref(), &config.data_dir)?;
         let config_ttl = config.cache_ttl_secs;
+        // Generation 1 is the value `catalogue_generation` starts at.
+        let catalogue = crate::db::snapshot::load_catalogue(&db, 1, &Default::default())
+            .await
+            .context("loading the catalogue")?;
+        let last_seen =
+            LastSeen::start(db.clone(), Duration::from_millis(config.last_seen_flush_ms));
         let token_cache = moka::sync::Cache::builder()
             .max_capacity(1_000_000)
             .time_to_live(Duration::from_secs(config.cache_ttl_secs))
             .build();
-        Ok(Arc::new(App {
+        let app = Arc::new(App {
             db,
             storage,
             config,
@@ -71,7 +82,11 @@ impl App {
                 .max_capacity(1_000_000)
                 .time_to_live(Duration::from_secs(config_ttl))
                 .build(),
-        }))
+            catalogue: CatalogueCell::new(catalogue),
+            last_seen,
+        });
+        crate::snapshot::spawn_refresher(Arc::downgrade(&app));
+        Ok(app)
     }
 
     /// Call after any change to product lines, models or releases (in the

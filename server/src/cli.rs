@@ -1,15 +1,17 @@
 //! The `firmup-server` command line: `serve` and the operator commands that
 //! work directly on the server's database (bootstrap an admin token before
-//! any exists, import devices in bulk).
+//! any exists, import devices and contracts in bulk).
 
 use std::path::PathBuf;
 
+use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 
 use crate::auth::{Actor, Role};
 use crate::config::{Config, Overrides};
 use crate::controllers::tokens::{NewToken, create_token};
 use crate::db::Db;
+use crate::provisioning;
 
 /// Firmup firmware distribution server.
 #[derive(Debug, Parser)]
@@ -48,7 +50,74 @@ pub enum Command {
     /// Manage API tokens directly in the database (e.g. the first admin token).
     #[command(subcommand)]
     Token(TokenCommand),
+    /// Provision devices in bulk from a CSV file.
+    #[command(subcommand)]
+    Device(DeviceCommand),
+    /// Import service contracts in bulk from a CSV file.
+    #[command(subcommand)]
+    Contract(ContractCommand),
 }
+
+/// Device subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DeviceCommand {
+    /// Provision the devices of a CSV file, all or nothing.
+    #[command(long_about = DEVICE_IMPORT_ABOUT)]
+    Import {
+        /// CSV file with header `serial,model_id,hw_id[,channel]`.
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+        /// Do not issue device tokens.
+        #[arg(long)]
+        no_tokens: bool,
+    },
+}
+
+const DEVICE_IMPORT_ABOUT: &str = "\
+Provision the devices of a CSV file, all or nothing, in one transaction with
+one `device.provision` audit record (actor `server-cli`).
+
+The file starts with the header `serial,model_id,hw_id` or
+`serial,model_id,hw_id,channel`; an empty or missing channel means `stable`.
+Every model must exist (PUT /v1/admin/models/{id} or
+POST /v1/admin/catalogue/import), every hw_id must be one of its model's
+hardware ids, and no serial may be provisioned already or appear twice. The
+first bad line aborts the import and is named by its line number; nothing is
+written then.
+
+Unless --no-tokens is given, one device token per device is issued and the
+CSV `serial,token` is printed to standard output: the only time the secrets
+are shown, so redirect it to a file kept safe. A summary goes to standard
+error. There is no batch size limit here (the HTTP API takes at most 10 000
+per request). A running server sees the new devices at once; changes to
+devices it already cached arrive within cache_ttl_secs.
+
+Exit status: 0 on success, 1 on any error.";
+
+/// Contract subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ContractCommand {
+    /// Import the contracts of a CSV file, all or nothing.
+    #[command(long_about = CONTRACT_IMPORT_ABOUT)]
+    Import {
+        /// CSV file with header `id,serial,kind,starts,ends`.
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+    },
+}
+
+const CONTRACT_IMPORT_ABOUT: &str = "\
+Import the contracts of a CSV file, all or nothing, in one transaction with
+one `contract.import` audit record (actor `server-cli`).
+
+The file starts with the header `id,serial,kind,starts,ends`. kind is
+`service_contract` or `warranty_extension`; starts and ends are YYYY-MM-DD,
+both inclusive, ends not before starts. Every serial must be provisioned;
+contract ids must be new and appear once. The first bad line aborts the
+import and is named by its line number; nothing is written then.
+
+A running server applies the new contracts to devices it has cached within
+cache_ttl_secs. Exit status: 0 on success, 1 on any error.";
 
 /// Token subcommands.
 #[derive(Debug, Subcommand)]
@@ -77,14 +146,58 @@ impl Cli {
         crate::telemetry::init(config.log_format);
         match self.command {
             Command::Serve => crate::serve::run(config).await,
+            Command::Device(DeviceCommand::Import { file, no_tokens }) => {
+                let db = open_db(&config).await?;
+                let input = std::fs::File::open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?;
+                let done = provisioning::import_devices_csv(&db, &Actor::cli(), input, !no_tokens)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: {} ({})", file.display(), e, e.code()))?;
+                if !no_tokens {
+                    let mut out = csv::Writer::from_writer(std::io::stdout().lock());
+                    out.write_record(["serial", "token"])?;
+                    for d in &done {
+                        let token = d.token.as_ref().map_or("", |t| t.token.as_str());
+                        out.write_record([d.serial.as_str(), token])?;
+                    }
+                    out.flush()?;
+                }
+                eprintln!(
+                    "provisioned {} devices from {}{}",
+                    done.len(),
+                    file.display(),
+                    if no_tokens {
+                        " (no tokens issued)"
+                    } else {
+                        "; their tokens are above and are shown only once"
+                    }
+                );
+                Ok(())
+            }
+            Command::Contract(ContractCommand::Import { file }) => {
+                let db = open_db(&config).await?;
+                let input = std::fs::File::open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?;
+                let entries = provisioning::parse_contracts_csv(input)
+                    .map_err(|e| anyhow::anyhow!("{}: {} ({})", file.display(), e, e.code()))?;
+                let serials = provisioning::import_contracts(&db, &Actor::cli(), &entries)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{}: {} ({})", file.display(), e, e.code()))?;
+                eprintln!(
+                    "imported {} contracts for {} devices from {}",
+                    entries.len(),
+                    serials.len(),
+                    file.display()
+                );
+                Ok(())
+            }
             Command::Token(TokenCommand::Create {
                 role,
                 label,
                 serial,
                 expires_in_days,
             }) => {
-                std::fs::create_dir_all(&config.data_dir)?;
-                let db = Db::connect(&config.database_url()).await?;
+                let db = open_db(&config).await?;
                 let req = NewToken {
                     role,
                     label,
@@ -104,4 +217,11 @@ impl Cli {
             }
         }
     }
+}
+
+/// Opens the configured database (creating the data directory if needed).
+async fn open_db(config: &Config) -> anyhow::Result<Db> {
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    Db::connect(&config.database_url()).await
 }

@@ -35,6 +35,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     .with_graceful_shutdown(shutdown_signal())
     .await
     .context("serving")?;
+    // In-flight checks have drained; write the last-seen records they queued.
+    match app.last_seen.flush().await {
+        Ok(devices) => tracing::info!(devices, "last-seen records flushed"),
+        Err(e) => tracing::warn!(error = format!("{e:#}"), "final last-seen flush failed"),
+    }
     tracing::info!("shut down");
     Ok(())
 }

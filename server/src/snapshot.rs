@@ -1,12 +1,45 @@
-//! In-memory views for the update-check hot path (in progress).
+//! In-memory views for the update-check hot path.
 //!
 //! Devices poll by the million; a check must not need several database
 //! round trips. The catalogue (product lines, models, releases) is held as
-//! an immutable snapshot, reloaded when `App::catalogue_changed` bumps the
-//! generation (and periodically, for other replicas' changes). Per-device
-//! facts are cached for `cache_ttl_secs` and dropped on change.
+//! an immutable [`Catalogue`] snapshot behind an `Arc`, swapped whole:
+//!
+//! * writers call `App::catalogue_changed` after their commit, which bumps
+//!   `App::catalogue_generation`; the next check sees that its snapshot is
+//!   older and reloads ([`current`]). One reload runs at a time; requests
+//!   that find a reload under way answer from the old snapshot meanwhile
+//!   instead of piling onto the database, and a failed reload (database
+//!   down) keeps the old snapshot in service;
+//! * a background task ([`spawn_refresher`]) reloads every
+//!   [`REFRESH_INTERVAL`], so changes made through other replicas arrive
+//!   too. It does not take the request-side reload lock, and a snapshot is
+//!   only ever replaced by one loaded at the same or a newer generation.
+//!
+//! Per-device facts are cached in `App::device_facts` for `cache_ttl_secs`
+//! and dropped by `App::device_changed` ([`device_facts`]).
+//!
+//! With warm caches a check therefore reads no database row: the token is
+//! in the token cache, the device facts in `device_facts`, the catalogue
+//! here. This module must never hand out a snapshot that is modified after
+//! publication (snapshots are immutable; a change builds a new one), and
+//! never lets a stale generation overwrite a newer one.
 
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, RwLock, Weak};
+use std::time::Duration;
+
+use firmup_client::Sha256Digest;
+use serde::Serialize;
+use serde_json::value::RawValue;
+use time::{Date, OffsetDateTime};
+
+use crate::app::App;
 use crate::entitlement::{ContractFacts, GrantFacts, LicenceFacts};
+
+/// How often the background task reloads the catalogue, so that changes
+/// made through other replicas arrive.
+pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What the entitlement decision needs to know about one device.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,4 +58,448 @@ pub struct DeviceFacts {
     pub licence: Option<LicenceFacts>,
     /// Repair grants issued for it.
     pub grants: Vec<GrantFacts>,
+}
+
+/// What kind of product a line is; it decides which terms apply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProductKind {
+    /// Hardware: free upgrades until the model's EOL.
+    Hardware,
+    /// Software: upgrades covered by a licence.
+    Software,
+}
+
+impl ProductKind {
+    /// Parses the stored `product_lines.kind`.
+    pub fn parse(s: &str) -> Option<ProductKind> {
+        match s {
+            "hardware" => Some(ProductKind::Hardware),
+            "software" => Some(ProductKind::Software),
+            _ => None,
+        }
+    }
+}
+
+/// A product line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProductLineInfo {
+    /// Id, as in manifests.
+    pub id: String,
+    /// Display name (used in entitlement explanations for software).
+    pub name: String,
+    /// Hardware or software.
+    pub kind: ProductKind,
+}
+
+/// A model.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelInfo {
+    /// Id.
+    pub id: String,
+    /// Display name (used in entitlement explanations).
+    pub name: String,
+    /// The product line it belongs to.
+    pub product_line: String,
+    /// Discontinued on this date; `None` while in production.
+    pub eol: Option<Date>,
+}
+
+/// One image of a release, as signed in its manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageEntry {
+    /// Image name.
+    pub name: String,
+    /// Target slot or component.
+    pub target: String,
+    /// Signed length in bytes.
+    pub length: u64,
+    /// Signed sha256.
+    pub sha256: Sha256Digest,
+}
+
+/// A signed envelope kept as raw JSON text, shared between snapshots and
+/// serialised byte for byte: devices verify the exact signed bytes, so it
+/// must never be parsed into a value and written back.
+#[derive(Debug, Clone)]
+pub struct SharedRaw(Arc<RawValue>);
+
+impl SharedRaw {
+    /// Wraps stored envelope bytes; fails unless they are UTF-8 JSON.
+    /// Trailing whitespace (the signer writes a final newline) is dropped:
+    /// it is outside the JSON value and not covered by any signature.
+    pub fn from_bytes(bytes: &[u8]) -> Result<SharedRaw, String> {
+        let text = std::str::from_utf8(bytes).map_err(|_| "envelope is not UTF-8".to_string())?;
+        let raw = RawValue::from_string(text.trim_end().to_string())
+            .map_err(|e| format!("envelope is not JSON: {e}"))?;
+        Ok(SharedRaw(Arc::from(raw)))
+    }
+
+    /// The JSON text.
+    pub fn get(&self) -> &str {
+        self.0.get()
+    }
+}
+
+impl Serialize for SharedRaw {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.as_ref().serialize(s)
+    }
+}
+
+/// A release as the check path needs it (never a yanked one).
+#[derive(Debug, Clone)]
+pub struct ReleaseEntry {
+    /// Row id.
+    pub id: i64,
+    /// Product line.
+    pub product_line: String,
+    /// Channel.
+    pub channel: String,
+    /// Version.
+    pub version: semver::Version,
+    /// Replay counter.
+    pub manifest_version: u64,
+    /// Anti-rollback counter.
+    pub security_counter: u64,
+    /// Minimum installed version needed to install it.
+    pub requires: Option<semver::Version>,
+    /// Hardware ids it is signed for.
+    pub hw_compat: Vec<String>,
+    /// Publication time (judged by the entitlement rules).
+    pub published_at: OffsetDateTime,
+    /// Offered to every device regardless of entitlement.
+    pub free_for_all: bool,
+    /// The envelope exactly as signed.
+    pub envelope: SharedRaw,
+    /// Images, as signed.
+    pub images: Vec<ImageEntry>,
+}
+
+/// A release as loaded, before the snapshot drops the yanked ones.
+#[derive(Debug, Clone)]
+pub struct LoadedRelease {
+    /// The release.
+    pub entry: ReleaseEntry,
+    /// When it was yanked, if it was.
+    pub yanked_at: Option<OffsetDateTime>,
+}
+
+/// An immutable view of the catalogue at one generation.
+#[derive(Debug, Default)]
+pub struct Catalogue {
+    /// The value of `App::catalogue_generation` read before loading (0:
+    /// never loaded).
+    pub generation: u64,
+    product_lines: HashMap<String, ProductLineInfo>,
+    models: HashMap<String, ModelInfo>,
+    hw_ids: HashMap<String, String>,
+    /// product line -> channel -> releases, newest version first.
+    releases: HashMap<String, HashMap<String, Vec<Arc<ReleaseEntry>>>>,
+}
+
+impl Catalogue {
+    /// Assembles a snapshot: drops yanked releases and sorts each
+    /// (product line, channel) list by version, newest first.
+    pub fn assemble(
+        generation: u64,
+        product_lines: Vec<ProductLineInfo>,
+        models: Vec<ModelInfo>,
+        hw_ids: Vec<(String, String)>,
+        releases: Vec<LoadedRelease>,
+    ) -> Catalogue {
+        let mut by_line: HashMap<String, HashMap<String, Vec<Arc<ReleaseEntry>>>> = HashMap::new();
+        for r in releases.into_iter().filter(|r| r.yanked_at.is_none()) {
+            by_line
+                .entry(r.entry.product_line.clone())
+                .or_default()
+                .entry(r.entry.channel.clone())
+                .or_default()
+                .push(Arc::new(r.entry));
+        }
+        for list in by_line.values_mut().flat_map(|c| c.values_mut()) {
+            list.sort_by(|a, b| b.version.cmp(&a.version));
+        }
+        Catalogue {
+            generation,
+            product_lines: product_lines
+                .into_iter()
+                .map(|p| (p.id.clone(), p))
+                .collect(),
+            models: models.into_iter().map(|m| (m.id.clone(), m)).collect(),
+            hw_ids: hw_ids.into_iter().collect(),
+            releases: by_line,
+        }
+    }
+
+    /// A product line.
+    pub fn product_line(&self, id: &str) -> Option<&ProductLineInfo> {
+        self.product_lines.get(id)
+    }
+
+    /// A model.
+    pub fn model(&self, id: &str) -> Option<&ModelInfo> {
+        self.models.get(id)
+    }
+
+    /// The model a hardware id belongs to.
+    pub fn model_for_hw_id(&self, hw_id: &str) -> Option<&ModelInfo> {
+        self.hw_ids.get(hw_id).and_then(|m| self.models.get(m))
+    }
+
+    /// The releases of a product line on a channel that are not yanked,
+    /// newest version first.
+    pub fn releases(&self, product_line: &str, channel: &str) -> &[Arc<ReleaseEntry>] {
+        self.releases
+            .get(product_line)
+            .and_then(|c| c.get(channel))
+            .map_or(&[], Vec::as_slice)
+    }
+
+    /// A release by row id (to reuse its envelope on the next load).
+    pub fn release_by_id(&self, id: i64) -> Option<&Arc<ReleaseEntry>> {
+        self.releases
+            .values()
+            .flat_map(|c| c.values())
+            .flatten()
+            .find(|r| r.id == id)
+    }
+
+    /// Envelopes by release id, for the next load to reuse: an envelope is
+    /// immutable once stored, so only new releases need their bytes read.
+    pub fn envelopes(&self) -> HashMap<i64, SharedRaw> {
+        self.releases
+            .values()
+            .flat_map(|c| c.values())
+            .flatten()
+            .map(|r| (r.id, r.envelope.clone()))
+            .collect()
+    }
+}
+
+/// The current snapshot and the request-side reload lock.
+#[derive(Debug, Default)]
+pub struct CatalogueCell {
+    current: RwLock<Arc<Catalogue>>,
+    reloading: tokio::sync::Mutex<()>,
+}
+
+impl CatalogueCell {
+    /// A cell holding `initial`.
+    pub fn new(initial: Catalogue) -> CatalogueCell {
+        CatalogueCell {
+            current: RwLock::new(Arc::new(initial)),
+            reloading: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// The snapshot in use. A poisoned lock only means a panic while it was
+    /// held; the `Arc` inside is always whole, so reading on is safe.
+    pub fn get(&self) -> Arc<Catalogue> {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Publishes `fresh` unless a snapshot of a newer generation is already
+    /// in place (a slow load must not undo a faster, newer one).
+    pub fn store(&self, fresh: Arc<Catalogue>) -> bool {
+        let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if fresh.generation >= cur.generation {
+            *cur = fresh;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Loads a new snapshot from the database, reusing `previous`'s envelopes.
+async fn load(app: &App, previous: &Catalogue) -> Result<Arc<Catalogue>, sqlx::Error> {
+    // Read the generation BEFORE the database: a change committed after
+    // this read bumps the generation again, so it is never missed.
+    let generation = app.catalogue_generation.load(Ordering::Acquire);
+    let started = std::time::Instant::now();
+    let fresh =
+        crate::db::snapshot::load_catalogue(&app.db, generation, &previous.envelopes()).await?;
+    tracing::debug!(
+        generation,
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "catalogue snapshot loaded"
+    );
+    Ok(Arc::new(fresh))
+}
+
+/// The catalogue snapshot for a request: the current one, reloaded first if
+/// a writer changed the catalogue since it was loaded. While another
+/// request reloads, or when the reload fails, this one answers from the
+/// previous snapshot; it never fails.
+pub async fn current(app: &App) -> Arc<Catalogue> {
+    let snap = app.catalogue.get();
+    if snap.generation >= app.catalogue_generation.load(Ordering::Acquire) {
+        return snap;
+    }
+    let Ok(_guard) = app.catalogue.reloading.try_lock() else {
+        return snap;
+    };
+    // Another request may have finished a reload while we took the lock.
+    let snap = app.catalogue.get();
+    if snap.generation >= app.catalogue_generation.load(Ordering::Acquire) {
+        return snap;
+    }
+    match load(app, &snap).await {
+        Ok(fresh) => {
+            app.catalogue.store(fresh.clone());
+            fresh
+        }
+        // A database outage must not take the warm check path down with it:
+        // answer from the last good snapshot (as stale as another replica's
+        // at worst) and let the next request try again.
+        Err(e) => {
+            tracing::warn!(error = %e, "catalogue reload failed; serving the previous snapshot");
+            snap
+        }
+    }
+}
+
+/// Reloads unconditionally (for data that other replicas changed), waiting
+/// for the database; used by the background refresher and after a snapshot
+/// turned out not to know a model a device row names.
+pub async fn reload(app: &App) -> Result<Arc<Catalogue>, sqlx::Error> {
+    let snap = app.catalogue.get();
+    let fresh = load(app, &snap).await?;
+    app.catalogue.store(fresh.clone());
+    Ok(app.catalogue.get())
+}
+
+/// Starts the task that reloads the catalogue every [`REFRESH_INTERVAL`].
+/// It holds only a weak reference and ends when the app is dropped.
+pub fn spawn_refresher(app: Weak<App>) {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval_at(
+            tokio::time::Instant::now() + REFRESH_INTERVAL,
+            REFRESH_INTERVAL,
+        );
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let Some(app) = app.upgrade() else {
+                return;
+            };
+            if let Err(e) = reload(&app).await {
+                // Keep serving the previous snapshot; try again next tick.
+                tracing::warn!(error = %e, "periodic catalogue reload failed");
+            }
+        }
+    });
+}
+
+/// The facts about one device: from the cache, else from the database
+/// (then cached). `None` for an unknown serial.
+///
+/// Unknown serials are not cached: a check names the serial its token is
+/// bound to, so only a device token issued for a serial that was never
+/// provisioned (an operator mistake) reaches the database this way; a
+/// flood of bad tokens stops at the token cache first.
+pub async fn device_facts(
+    app: &App,
+    serial: &str,
+) -> Result<Option<Arc<DeviceFacts>>, sqlx::Error> {
+    if let Some(f) = app.device_facts.get(serial) {
+        return Ok(Some(f));
+    }
+    let Some(facts) = crate::db::devices::load_device_facts(&app.db, serial).await? else {
+        return Ok(None);
+    };
+    let facts = Arc::new(facts);
+    // A `device_changed` racing with this load may be overwritten by the
+    // facts read just before it; the TTL bounds how long that can last.
+    app.device_facts.insert(serial.to_string(), facts.clone());
+    Ok(Some(facts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(line: &str, channel: &str, version: &str, id: i64) -> ReleaseEntry {
+        ReleaseEntry {
+            id,
+            product_line: line.into(),
+            channel: channel.into(),
+            version: version.parse().unwrap(),
+            manifest_version: 1,
+            security_counter: 0,
+            requires: None,
+            hw_compat: vec!["hw-1".into()],
+            published_at: OffsetDateTime::UNIX_EPOCH,
+            free_for_all: false,
+            envelope: SharedRaw::from_bytes(b"{\"x\": 1}\n").unwrap(),
+            images: vec![],
+        }
+    }
+
+    #[test]
+    fn assemble_drops_yanked_and_sorts_newest_first() {
+        let releases = vec![
+            LoadedRelease {
+                entry: entry("enc", "stable", "1.10.0", 1),
+                yanked_at: None,
+            },
+            LoadedRelease {
+                entry: entry("enc", "stable", "1.9.0", 2),
+                yanked_at: None,
+            },
+            LoadedRelease {
+                entry: entry("enc", "stable", "2.0.0", 3),
+                yanked_at: Some(OffsetDateTime::UNIX_EPOCH),
+            },
+            LoadedRelease {
+                entry: entry("enc", "beta", "3.0.0-rc.1", 4),
+                yanked_at: None,
+            },
+        ];
+        let c = Catalogue::assemble(3, vec![], vec![], vec![], releases);
+        let stable: Vec<_> = c
+            .releases("enc", "stable")
+            .iter()
+            .map(|r| r.version.to_string())
+            .collect();
+        assert_eq!(stable, ["1.10.0", "1.9.0"]);
+        assert_eq!(c.releases("enc", "beta").len(), 1);
+        assert!(c.releases("enc", "nightly").is_empty());
+        assert!(c.releases("dec", "stable").is_empty());
+        assert!(c.release_by_id(3).is_none(), "yanked release is not served");
+        assert_eq!(c.envelopes().len(), 3);
+    }
+
+    #[test]
+    fn raw_envelope_keeps_bytes_and_drops_trailing_newline() {
+        let text = "{\n  \"b\": 1,\n  \"a\":   [1,2]\n}\n";
+        let raw = SharedRaw::from_bytes(text.as_bytes()).unwrap();
+        assert_eq!(raw.get(), text.trim_end());
+        let wrapped = serde_json::to_string(&vec![raw]).unwrap();
+        assert_eq!(wrapped, format!("[{}]", text.trim_end()));
+        assert!(SharedRaw::from_bytes(b"not json").is_err());
+        assert!(SharedRaw::from_bytes(&[0xff, 0xfe]).is_err());
+    }
+
+    #[test]
+    fn store_never_replaces_a_newer_generation() {
+        let cell = CatalogueCell::new(Catalogue::default());
+        assert!(cell.store(Arc::new(Catalogue {
+            generation: 5,
+            ..Catalogue::default()
+        })));
+        assert!(!cell.store(Arc::new(Catalogue {
+            generation: 4,
+            ..Catalogue::default()
+        })));
+        assert_eq!(cell.get().generation, 5);
+        assert!(cell.store(Arc::new(Catalogue {
+            generation: 5,
+            ..Catalogue::default()
+        })));
+    }
 }

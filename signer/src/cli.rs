@@ -14,18 +14,19 @@ use crate::cmd;
 const EXIT_CODES: &str = "\
 EXIT CODES:
     0  success
-    1  verification rejected: the manifest, the root chain or an image is bad
-       (verify only; the line printed says REJECTED (code): why)
+    1  rejected: the manifest, the root chain or an image is bad (verify), or
+       the server refused it (publish); the line printed says REJECTED (code): why
     2  usage error: unknown flag, missing or unparseable argument
     3  input error: missing, unreadable or malformed input file, bad key,
-       key file readable by group or others, or refusal to overwrite a file
+       key file readable by group or others, or refusal to overwrite a file;
+       for publish also an unreachable server or a server error (5xx)
 
 Errors are printed as one line on stderr, naming the file concerned.
 No command leaves a partially written output file behind: every file is
 written to a temporary file in the same directory and renamed into place.";
 
 /// One-line reminder of the exit codes, shown under every command's help.
-pub const EXIT_CODES_SHORT: &str = "Exit codes: 0 ok, 1 verification rejected, 2 usage error, 3 input error \
+pub const EXIT_CODES_SHORT: &str = "Exit codes: 0 ok, 1 rejected, 2 usage error, 3 input error \
      (see firmup-signer --help).";
 
 const ABOUT: &str = "Offline signing tool for Firmup firmware releases";
@@ -54,7 +55,8 @@ A typical release, start to finish:
     firmup-signer verify --root root.v1.json --manifest fw.manifest.json --image fw.bin
 
 Private keys stay on this machine: keep them offline and readable by their
-owner only (mode 0600). Nothing here talks to the network.";
+owner only (mode 0600). Only `publish` talks to the network: it uploads a
+signed release's images and manifest to a Firmup server, and needs no key.";
 
 /// The firmup-signer command line.
 #[derive(Debug, Parser)]
@@ -91,6 +93,9 @@ pub enum Command {
     /// Verify a manifest and its images against a pinned root (and its rotations).
     #[command(long_about = cmd::verify::LONG_ABOUT, after_help = EXIT_CODES_SHORT)]
     Verify(Box<cmd::verify::Args>),
+    /// Upload a signed release's images to a Firmup server and publish its manifest.
+    #[command(long_about = cmd::publish::LONG_ABOUT, after_help = EXIT_CODES_SHORT)]
+    Publish(Box<cmd::publish::Args>),
 }
 
 impl Cli {
@@ -102,6 +107,7 @@ impl Cli {
             Command::Delegate(args) => cmd::delegate::run(args),
             Command::Sign(args) => cmd::sign::run(*args),
             Command::Verify(args) => cmd::verify::run(*args),
+            Command::Publish(args) => cmd::publish::run(*args),
         }
     }
 }

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 
 use crate::app::AppState;
 use crate::auth::{self, Actor, Principal, Role};
-use crate::db::{self, Db};
+use crate::db::{self, Db, Tx};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
 
@@ -49,8 +49,20 @@ pub struct CreatedToken {
     pub expires_at: Option<OffsetDateTime>,
 }
 
-/// Creates a token and its audit record. Shared by the API and the CLI.
+/// Creates a token and its audit record in its own transaction. Shared by
+/// the API and the CLI.
 pub async fn create_token(db: &Db, actor: &Actor, req: NewToken) -> AppResult<CreatedToken> {
+    let mut tx = db.begin().await?;
+    let created = create_token_tx(&mut tx, actor, req).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// Creates a token and its `token.create` audit record inside the caller's
+/// transaction, so a token can be issued together with other changes
+/// (device provisioning) and disappears with them if the caller rolls back.
+/// The secret in the result exists only in memory until the caller shows it.
+pub async fn create_token_tx(tx: &mut Tx, actor: &Actor, req: NewToken) -> AppResult<CreatedToken> {
     let label = req.label.trim();
     if label.is_empty() || label.len() > 200 {
         return Err(AppError::bad_request(
@@ -79,9 +91,8 @@ pub async fn create_token(db: &Db, actor: &Actor, req: NewToken) -> AppResult<Cr
         .map(|d| OffsetDateTime::now_utc() + time::Duration::days(d.into()));
     let (secret, hash) = auth::new_token();
     let id = uuid::Uuid::new_v4().to_string();
-    let mut tx = db.begin().await?;
     db::tokens::insert(
-        &mut tx,
+        tx,
         &id,
         &hash,
         req.role,
@@ -91,14 +102,13 @@ pub async fn create_token(db: &Db, actor: &Actor, req: NewToken) -> AppResult<Cr
     )
     .await?;
     db::audit::record(
-        &mut tx,
+        tx,
         actor,
         "token.create",
         &format!("token/{id}"),
         serde_json::json!({ "role": req.role.as_str(), "label": label, "serial": serial }),
     )
     .await?;
-    tx.commit().await?;
     Ok(CreatedToken {
         id,
         token: secret,

@@ -6,6 +6,13 @@
 //! as a second backend with its own migrations folder.
 
 pub mod audit;
+pub mod catalogue;
+pub mod contracts;
+pub mod devices;
+pub mod images;
+pub mod releases;
+pub mod reports;
+pub mod snapshot;
 pub mod tokens;
 pub mod trust;
 

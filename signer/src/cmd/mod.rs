@@ -6,6 +6,7 @@
 
 pub mod delegate;
 pub mod keygen;
+pub mod publish;
 pub mod root;
 pub mod sign;
 pub mod verify;

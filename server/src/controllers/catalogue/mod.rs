@@ -1,10 +1,118 @@
-//! catalogue routes (in progress).
+//! Catalogue routes: product lines, models and their EOL dates, devices
+//! (bulk provisioning, channel, owner registration), service contracts,
+//! licences, and the one-call catalogue import.
+//!
+//! Writes are for admins; reads for admins, release engineers and
+//! technicians; device tokens never reach these routes. Every write records
+//! its audit entry in the same transaction and, after the commit, tells the
+//! update-check caches what changed (`App::catalogue_changed` for product
+//! lines and models, `App::device_changed` for a device and its contracts
+//! and licences). These handlers must never decide entitlement themselves:
+//! they keep the facts the entitlement module judges.
 
+pub mod contracts;
+pub mod devices;
+pub mod import;
+pub mod licences;
+pub mod models;
+pub mod product_lines;
+pub mod warranty;
+
+use axum::Json;
+use axum::extract::DefaultBodyLimit;
+use axum::extract::rejection::JsonRejection;
+use axum::http::StatusCode;
+use serde::{Deserialize, Deserializer};
 use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::app::AppState;
+use crate::auth::{Principal, Role};
+use crate::error::{AppError, AppResult};
+
+/// Largest provisioning or import body: 10 000 devices with long names fit
+/// comfortably; anything larger is refused while it is read.
+pub const MAX_BULK_BODY_BYTES: usize = 16 * 1024 * 1024;
 
 /// Routes of this module.
 pub fn routes() -> OpenApiRouter<AppState> {
+    let bulk = OpenApiRouter::new()
+        .routes(routes!(devices::provision))
+        .routes(routes!(import::import))
+        .layer(DefaultBodyLimit::max(MAX_BULK_BODY_BYTES));
     OpenApiRouter::new()
+        .routes(routes!(product_lines::put))
+        .routes(routes!(product_lines::list))
+        .routes(routes!(models::put))
+        .routes(routes!(models::put_eol))
+        .routes(routes!(models::get))
+        .routes(routes!(devices::get))
+        .routes(routes!(devices::set_channel))
+        .routes(routes!(devices::register))
+        .routes(routes!(contracts::create))
+        .routes(routes!(contracts::delete))
+        .routes(routes!(licences::create))
+        .routes(routes!(licences::delete))
+        .merge(bulk)
+}
+
+/// The roles that may read the catalogue and devices (admins always may).
+pub const READERS: &[Role] = &[Role::ReleaseEngineer, Role::Technician];
+
+/// Fails with 403 unless the caller may read the catalogue.
+pub fn require_reader(principal: &Principal) -> AppResult<()> {
+    principal.require(READERS)
+}
+
+/// Fails with 403 unless the caller is an admin.
+pub fn require_admin(principal: &Principal) -> AppResult<()> {
+    principal.require(&[Role::Admin])
+}
+
+/// A JSON body, with axum's rejection turned into the API's error envelope.
+pub fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> AppResult<T> {
+    match body {
+        Ok(Json(v)) => Ok(v),
+        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(AppError::PayloadTooLarge {
+            code: "body_too_large",
+            message: format!(
+                "the request body is larger than {MAX_BULK_BODY_BYTES} bytes; split it into \
+                 several requests"
+            ),
+        }),
+        Err(e) => Err(AppError::bad_request("invalid_json", e.body_text())),
+    }
+}
+
+/// Deserialises a field that may be absent (outer `None`: keep the stored
+/// value), `null` (`Some(None)`: clear it) or a value (`Some(Some(v))`).
+/// Use with `#[serde(default, deserialize_with = "patch")]`.
+pub fn patch<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
+}
+
+/// Checks a display name (not an id): 1-200 characters after trimming.
+pub fn display_name(field: &str, value: &str) -> AppResult<String> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > 200 {
+        return Err(AppError::bad_request(
+            "invalid_display_name",
+            format!("{field} must be 1-200 characters"),
+        ));
+    }
+    Ok(trimmed.to_string())
+}
+
+/// 404 `unknown_serial`.
+pub fn unknown_serial(serial: &str) -> AppError {
+    AppError::not_found(
+        "unknown_serial",
+        format!(
+            "no device with serial {serial:?} is provisioned; POST /v1/admin/devices provisions it"
+        ),
+    )
 }

@@ -1,0 +1,354 @@
+//! Devices: bulk provisioning with optional device tokens (admin), the
+//! detail view (readers), the channel a device follows and the owner's
+//! registration (admin).
+//!
+//! Provisioning is all-or-nothing and shares its validation with the
+//! `firmup-server device import` CLI ([`crate::provisioning`]). Device
+//! token secrets appear only in the provisioning response, once; they are
+//! never logged or stored.
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::contracts::{ContractView, contract_view};
+use super::licences::{LicenceView, licence_view};
+use super::{json_body, require_admin, require_reader, unknown_serial, warranty};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::db::{self, Db};
+use crate::domain::Name;
+use crate::error::{AppError, AppResult};
+use crate::provisioning::{
+    self, DeviceEntry, EntryRef, MAX_DEVICES_PER_REQUEST, Source, format_date,
+};
+
+/// One device to provision.
+#[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceInput {
+    /// Serial (installation id for software).
+    pub serial: String,
+    /// Model id.
+    pub model_id: String,
+    /// Hardware id, one of the model's (for software: the platform id).
+    pub hw_id: String,
+    /// Channel to follow (default `stable`).
+    pub channel: Option<String>,
+}
+
+/// A batch of devices to provision, all or nothing.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProvisionRequest {
+    /// 1 to 10 000 devices.
+    pub devices: Vec<DeviceInput>,
+    /// Issue one device token per device, bound to its serial (default
+    /// true).
+    #[serde(default = "yes")]
+    pub issue_tokens: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A provisioned device.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProvisionedView {
+    /// Serial.
+    pub serial: String,
+    /// The device token's secret, shown only here, once.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<String>,
+    /// The device token's id (for revocation).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token_id: Option<String>,
+}
+
+/// The provisioned batch, in request order.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProvisionResponse {
+    /// The devices.
+    pub devices: Vec<ProvisionedView>,
+}
+
+/// Provisions devices in bulk (admin): all or nothing, one audit record
+/// `device.provision`. Errors name the entry (`devices[3]`) and its serial.
+#[utoipa::path(post, path = "/v1/admin/devices", tag = "catalogue",
+    request_body = ProvisionRequest,
+    responses(
+        (status = 201, body = ProvisionResponse),
+        (status = 400, description = "no_devices, duplicate_serial, invalid_name, invalid_json", body = crate::error::ErrorBody),
+        (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
+        (status = 409, description = "serial_exists", body = crate::error::ErrorBody),
+        (status = 413, description = "too_many_devices, body_too_large", body = crate::error::ErrorBody),
+        (status = 422, description = "unknown_model, hw_id_not_in_model", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn provision(
+    State(app): State<AppState>,
+    principal: Principal,
+    body: Result<Json<ProvisionRequest>, JsonRejection>,
+) -> AppResult<(StatusCode, Json<ProvisionResponse>)> {
+    require_admin(&principal)?;
+    let req = json_body(body)?;
+    if req.devices.len() > MAX_DEVICES_PER_REQUEST {
+        return Err(AppError::PayloadTooLarge {
+            code: "too_many_devices",
+            message: format!(
+                "{} devices in one request; at most {MAX_DEVICES_PER_REQUEST} are accepted: split \
+                 the batch, or use `firmup-server device import` on the server host",
+                req.devices.len()
+            ),
+        });
+    }
+    let entries: Vec<DeviceEntry> = req
+        .devices
+        .into_iter()
+        .enumerate()
+        .map(|(index, d)| DeviceEntry {
+            at: EntryRef::Index {
+                field: "devices",
+                index,
+            },
+            serial: d.serial,
+            model_id: d.model_id,
+            hw_id: d.hw_id,
+            channel: d.channel,
+        })
+        .collect();
+    let done = provisioning::provision_devices(
+        &app.db,
+        &principal.actor(),
+        Source::Api,
+        &entries,
+        req.issue_tokens,
+    )
+    .await?;
+    for d in &done {
+        app.device_changed(&d.serial);
+    }
+    Ok((
+        StatusCode::CREATED,
+        Json(ProvisionResponse {
+            devices: done
+                .into_iter()
+                .map(|d| ProvisionedView {
+                    serial: d.serial,
+                    token_id: d.token.as_ref().map(|t| t.id.clone()),
+                    token: d.token.map(|t| t.token),
+                })
+                .collect(),
+        }),
+    ))
+}
+
+/// A device as shown to technicians and operators.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DeviceView {
+    /// Serial.
+    pub serial: String,
+    /// Model id.
+    pub model: String,
+    /// Model name.
+    pub model_name: String,
+    /// The model's EOL date, `YYYY-MM-DD`, or `null` while in production.
+    pub model_eol: Option<String>,
+    /// Product line id.
+    pub product_line: String,
+    /// `hardware` or `software`.
+    pub kind: String,
+    /// Hardware id (platform id for software).
+    pub hw_id: String,
+    /// Channel it follows.
+    pub channel: String,
+    /// Installed version, as last reported.
+    pub current_version: Option<String>,
+    /// Anti-rollback counter, as last reported.
+    pub security_counter: Option<i64>,
+    /// Root version it trusts, as last reported.
+    pub root_version: Option<i64>,
+    /// When it was provisioned.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// First contact.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub first_seen: Option<OffsetDateTime>,
+    /// Latest contact.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub last_seen: Option<OffsetDateTime>,
+    /// When the owner registered it.
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub registered_at: Option<OffsetDateTime>,
+    /// Last day of the warranty, `YYYY-MM-DD` (see the rule in
+    /// docs/API.md: start + warranty months, + 24 months for registered
+    /// hardware, or a later warranty extension's end).
+    pub warranty_ends: String,
+    /// Its contracts, by start date.
+    pub contracts: Vec<ContractView>,
+    /// Its licences (software), by start date.
+    pub licences: Vec<LicenceView>,
+}
+
+/// Loads the view of a device, or 404 `unknown_serial`.
+pub async fn load_view(db: &Db, serial: &str) -> AppResult<DeviceView> {
+    let row = db::devices::find(db, serial)
+        .await?
+        .ok_or_else(|| unknown_serial(serial))?;
+    let contracts = db::contracts::contracts_of(db, serial).await?;
+    let licences = db::contracts::licences_of(db, serial).await?;
+    let d = row.device;
+    let start = d.first_seen.unwrap_or(d.created_at).date();
+    let extensions: Vec<_> = contracts
+        .iter()
+        .filter(|c| c.kind == "warranty_extension")
+        .map(|c| c.ends)
+        .collect();
+    let warranty_ends = warranty::warranty_ends(
+        start,
+        u32::try_from(row.warranty_months).unwrap_or(0),
+        &row.kind,
+        d.registered_at.is_some(),
+        &extensions,
+    );
+    let today = OffsetDateTime::now_utc().date();
+    Ok(DeviceView {
+        serial: d.serial,
+        model: d.model_id,
+        model_name: row.model_name,
+        model_eol: row.eol.map(format_date),
+        product_line: row.product_line,
+        kind: row.kind,
+        hw_id: d.hw_id,
+        channel: d.channel,
+        current_version: d.current_version,
+        security_counter: d.security_counter,
+        root_version: d.root_version,
+        created_at: d.created_at,
+        first_seen: d.first_seen,
+        last_seen: d.last_seen,
+        registered_at: d.registered_at,
+        warranty_ends: format_date(warranty_ends),
+        contracts: contracts
+            .into_iter()
+            .map(|c| contract_view(c, today))
+            .collect(),
+        licences: licences.into_iter().map(licence_view).collect(),
+    })
+}
+
+/// Shows a device with its contracts and licences (admin, release
+/// engineer, technician).
+#[utoipa::path(get, path = "/v1/devices/{serial}", tag = "catalogue",
+    params(("serial" = String, Path, description = "device serial")),
+    responses(
+        (status = 200, body = DeviceView),
+        (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
+        (status = 404, description = "unknown_serial", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn get(
+    State(app): State<AppState>,
+    principal: Principal,
+    Path(serial): Path<String>,
+) -> AppResult<Json<DeviceView>> {
+    require_reader(&principal)?;
+    let serial = Name::parse("serial", &serial)?;
+    Ok(Json(load_view(&app.db, serial.as_str()).await?))
+}
+
+/// The channel a device should follow.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelInput {
+    /// Channel, e.g. `stable` or `beta`.
+    pub channel: String,
+}
+
+/// Moves a device to another channel (admin); audited as `device.channel`
+/// with the old and new channel.
+#[utoipa::path(put, path = "/v1/admin/devices/{serial}/channel", tag = "catalogue",
+    params(("serial" = String, Path, description = "device serial")),
+    request_body = ChannelInput,
+    responses(
+        (status = 200, body = DeviceView),
+        (status = 400, description = "invalid_name, invalid_json", body = crate::error::ErrorBody),
+        (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
+        (status = 404, description = "unknown_serial", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn set_channel(
+    State(app): State<AppState>,
+    principal: Principal,
+    Path(serial): Path<String>,
+    body: Result<Json<ChannelInput>, JsonRejection>,
+) -> AppResult<Json<DeviceView>> {
+    require_admin(&principal)?;
+    let serial = Name::parse("serial", &serial)?;
+    let channel = Name::parse("channel", &json_body(body)?.channel)?;
+    let mut tx = app.db.begin().await?;
+    let row = db::devices::find_tx(&mut tx, serial.as_str())
+        .await?
+        .ok_or_else(|| unknown_serial(serial.as_str()))?;
+    db::devices::set_channel(&mut tx, serial.as_str(), channel.as_str()).await?;
+    db::audit::record(
+        &mut tx,
+        &principal.actor(),
+        "device.channel",
+        &format!("device/{serial}"),
+        serde_json::json!({ "old": row.device.channel, "new": channel }),
+    )
+    .await?;
+    tx.commit().await?;
+    app.device_changed(serial.as_str());
+    Ok(Json(load_view(&app.db, serial.as_str()).await?))
+}
+
+/// Records the owner's registration of a device (admin), which extends a
+/// hardware warranty by 24 months; the answer carries the new
+/// `warranty_ends`. Registering again changes nothing and is not audited
+/// again.
+#[utoipa::path(post, path = "/v1/admin/devices/{serial}/registration", tag = "catalogue",
+    params(("serial" = String, Path, description = "device serial")),
+    responses(
+        (status = 200, body = DeviceView),
+        (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
+        (status = 404, description = "unknown_serial", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn register(
+    State(app): State<AppState>,
+    principal: Principal,
+    Path(serial): Path<String>,
+) -> AppResult<Json<DeviceView>> {
+    require_admin(&principal)?;
+    let serial = Name::parse("serial", &serial)?;
+    let mut tx = app.db.begin().await?;
+    let row = db::devices::find_tx(&mut tx, serial.as_str())
+        .await?
+        .ok_or_else(|| unknown_serial(serial.as_str()))?;
+    if row.device.registered_at.is_some() {
+        drop(tx);
+        return Ok(Json(load_view(&app.db, serial.as_str()).await?));
+    }
+    let now = OffsetDateTime::now_utc();
+    db::devices::set_registered(&mut tx, serial.as_str(), now).await?;
+    db::audit::record(
+        &mut tx,
+        &principal.actor(),
+        "device.register",
+        &format!("device/{serial}"),
+        serde_json::json!({
+            "registered_at": now.format(&time::format_description::well_known::Rfc3339).ok(),
+            "bonus_months": warranty::registration_bonus_months(&row.kind),
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    app.device_changed(serial.as_str());
+    Ok(Json(load_view(&app.db, serial.as_str()).await?))
+}

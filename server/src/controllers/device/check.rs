@@ -1,0 +1,302 @@
+//! `POST /v1/device/check`: a device asks whether there is something to
+//! install.
+//!
+//! The hot path. With warm caches it reads no database row: the token comes
+//! from the token cache, the device facts from `App::device_facts`, the
+//! catalogue from the in-memory snapshot, the root chain from the trust
+//! state, and last-seen is queued for a batched write. It must stay that
+//! way: no query, no write and no lock held across an await here.
+//!
+//! The answer carries the signed manifest and root envelopes byte for byte
+//! (devices verify them and trust nothing else this server says), download
+//! URLs with short-lived grants, and the entitlement code and summary,
+//! never the explanation.
+
+use axum::Json;
+use axum::extract::State;
+use rand::Rng as _;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use time::OffsetDateTime;
+
+use super::{cached_facts, catalogue_for, model_and_line, product_facts};
+use crate::app::AppState;
+use crate::auth::Principal;
+use crate::config::Config;
+use crate::controllers::trust::raw_envelopes;
+use crate::domain::{Name, parse_version};
+use crate::entitlement::Decision;
+use crate::error::{AppError, AppResult};
+use crate::lastseen::Seen;
+use crate::selection::{self, Outcome, Reported, Terms};
+use crate::snapshot::SharedRaw;
+
+/// What a device reports when it checks.
+///
+/// Unknown fields are ignored rather than refused: devices in the field run
+/// firmware of many ages, and a newer one may send more.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+pub struct CheckRequest {
+    /// The device's serial; must be the one its token is bound to.
+    pub serial: String,
+    /// The hardware id the device reads from itself; must match the
+    /// registered one.
+    pub hw_id: String,
+    /// The version it runs (semver).
+    pub current_version: String,
+    /// Its committed anti-rollback counter.
+    pub security_counter: u64,
+    /// The channel it follows (default: the registered channel).
+    pub channel: Option<String>,
+    /// The newest root version it trusts; newer roots come back in
+    /// `root_chain`.
+    pub root_version: u64,
+    /// The highest manifest version it has accepted, if it tracks one.
+    pub manifest_version: Option<u64>,
+}
+
+/// The kind of answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// `update` says what to install.
+    UpdateAvailable,
+    /// Nothing newer for this device.
+    UpToDate,
+    /// Newer releases exist but the device may not have them; `entitlement`
+    /// says why.
+    NotEntitled,
+}
+
+/// The part of an entitlement decision a device may see.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct DeviceEntitlement {
+    /// Stable reason code, e.g. `published_before_eol`, `eol_no_contract`.
+    pub code: &'static str,
+    /// Short text safe to show on the device.
+    pub summary: String,
+}
+
+impl From<&Decision> for DeviceEntitlement {
+    fn from(d: &Decision) -> Self {
+        DeviceEntitlement {
+            code: d.code.as_str(),
+            summary: d.summary.clone(),
+        }
+    }
+}
+
+/// One image to download.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ImageDownload {
+    /// Image name, as signed.
+    pub name: String,
+    /// Target slot or component, as signed.
+    pub target: String,
+    /// Signed length in bytes.
+    pub length: u64,
+    /// Signed sha256 (hex).
+    pub sha256: String,
+    /// Download path with a grant valid for `grant_ttl_secs`; supports
+    /// `Range` for resuming.
+    pub url: String,
+}
+
+/// The release to install.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct UpdateOffer {
+    /// Version to install now.
+    pub version: String,
+    /// Channel it was published on.
+    pub channel: String,
+    /// This release is an intermediate step towards `target_version`, which
+    /// cannot be installed directly from the running version.
+    pub stepping_stone: bool,
+    /// The release the steps lead to (stepping stones only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub target_version: Option<String>,
+    /// The signed manifest envelope, exactly as the release engineers signed
+    /// it; verify it with the trust core before using anything else here.
+    #[schema(value_type = Object)]
+    pub manifest: SharedRaw,
+    /// Images with download URLs.
+    pub images: Vec<ImageDownload>,
+    /// Why the device may have it.
+    pub entitlement: DeviceEntitlement,
+}
+
+/// The answer to a check.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct CheckResponse {
+    /// The kind of answer.
+    pub status: CheckStatus,
+    /// Seconds to wait before the next check (randomised per answer so a
+    /// fleet does not poll in lockstep).
+    pub poll_after_secs: u64,
+    /// Root envelopes newer than the device's `root_version`, oldest first,
+    /// each exactly as signed; walk them before verifying the manifest.
+    #[schema(value_type = Vec<Object>)]
+    pub root_chain: Vec<Box<RawValue>>,
+    /// Set when `status` is `update_available`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub update: Option<UpdateOffer>,
+    /// Set when `status` is `not_entitled`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub entitlement: Option<DeviceEntitlement>,
+}
+
+/// Asks for an update (device token bound to `serial`). Always 200 for a
+/// normal answer; `status` says which.
+#[utoipa::path(post, path = "/v1/device/check", tag = "device", request_body = CheckRequest,
+    responses(
+        (status = 200, body = CheckResponse),
+        (status = 400, description = "invalid_version, invalid_name", body = crate::error::ErrorBody),
+        (status = 401, body = crate::error::ErrorBody),
+        (status = 403, description = "wrong_role, token_serial_mismatch", body = crate::error::ErrorBody),
+        (status = 404, description = "unknown_serial", body = crate::error::ErrorBody),
+        (status = 409, description = "hw_id_mismatch", body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn check(
+    State(app): State<AppState>,
+    principal: Principal,
+    Json(req): Json<CheckRequest>,
+) -> AppResult<Json<CheckResponse>> {
+    principal.require_device(&req.serial)?;
+    let current = parse_version("current_version", &req.current_version)?;
+    let hw_id = Name::parse("hw_id", &req.hw_id)?;
+    let channel = req
+        .channel
+        .as_deref()
+        .map(|c| Name::parse("channel", c))
+        .transpose()?;
+    let facts = cached_facts(&app, &req.serial).await?;
+    if hw_id.as_str() != facts.hw_id {
+        return Err(AppError::conflict(
+            "hw_id_mismatch",
+            format!(
+                "the device reports hardware id {:?} but serial {:?} is registered as {:?}; \
+                 ask support to correct the registration",
+                hw_id.as_str(),
+                facts.serial,
+                facts.hw_id
+            ),
+        ));
+    }
+    let channel = channel.map_or_else(|| facts.channel.clone(), Name::into_string);
+    let catalogue = catalogue_for(&app, &facts.model_id).await?;
+    let (model, line) = model_and_line(&catalogue, &facts.model_id)?;
+    let product = product_facts(model, line, &facts);
+    let now = OffsetDateTime::now_utc();
+    let outcome = selection::select(
+        catalogue.releases(&line.id, &channel),
+        &Reported {
+            hw_id: &facts.hw_id,
+            current_version: &current,
+            security_counter: req.security_counter,
+            manifest_version: req.manifest_version,
+        },
+        &Terms {
+            now,
+            product: &product,
+            contracts: &facts.contracts,
+            grants: &facts.grants,
+        },
+    );
+
+    // Never waits: a full queue drops the record (counted, logged by the
+    // flush task).
+    app.last_seen.push(Seen {
+        serial: facts.serial.clone(),
+        current_version: current.to_string(),
+        security_counter: i64::try_from(req.security_counter).unwrap_or(i64::MAX),
+        root_version: i64::try_from(req.root_version).unwrap_or(i64::MAX),
+        seen_at: now,
+    });
+
+    let root_chain = raw_envelopes(app.trust().newer_than(req.root_version))?;
+    let expires = now
+        .unix_timestamp()
+        .saturating_add(i64::try_from(app.config.grant_ttl_secs).unwrap_or(i64::MAX));
+    let (status, update, entitlement) = match outcome {
+        Outcome::Offer {
+            release,
+            decision,
+            stepping_stone,
+            target_version,
+        } => {
+            let images = release
+                .images
+                .iter()
+                .map(|i| ImageDownload {
+                    name: i.name.clone(),
+                    target: i.target.clone(),
+                    length: i.length,
+                    sha256: i.sha256.to_string(),
+                    url: app.grants.url(&i.sha256, &facts.serial, expires),
+                })
+                .collect();
+            let offer = UpdateOffer {
+                version: release.version.to_string(),
+                channel: release.channel.clone(),
+                stepping_stone,
+                target_version: target_version.map(|v| v.to_string()),
+                manifest: release.envelope.clone(),
+                images,
+                entitlement: (&decision).into(),
+            };
+            (CheckStatus::UpdateAvailable, Some(offer), None)
+        }
+        Outcome::UpToDate => (CheckStatus::UpToDate, None, None),
+        Outcome::NotEntitled { decision, .. } => {
+            (CheckStatus::NotEntitled, None, Some((&decision).into()))
+        }
+    };
+    Ok(Json(CheckResponse {
+        status,
+        poll_after_secs: poll_after(&app.config),
+        root_chain,
+        update,
+        entitlement,
+    }))
+}
+
+/// The poll interval with a random spread of ± `poll_jitter_percent`, at
+/// least one second.
+pub fn poll_after(config: &Config) -> u64 {
+    let base = config.poll_interval_secs;
+    let spread = base.saturating_mul(u64::from(config.poll_jitter_percent.min(100))) / 100;
+    let low = base - spread;
+    let high = base.saturating_add(spread);
+    rand::thread_rng().gen_range(low..=high).max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_interval_is_spread_within_the_jitter() {
+        let config = Config {
+            poll_interval_secs: 1000,
+            poll_jitter_percent: 20,
+            ..Config::default()
+        };
+        let values: Vec<u64> = (0..500).map(|_| poll_after(&config)).collect();
+        assert!(
+            values.iter().all(|v| (800..=1200).contains(v)),
+            "{values:?}"
+        );
+        assert!(values.iter().any(|v| *v != values[0]), "not randomised");
+        let fixed = Config {
+            poll_interval_secs: 60,
+            poll_jitter_percent: 0,
+            ..Config::default()
+        };
+        assert_eq!(poll_after(&fixed), 60);
+        let zero = Config {
+            poll_interval_secs: 0,
+            ..Config::default()
+        };
+        assert_eq!(poll_after(&zero), 1);
+    }
+}

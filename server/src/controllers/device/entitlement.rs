@@ -1,0 +1,230 @@
+//! `GET /v1/devices/{serial}/entitlement`: the reasoning behind what a
+//! device is offered, for technicians and admins.
+//!
+//! Every release of the device's product line and channel signed for its
+//! hardware, with the full entitlement decision (code, summary and the
+//! explanation with contract ids, licence ids and dates) and whether the
+//! update check would offer it now. Device facts are read fresh from the
+//! database here (this is not the hot path), so the view shows a contract
+//! added a moment ago; the device itself sees it once its cached facts
+//! expire or are dropped. This view must never be reachable with a device
+//! token: explanations are not for devices.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{catalogue_for, model_and_line, product_facts, unknown_serial};
+use crate::app::AppState;
+use crate::auth::{Principal, Role};
+use crate::db;
+use crate::domain::Name;
+use crate::entitlement::Decision;
+use crate::error::AppResult;
+use crate::selection::{self, Outcome, Reported, Terms};
+use crate::snapshot::ProductKind;
+
+/// Which channel to explain.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct EntitlementQuery {
+    /// Channel (default: the device's registered channel).
+    pub channel: Option<String>,
+}
+
+/// A full entitlement decision.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct DecisionView {
+    /// Whether the device may have the release.
+    pub entitled: bool,
+    /// Stable reason code.
+    pub code: &'static str,
+    /// The text the device sees.
+    pub summary: String,
+    /// The full reasoning, with ids and dates (never shown to devices).
+    pub explanation: String,
+}
+
+impl From<Decision> for DecisionView {
+    fn from(d: Decision) -> Self {
+        DecisionView {
+            entitled: d.entitled,
+            code: d.code.as_str(),
+            summary: d.summary,
+            explanation: d.explanation,
+        }
+    }
+}
+
+/// One release as judged for the device.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReleaseVerdict {
+    /// Version.
+    pub version: String,
+    /// Publication time (RFC 3339).
+    #[serde(with = "time::serde::rfc3339")]
+    pub published_at: OffsetDateTime,
+    /// Minimum running version to install it directly.
+    pub requires: Option<String>,
+    /// Anti-rollback counter.
+    pub security_counter: u64,
+    /// Marked free for all.
+    pub free_for_all: bool,
+    /// Newer than the version the device last reported.
+    pub newer: bool,
+    /// A candidate for the device: newer, and not refused by the device's
+    /// counter.
+    pub candidate: bool,
+    /// Installable directly from the reported version (`requires`).
+    pub reachable: bool,
+    /// The update check would offer exactly this release now.
+    pub offered: bool,
+    /// The entitlement decision, in full.
+    pub decision: DecisionView,
+}
+
+/// The entitlement reasoning for one device.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct EntitlementView {
+    /// Serial.
+    pub serial: String,
+    /// Model id.
+    pub model_id: String,
+    /// Model name.
+    pub model_name: String,
+    /// Product line.
+    pub product_line: String,
+    /// Hardware or software.
+    pub kind: ProductKind,
+    /// The model's EOL date (`YYYY-MM-DD`), if discontinued.
+    pub eol: Option<String>,
+    /// Registered hardware id.
+    pub hw_id: String,
+    /// Channel explained.
+    pub channel: String,
+    /// Version the device last reported (`null`: never checked in; judged
+    /// as 0.0.0).
+    pub current_version: Option<String>,
+    /// Counter the device last reported.
+    pub security_counter: Option<i64>,
+    /// What the check would answer now: `update_available`, `up_to_date`
+    /// or `not_entitled`.
+    pub status: &'static str,
+    /// The version it would offer (or explain as not entitled).
+    pub version: Option<String>,
+    /// The offer is a stepping stone.
+    pub stepping_stone: bool,
+    /// The stepping stone's target.
+    pub target_version: Option<String>,
+    /// Every release of the line and channel signed for the device's
+    /// hardware (yanked ones are never offered and not listed), newest
+    /// first.
+    pub releases: Vec<ReleaseVerdict>,
+}
+
+/// Explains what a device may have and why (technician, admin).
+#[utoipa::path(get, path = "/v1/devices/{serial}/entitlement", tag = "device",
+    params(("serial" = String, Path, description = "device serial"), EntitlementQuery),
+    responses(
+        (status = 200, body = EntitlementView),
+        (status = 400, description = "invalid_name", body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 404, description = "unknown_serial", body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn entitlement(
+    State(app): State<AppState>,
+    principal: Principal,
+    Path(serial): Path<String>,
+    Query(q): Query<EntitlementQuery>,
+) -> AppResult<Json<EntitlementView>> {
+    principal.require(&[Role::Technician])?;
+    let serial = Name::parse("serial", &serial)?;
+    let channel = q
+        .channel
+        .as_deref()
+        .map(|c| Name::parse("channel", c))
+        .transpose()?;
+    let facts = db::devices::load_device_facts(&app.db, serial.as_str())
+        .await?
+        .ok_or_else(|| unknown_serial(serial.as_str()))?;
+    let state = db::reports::reported_state(&app.db, serial.as_str())
+        .await?
+        .unwrap_or_default();
+    let channel = channel.map_or_else(|| facts.channel.clone(), Name::into_string);
+    let catalogue = catalogue_for(&app, &facts.model_id).await?;
+    let (model, line) = model_and_line(&catalogue, &facts.model_id)?;
+    let product = product_facts(model, line, &facts);
+    let current = state
+        .current_version
+        .as_deref()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(semver::Version::new(0, 0, 0));
+    let reported = Reported {
+        hw_id: &facts.hw_id,
+        current_version: &current,
+        security_counter: state
+            .security_counter
+            .and_then(|c| u64::try_from(c).ok())
+            .unwrap_or(0),
+        manifest_version: None,
+    };
+    let terms = Terms {
+        now: OffsetDateTime::now_utc(),
+        product: &product,
+        contracts: &facts.contracts,
+        grants: &facts.grants,
+    };
+    let releases = catalogue.releases(&line.id, &channel);
+    let outcome = selection::select(releases, &reported, &terms);
+    let (status, version, stepping_stone, target_version, offered) = match &outcome {
+        Outcome::Offer {
+            release,
+            stepping_stone,
+            target_version,
+            ..
+        } => (
+            "update_available",
+            Some(release.version.to_string()),
+            *stepping_stone,
+            target_version.as_ref().map(ToString::to_string),
+            Some(release.id),
+        ),
+        Outcome::UpToDate => ("up_to_date", None, false, None, None),
+        Outcome::NotEntitled { version, .. } => {
+            ("not_entitled", Some(version.to_string()), false, None, None)
+        }
+    };
+    let verdicts = releases
+        .iter()
+        .filter(|r| r.hw_compat.iter().any(|h| h == &facts.hw_id))
+        .map(|r| ReleaseVerdict {
+            version: r.version.to_string(),
+            published_at: r.published_at,
+            requires: r.requires.as_ref().map(ToString::to_string),
+            security_counter: r.security_counter,
+            free_for_all: r.free_for_all,
+            newer: r.version > current,
+            candidate: selection::is_candidate(r, &reported),
+            reachable: selection::is_reachable(r, &current),
+            offered: offered == Some(r.id),
+            decision: terms.decide(r).into(),
+        })
+        .collect();
+    Ok(Json(EntitlementView {
+        serial: facts.serial.clone(),
+        model_id: model.id.clone(),
+        model_name: model.name.clone(),
+        product_line: line.id.clone(),
+        kind: line.kind,
+        eol: model.eol.map(|d| d.to_string()),
+        hw_id: facts.hw_id.clone(),
+        channel,
+        current_version: state.current_version,
+        security_counter: state.security_counter,
+        status,
+        version,
+        stepping_stone,
+        target_version,
+        releases: verdicts,
+    }))
+}

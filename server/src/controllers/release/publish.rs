@@ -1,0 +1,322 @@
+//! Publishing: a signed manifest envelope becomes a release.
+//!
+//! The order of the checks: the product line exists; a trust root is
+//! configured; the engine accepts the envelope for that product line (with
+//! the latest root, at the server's clock); the same version on the same
+//! channel is either absent, or the very same signed payload (idempotent
+//! 200) or a conflict (409); the manifest_version is greater than every
+//! other release's on that line and channel (devices would refuse it as a
+//! replay otherwise); every image is uploaded with its signed length. The
+//! release, its images and the audit record are then written in one
+//! transaction, so a crash before the commit leaves nothing visible.
+//!
+//! Identity is the sha256 of the signed PAYLOAD, not of the envelope:
+//! adding a co-signature changes the envelope but not what was signed, so
+//! it is still the same release (omicron's idempotent uploads). The stored
+//! envelope stays the one first accepted.
+//!
+//! This module must never store an envelope the engine did not accept, and
+//! never store anything but the exact bytes received.
+
+use axum::Json;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use bytes::Bytes;
+use firmup_client::{Sha256Digest, UpdatePlan};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::{ReleaseInfo, audit_target, load_info, manifest_body};
+use crate::app::AppState;
+use crate::auth::{Principal, Role};
+use crate::db::{self, releases::NewRelease, releases::ReleaseRow};
+use crate::domain::Name;
+use crate::error::{AppError, AppResult};
+use crate::publish_check::check_for_publish;
+
+/// Options of a publish.
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PublishQuery {
+    /// Offer the release to every device regardless of entitlement
+    /// (default false). Ignored when the release already exists.
+    #[serde(default)]
+    pub free_for_all: bool,
+}
+
+/// The outcome of a publish or promote.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct PublishOutcome {
+    /// `created`, or `already_exists` when the same signed payload was
+    /// already published for this version and channel.
+    pub status: &'static str,
+    /// The release as stored.
+    pub release: ReleaseInfo,
+}
+
+/// Path of a product line's releases.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Path)]
+pub struct LinePath {
+    /// Product line id, e.g. `encoders`.
+    pub line: String,
+}
+
+/// Publishes a release (release engineer). The body is the manifest
+/// envelope exactly as written by `firmup-signer sign` (at most 64 KiB).
+/// Its images must have been uploaded first (`PUT /v1/uploads/{sha256}`).
+#[utoipa::path(post, path = "/v1/product-lines/{line}/releases", tag = "releases",
+    params(LinePath, PublishQuery),
+    request_body(content = Object, content_type = "application/json",
+        description = "manifest envelope as written by firmup-signer sign"),
+    responses(
+        (status = 201, description = "published", body = PublishOutcome),
+        (status = 200, description = "the same signed payload was already published", body = PublishOutcome),
+        (status = 403, body = crate::error::ErrorBody),
+        (status = 404, description = "unknown_product_line", body = crate::error::ErrorBody),
+        (status = 409, description = "version_exists, manifest_version_not_increasing", body = crate::error::ErrorBody),
+        (status = 413, description = "manifest_too_large", body = crate::error::ErrorBody),
+        (status = 422, description = "no_trust_root, image_missing, or the engine's code (threshold_not_met, expired, wrong_product_line, ...)", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn publish(
+    State(app): State<AppState>,
+    principal: Principal,
+    Path(path): Path<LinePath>,
+    Query(query): Query<PublishQuery>,
+    body: Result<Bytes, BytesRejection>,
+) -> AppResult<(StatusCode, Json<PublishOutcome>)> {
+    principal.require(&[Role::ReleaseEngineer])?;
+    let line = Name::parse("product line", &path.line)?;
+    let envelope = manifest_body(body)?;
+    let plan = verify_submission(&app, &line, &envelope).await?;
+    store_release(
+        &app,
+        &principal,
+        &line,
+        &envelope,
+        &plan,
+        query.free_for_all,
+        "release.publish",
+        serde_json::json!({}),
+    )
+    .await
+}
+
+/// Checks the product line exists and runs the engine on the envelope with
+/// the latest trust root.
+pub async fn verify_submission(
+    app: &AppState,
+    line: &Name,
+    envelope: &[u8],
+) -> AppResult<UpdatePlan> {
+    if !db::releases::product_line_exists(&app.db, line.as_str()).await? {
+        return Err(AppError::not_found(
+            "unknown_product_line",
+            format!(
+                "product line {line:?} does not exist; an administrator creates it with \
+                 PUT /v1/admin/product-lines/{line}"
+            ),
+        ));
+    }
+    // The read guard is not held across an await: the check is synchronous.
+    let trust = app.trust();
+    let root = trust.latest().ok_or_else(|| {
+        AppError::unprocessable(
+            "no_trust_root",
+            "this server has no trust root, so it cannot verify releases; start it with \
+             --trust-root FILE (root version 1) or POST the root to /v1/trust/roots as an admin",
+        )
+    })?;
+    Ok(check_for_publish(
+        root,
+        line.as_str(),
+        envelope,
+        OffsetDateTime::now_utc(),
+    )?)
+}
+
+/// Stores a verified release (idempotently) with its images and an audit
+/// record `action` in one transaction, then tells the catalogue snapshot.
+/// `detail` is merged into the audit detail.
+#[allow(clippy::too_many_arguments)]
+pub async fn store_release(
+    app: &AppState,
+    principal: &Principal,
+    line: &Name,
+    envelope: &[u8],
+    plan: &UpdatePlan,
+    free_for_all: bool,
+    action: &'static str,
+    detail: serde_json::Value,
+) -> AppResult<(StatusCode, Json<PublishOutcome>)> {
+    let m = &plan.manifest;
+    let version = m.version.to_string();
+    let payload_sha256 = Sha256Digest::of(&plan.payload).to_hex();
+    let target = audit_target(line.as_str(), &m.channel, &m.version);
+
+    if let Some(existing) =
+        db::releases::find(app.db.pool(), line.as_str(), &m.channel, &version).await?
+    {
+        return already_published(app, existing, &payload_sha256, &target).await;
+    }
+
+    let manifest_version = i64::try_from(m.manifest_version).map_err(|_| {
+        AppError::unprocessable(
+            "invalid_manifest_version",
+            format!(
+                "manifest_version {} is too large for this server (max {})",
+                m.manifest_version,
+                i64::MAX
+            ),
+        )
+    })?;
+    // Checked here for a quick answer, and again inside the transaction
+    // (after the insert holds the write lock) against concurrent publishes.
+    let latest =
+        db::releases::max_manifest_version(app.db.pool(), line.as_str(), &m.channel, None).await?;
+    check_increasing(manifest_version, latest, &m.channel)?;
+
+    for image in &m.images {
+        let hex = image.sha256.to_hex();
+        let stored = db::images::length(&app.db, &hex).await?;
+        if stored != Some(image.length) {
+            return Err(AppError::unprocessable(
+                "image_missing",
+                format!(
+                    "image {:?} (sha256 {hex}, {} bytes) is not uploaded; upload it first with \
+                     `firmup-signer publish --image {}` or PUT /v1/uploads/{hex}",
+                    image.name, image.length, image.name
+                ),
+            ));
+        }
+    }
+
+    let hw_compat = serde_json::to_string(&m.hw_compat)
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("serialising hw_compat: {e}")))?;
+    let requires = m.requires.as_ref().map(|r| r.to_string());
+    let new = NewRelease {
+        product_line: line.as_str(),
+        channel: &m.channel,
+        version: &version,
+        manifest_version,
+        security_counter: i64::from(m.security_counter),
+        requires: requires.as_deref(),
+        hw_compat: &hw_compat,
+        envelope,
+        payload_sha256: &payload_sha256,
+        release_notes: m.release_notes.as_deref(),
+        free_for_all,
+        published_at: OffsetDateTime::now_utc(),
+        published_by: &principal.label,
+    };
+
+    let mut tx = app.db.begin().await?;
+    let id = match db::releases::insert(&mut tx, &new).await {
+        Ok(id) => id,
+        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
+            // Published concurrently: answer as if we had come second.
+            drop(tx);
+            let existing = db::releases::find(app.db.pool(), line.as_str(), &m.channel, &version)
+                .await?
+                .ok_or_else(|| anyhow::anyhow!("release {target} vanished after a conflict"))?;
+            return already_published(app, existing, &payload_sha256, &target).await;
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let latest =
+        db::releases::max_manifest_version(&mut *tx, line.as_str(), &m.channel, Some(id)).await?;
+    check_increasing(manifest_version, latest, &m.channel)?;
+    for image in &m.images {
+        let length = i64::try_from(image.length)
+            .map_err(|_| anyhow::anyhow!("image length {} out of range", image.length))?;
+        db::releases::insert_image(
+            &mut tx,
+            id,
+            &image.name,
+            &image.target,
+            &image.sha256.to_hex(),
+            length,
+        )
+        .await?;
+    }
+    let mut audit = serde_json::json!({
+        "product_line": line.as_str(),
+        "channel": m.channel,
+        "version": version,
+        "manifest_version": m.manifest_version,
+        "security_counter": m.security_counter,
+        "payload_sha256": payload_sha256,
+        "free_for_all": free_for_all,
+        "root_version": plan.root_version,
+        "signed_by": plan.signed_by.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
+        "images": m.images.iter().map(|i| serde_json::json!({
+            "name": i.name, "sha256": i.sha256.to_hex(), "length": i.length,
+        })).collect::<Vec<_>>(),
+    });
+    if let (Some(audit), serde_json::Value::Object(extra)) = (audit.as_object_mut(), detail) {
+        audit.extend(extra);
+    }
+    db::audit::record(&mut tx, &principal.actor(), action, &target, audit).await?;
+    tx.commit().await?;
+    app.catalogue_changed();
+    tracing::info!(release = %target, action, payload_sha256 = %payload_sha256, "release stored");
+
+    let row = db::releases::find(app.db.pool(), line.as_str(), &m.channel, &version)
+        .await?
+        .ok_or_else(|| anyhow::anyhow!("release {target} vanished after its commit"))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(PublishOutcome {
+            status: "created",
+            release: load_info(app, row).await?,
+        }),
+    ))
+}
+
+/// The idempotent answer when the version is already on the channel.
+async fn already_published(
+    app: &AppState,
+    existing: ReleaseRow,
+    payload_sha256: &str,
+    target: &str,
+) -> AppResult<(StatusCode, Json<PublishOutcome>)> {
+    if existing.payload_sha256 != payload_sha256 {
+        return Err(AppError::conflict(
+            "version_exists",
+            format!(
+                "{target} is already published with a different signed payload (sha256 {}); \
+                 this manifest's payload has sha256 {payload_sha256}. A published version never \
+                 changes: sign the change as a new version",
+                existing.payload_sha256
+            ),
+        ));
+    }
+    Ok((
+        StatusCode::OK,
+        Json(PublishOutcome {
+            status: "already_exists",
+            release: load_info(app, existing).await?,
+        }),
+    ))
+}
+
+fn check_increasing(
+    manifest_version: i64,
+    latest: Option<(i64, String)>,
+    channel: &str,
+) -> AppResult<()> {
+    match latest {
+        Some((highest, version)) if highest >= manifest_version => Err(AppError::conflict(
+            "manifest_version_not_increasing",
+            format!(
+                "manifest_version {manifest_version} is not greater than {highest}, already used \
+                 by release {version} on channel {channel}; devices would refuse it as a replay. \
+                 Re-sign with --manifest-version {}",
+                highest.saturating_add(1)
+            ),
+        )),
+        _ => Ok(()),
+    }
+}

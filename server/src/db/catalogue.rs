@@ -1,0 +1,218 @@
+//! Product lines, models and the hardware ids each model answers to.
+//!
+//! A hardware id belongs to at most one model (`model_hw_ids.hw_id` is the
+//! primary key), so a device's hardware id names its model without doubt.
+//! This module only reads and writes rows; the rules (which kinds exist,
+//! what may change while devices use a model) live in the catalogue
+//! controllers. It must never decide entitlement.
+
+use sqlx::FromRow;
+use time::{Date, OffsetDateTime};
+
+use super::{Db, Tx};
+
+/// A stored product line.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ProductLineRow {
+    /// Id, as in manifests and root delegations.
+    pub id: String,
+    /// Display name.
+    pub name: String,
+    /// `hardware` or `software`.
+    pub kind: String,
+    /// Standard warranty in months.
+    pub warranty_months: i64,
+    /// When it was first created.
+    pub created_at: OffsetDateTime,
+}
+
+/// A stored model (without its hardware ids).
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct ModelRow {
+    /// Id.
+    pub id: String,
+    /// Product line it belongs to.
+    pub product_line: String,
+    /// Marketing name.
+    pub name: String,
+    /// Launch date.
+    pub launched: Option<Date>,
+    /// Discontinuation date; `None` while in production.
+    pub eol: Option<Date>,
+}
+
+/// A product line by id, inside a transaction.
+#[tracing::instrument(skip(tx))]
+pub async fn product_line_tx(tx: &mut Tx, id: &str) -> Result<Option<ProductLineRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, kind, warranty_months, created_at FROM product_lines WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(&mut **tx)
+    .await
+}
+
+/// Creates a product line or updates its name, kind and warranty (the
+/// creation time is kept).
+#[tracing::instrument(skip(tx))]
+pub async fn upsert_product_line(
+    tx: &mut Tx,
+    id: &str,
+    name: &str,
+    kind: &str,
+    warranty_months: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO product_lines (id, name, kind, warranty_months, created_at)
+         VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET
+            name = excluded.name, kind = excluded.kind,
+            warranty_months = excluded.warranty_months",
+    )
+    .bind(id)
+    .bind(name)
+    .bind(kind)
+    .bind(warranty_months)
+    .bind(OffsetDateTime::now_utc())
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// All product lines, by id.
+#[tracing::instrument(skip(db))]
+pub async fn list_product_lines(db: &Db) -> Result<Vec<ProductLineRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, name, kind, warranty_months, created_at FROM product_lines ORDER BY id",
+    )
+    .fetch_all(db.pool())
+    .await
+}
+
+/// All models, by id.
+#[tracing::instrument(skip(db))]
+pub async fn list_models(db: &Db) -> Result<Vec<ModelRow>, sqlx::Error> {
+    sqlx::query_as("SELECT id, product_line, name, launched, eol FROM models ORDER BY id")
+        .fetch_all(db.pool())
+        .await
+}
+
+/// Every `(model_id, hw_id)` pair, by model then hardware id.
+#[tracing::instrument(skip(db))]
+pub async fn list_hw_ids(db: &Db) -> Result<Vec<(String, String)>, sqlx::Error> {
+    sqlx::query_as("SELECT model_id, hw_id FROM model_hw_ids ORDER BY model_id, hw_id")
+        .fetch_all(db.pool())
+        .await
+}
+
+/// A model by id.
+#[tracing::instrument(skip(db))]
+pub async fn find_model(db: &Db, id: &str) -> Result<Option<ModelRow>, sqlx::Error> {
+    sqlx::query_as("SELECT id, product_line, name, launched, eol FROM models WHERE id = ?")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
+}
+
+/// A model by id, inside a transaction.
+#[tracing::instrument(skip(tx))]
+pub async fn find_model_tx(tx: &mut Tx, id: &str) -> Result<Option<ModelRow>, sqlx::Error> {
+    sqlx::query_as("SELECT id, product_line, name, launched, eol FROM models WHERE id = ?")
+        .bind(id)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// The hardware ids of a model, sorted.
+#[tracing::instrument(skip(db))]
+pub async fn model_hw_ids(db: &Db, model_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT hw_id FROM model_hw_ids WHERE model_id = ? ORDER BY hw_id")
+        .bind(model_id)
+        .fetch_all(db.pool())
+        .await
+}
+
+/// The hardware ids of a model, sorted, inside a transaction.
+#[tracing::instrument(skip(tx))]
+pub async fn model_hw_ids_tx(tx: &mut Tx, model_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT hw_id FROM model_hw_ids WHERE model_id = ? ORDER BY hw_id")
+        .bind(model_id)
+        .fetch_all(&mut **tx)
+        .await
+}
+
+/// The model a hardware id belongs to, if any.
+#[tracing::instrument(skip(tx))]
+pub async fn hw_id_owner(tx: &mut Tx, hw_id: &str) -> Result<Option<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT model_id FROM model_hw_ids WHERE hw_id = ?")
+        .bind(hw_id)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// Creates a model or replaces its product line, name and dates.
+#[tracing::instrument(skip(tx))]
+pub async fn upsert_model(tx: &mut Tx, model: &ModelRow) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO models (id, product_line, name, launched, eol) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (id) DO UPDATE SET
+            product_line = excluded.product_line, name = excluded.name,
+            launched = excluded.launched, eol = excluded.eol",
+    )
+    .bind(&model.id)
+    .bind(&model.product_line)
+    .bind(&model.name)
+    .bind(model.launched)
+    .bind(model.eol)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Replaces the hardware ids of a model. The caller has checked that no
+/// other model owns any of them.
+#[tracing::instrument(skip(tx))]
+pub async fn set_hw_ids(tx: &mut Tx, model_id: &str, hw_ids: &[String]) -> Result<(), sqlx::Error> {
+    sqlx::query("DELETE FROM model_hw_ids WHERE model_id = ?")
+        .bind(model_id)
+        .execute(&mut **tx)
+        .await?;
+    for hw_id in hw_ids {
+        sqlx::query("INSERT INTO model_hw_ids (hw_id, model_id) VALUES (?, ?)")
+            .bind(hw_id)
+            .bind(model_id)
+            .execute(&mut **tx)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Sets or clears a model's EOL date; returns false if there is no such
+/// model.
+#[tracing::instrument(skip(tx))]
+pub async fn set_eol(tx: &mut Tx, model_id: &str, eol: Option<Date>) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query("UPDATE models SET eol = ? WHERE id = ?")
+        .bind(eol)
+        .bind(model_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The distinct hardware ids provisioned devices of a model use, sorted.
+#[tracing::instrument(skip(tx))]
+pub async fn hw_ids_in_use(tx: &mut Tx, model_id: &str) -> Result<Vec<String>, sqlx::Error> {
+    sqlx::query_scalar("SELECT DISTINCT hw_id FROM devices WHERE model_id = ? ORDER BY hw_id")
+        .bind(model_id)
+        .fetch_all(&mut **tx)
+        .await
+}
+
+/// How many devices are provisioned with a model.
+#[tracing::instrument(skip(tx))]
+pub async fn device_count(tx: &mut Tx, model_id: &str) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE model_id = ?")
+        .bind(model_id)
+        .fetch_one(&mut **tx)
+        .await
+}

@@ -1,0 +1,228 @@
+//! Provisioned devices (hardware units and software installations) and the
+//! facts the update check needs about one of them.
+//!
+//! Rows only: validation (known model, hardware id of that model, unique
+//! serials) happens in [`crate::provisioning`] before anything is written.
+//! This module must never create tokens or write audit records itself.
+
+use std::collections::HashSet;
+
+use sqlx::FromRow;
+use time::{Date, OffsetDateTime};
+
+use super::{Db, Tx};
+use crate::entitlement::{ContractFacts, LicenceFacts};
+use crate::snapshot::DeviceFacts;
+
+/// A stored device.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct DeviceRow {
+    /// Serial (installation id for software).
+    pub serial: String,
+    /// Model.
+    pub model_id: String,
+    /// Hardware id (platform id for software).
+    pub hw_id: String,
+    /// Channel it follows.
+    pub channel: String,
+    /// Installed version, as last reported.
+    pub current_version: Option<String>,
+    /// Anti-rollback counter, as last reported.
+    pub security_counter: Option<i64>,
+    /// Root version the device trusts, as last reported.
+    pub root_version: Option<i64>,
+    /// When the owner registered it.
+    pub registered_at: Option<OffsetDateTime>,
+    /// When it was provisioned.
+    pub created_at: OffsetDateTime,
+    /// First contact with the server.
+    pub first_seen: Option<OffsetDateTime>,
+    /// Latest contact with the server.
+    pub last_seen: Option<OffsetDateTime>,
+}
+
+/// A device with its model and product line, for detail views.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct DeviceDetailRow {
+    /// The device.
+    #[sqlx(flatten)]
+    pub device: DeviceRow,
+    /// Model name.
+    pub model_name: String,
+    /// Product line id.
+    pub product_line: String,
+    /// `hardware` or `software`.
+    pub kind: String,
+    /// Standard warranty of the product line, in months.
+    pub warranty_months: i64,
+    /// The model's EOL date.
+    pub eol: Option<Date>,
+}
+
+/// A device to insert.
+#[derive(Debug, Clone, Copy)]
+pub struct NewDevice<'a> {
+    /// Serial.
+    pub serial: &'a str,
+    /// Model.
+    pub model_id: &'a str,
+    /// Hardware id.
+    pub hw_id: &'a str,
+    /// Channel.
+    pub channel: &'a str,
+}
+
+const DEVICE_COLUMNS: &str = "d.serial, d.model_id, d.hw_id, d.channel, d.current_version, \
+     d.security_counter, d.root_version, d.registered_at, d.created_at, d.first_seen, d.last_seen";
+
+/// Which of `serials` are already provisioned (checked in chunks, so a large
+/// import stays within SQLite's bound-parameter limit).
+#[tracing::instrument(skip(tx, serials), fields(count = serials.len()))]
+pub async fn existing_serials(
+    tx: &mut Tx,
+    serials: &[&str],
+) -> Result<HashSet<String>, sqlx::Error> {
+    let mut found = HashSet::new();
+    for chunk in serials.chunks(500) {
+        let placeholders = vec!["?"; chunk.len()].join(", ");
+        let sql = format!("SELECT serial FROM devices WHERE serial IN ({placeholders})");
+        let mut q = sqlx::query_scalar::<_, String>(&sql);
+        for s in chunk {
+            q = q.bind(*s);
+        }
+        found.extend(q.fetch_all(&mut **tx).await?);
+    }
+    Ok(found)
+}
+
+/// Inserts a device.
+#[tracing::instrument(skip(tx))]
+pub async fn insert(
+    tx: &mut Tx,
+    d: NewDevice<'_>,
+    created_at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO devices (serial, model_id, hw_id, channel, created_at) VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(d.serial)
+    .bind(d.model_id)
+    .bind(d.hw_id)
+    .bind(d.channel)
+    .bind(created_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// A device by serial, inside a transaction.
+#[tracing::instrument(skip(tx))]
+pub async fn find_tx(tx: &mut Tx, serial: &str) -> Result<Option<DeviceDetailRow>, sqlx::Error> {
+    sqlx::query_as(&detail_sql())
+        .bind(serial)
+        .fetch_optional(&mut **tx)
+        .await
+}
+
+/// A device with its model and product line.
+#[tracing::instrument(skip(db))]
+pub async fn find(db: &Db, serial: &str) -> Result<Option<DeviceDetailRow>, sqlx::Error> {
+    sqlx::query_as(&detail_sql())
+        .bind(serial)
+        .fetch_optional(db.pool())
+        .await
+}
+
+fn detail_sql() -> String {
+    format!(
+        "SELECT {DEVICE_COLUMNS}, m.name AS model_name, m.product_line, m.eol,
+                p.kind, p.warranty_months
+         FROM devices d
+         JOIN models m ON m.id = d.model_id
+         JOIN product_lines p ON p.id = m.product_line
+         WHERE d.serial = ?"
+    )
+}
+
+/// Sets the channel a device follows.
+#[tracing::instrument(skip(tx))]
+pub async fn set_channel(tx: &mut Tx, serial: &str, channel: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE devices SET channel = ? WHERE serial = ?")
+        .bind(channel)
+        .bind(serial)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Records the owner's registration unless one is recorded already.
+#[tracing::instrument(skip(tx))]
+pub async fn set_registered(
+    tx: &mut Tx,
+    serial: &str,
+    at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE devices SET registered_at = ? WHERE serial = ? AND registered_at IS NULL")
+        .bind(at)
+        .bind(serial)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// What the entitlement decision needs about one device, or `None` if the
+/// serial is not provisioned.
+///
+/// The update-check path calls this on a miss of `App::device_facts`, so it
+/// is three indexed queries and nothing else:
+///
+/// * the device row (model, hardware id, channel);
+/// * its contracts of kind `service_contract` (warranty extensions are
+///   about repairs, not firmware, and are left out);
+/// * its licence with the latest end, a perpetual one (no end) winning; a
+///   device normally holds at most one, and when it holds several the most
+///   generous is the one that decides;
+///
+/// `grants` is left empty: repair grants are loaded by their own module.
+#[tracing::instrument(skip(db))]
+pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFacts>, sqlx::Error> {
+    let row: Option<(String, String, String, String)> =
+        sqlx::query_as("SELECT serial, model_id, hw_id, channel FROM devices WHERE serial = ?")
+            .bind(serial)
+            .fetch_optional(db.pool())
+            .await?;
+    let Some((serial, model_id, hw_id, channel)) = row else {
+        return Ok(None);
+    };
+    let contracts: Vec<(String, Date, Date)> = sqlx::query_as(
+        "SELECT id, starts, ends FROM contracts
+         WHERE serial = ? AND kind = 'service_contract' ORDER BY starts, id",
+    )
+    .bind(&serial)
+    .fetch_all(db.pool())
+    .await?;
+    // NULL (perpetual) sorts first with `ends IS NULL DESC`, then the latest end.
+    let licence: Option<(String, Option<Date>)> = sqlx::query_as(
+        "SELECT id, ends FROM licences WHERE serial = ?
+         ORDER BY ends IS NULL DESC, ends DESC, id LIMIT 1",
+    )
+    .bind(&serial)
+    .fetch_optional(db.pool())
+    .await?;
+    Ok(Some(DeviceFacts {
+        serial,
+        model_id,
+        hw_id,
+        channel,
+        contracts: contracts
+            .into_iter()
+            .map(|(contract_id, starts, ends)| ContractFacts {
+                contract_id,
+                starts,
+                ends,
+            })
+            .collect(),
+        licence: licence.map(|(licence_id, ends)| LicenceFacts { licence_id, ends }),
+        grants: vec![],
+    }))
+}

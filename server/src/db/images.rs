@@ -1,0 +1,37 @@
+//! Uploaded images: one row per verified blob in storage, keyed by its
+//! sha256. A row is written only after storage has accepted the bytes (the
+//! digest and length were checked on the stream), so a row always names a
+//! complete, verified object; publishing relies on that.
+//!
+//! This module must never insert a row for bytes storage has not verified.
+
+use time::OffsetDateTime;
+
+use super::{Db, Tx};
+
+/// Length of the uploaded image `sha256`, if a row exists.
+#[tracing::instrument(skip(db))]
+pub async fn length(db: &Db, sha256: &str) -> Result<Option<u64>, sqlx::Error> {
+    let row: Option<(i64,)> = sqlx::query_as("SELECT length FROM images WHERE sha256 = ?")
+        .bind(sha256)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.map(|(l,)| l.max(0) as u64))
+}
+
+/// Records an image storage has verified; returns false when the row
+/// already existed (uploads are idempotent, content-addressed).
+#[tracing::instrument(skip(tx))]
+pub async fn insert_if_absent(tx: &mut Tx, sha256: &str, length: u64) -> Result<bool, sqlx::Error> {
+    let length = i64::try_from(length).unwrap_or(i64::MAX);
+    let done = sqlx::query(
+        "INSERT INTO images (sha256, length, created_at) VALUES (?, ?, ?)
+         ON CONFLICT (sha256) DO NOTHING",
+    )
+    .bind(sha256)
+    .bind(length)
+    .bind(OffsetDateTime::now_utc())
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}

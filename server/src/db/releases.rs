@@ -1,0 +1,297 @@
+//! Releases: signed manifests accepted for a product line and channel, the
+//! images each installs, and their yank and free-for-all flags.
+//!
+//! The envelope is stored exactly as it was submitted and never rebuilt
+//! from the other columns: those are copies of signed fields, for queries
+//! only. This module must never change a stored envelope or payload digest.
+
+use sqlx::{FromRow, SqliteExecutor};
+use time::OffsetDateTime;
+
+use super::{Db, Tx};
+
+/// A stored release, without its envelope.
+#[derive(Debug, Clone, FromRow)]
+pub struct ReleaseRow {
+    /// Row id.
+    pub id: i64,
+    /// Product line.
+    pub product_line: String,
+    /// Channel (from the signed manifest).
+    pub channel: String,
+    /// Semver version as text (canonical form).
+    pub version: String,
+    /// Replay counter from the manifest.
+    pub manifest_version: i64,
+    /// Anti-rollback counter from the manifest.
+    pub security_counter: i64,
+    /// Minimum installed version, if any.
+    pub requires: Option<String>,
+    /// JSON array of hardware ids.
+    pub hw_compat: String,
+    /// Hex sha256 of the signed payload (not of the envelope, so adding a
+    /// co-signature does not make it another release).
+    pub payload_sha256: String,
+    /// Inline release notes.
+    pub release_notes: Option<String>,
+    /// Offered to every device regardless of entitlement.
+    pub free_for_all: bool,
+    /// When it was published.
+    pub published_at: OffsetDateTime,
+    /// Label of the token that published it.
+    pub published_by: String,
+    /// When it was yanked, if it is.
+    pub yanked_at: Option<OffsetDateTime>,
+    /// Why it was yanked.
+    pub yank_reason: Option<String>,
+}
+
+/// One image of a stored release.
+#[derive(Debug, Clone, FromRow)]
+pub struct ReleaseImageRow {
+    /// The release's row id.
+    pub release_id: i64,
+    /// Image name from the manifest.
+    pub name: String,
+    /// Target slot or component.
+    pub target: String,
+    /// Hex sha256.
+    pub sha256: String,
+    /// Signed length in bytes.
+    pub length: i64,
+}
+
+/// A release to insert; every field comes from a verified manifest except
+/// the publishing facts.
+#[derive(Debug, Clone)]
+pub struct NewRelease<'a> {
+    /// Product line.
+    pub product_line: &'a str,
+    /// Channel.
+    pub channel: &'a str,
+    /// Canonical semver text.
+    pub version: &'a str,
+    /// Replay counter.
+    pub manifest_version: i64,
+    /// Anti-rollback counter.
+    pub security_counter: i64,
+    /// Minimum installed version.
+    pub requires: Option<&'a str>,
+    /// JSON array text of hardware ids.
+    pub hw_compat: &'a str,
+    /// The envelope exactly as submitted.
+    pub envelope: &'a [u8],
+    /// Hex sha256 of the signed payload.
+    pub payload_sha256: &'a str,
+    /// Inline release notes.
+    pub release_notes: Option<&'a str>,
+    /// Free for every device.
+    pub free_for_all: bool,
+    /// Publication time.
+    pub published_at: OffsetDateTime,
+    /// Label of the publishing token.
+    pub published_by: &'a str,
+}
+
+const COLUMNS: &str = "id, product_line, channel, version, manifest_version, security_counter, \
+     requires, hw_compat, payload_sha256, release_notes, free_for_all, published_at, \
+     published_by, yanked_at, yank_reason";
+
+/// Whether the product line exists in the catalogue.
+#[tracing::instrument(skip(db))]
+pub async fn product_line_exists(db: &Db, id: &str) -> Result<bool, sqlx::Error> {
+    let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM product_lines WHERE id = ?")
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.is_some())
+}
+
+/// The release `version` of `product_line` on `channel`.
+#[tracing::instrument(skip(exec))]
+pub async fn find<'c>(
+    exec: impl SqliteExecutor<'c>,
+    product_line: &str,
+    channel: &str,
+    version: &str,
+) -> Result<Option<ReleaseRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM releases WHERE product_line = ? AND channel = ? AND version = ?"
+    ))
+    .bind(product_line)
+    .bind(channel)
+    .bind(version)
+    .fetch_optional(exec)
+    .await
+}
+
+/// Every release of a product line, in no particular order (callers sort
+/// by semver, which SQL text ordering gets wrong: 2.10.0 < 2.9.0 as text).
+#[tracing::instrument(skip(db))]
+pub async fn list(db: &Db, product_line: &str) -> Result<Vec<ReleaseRow>, sqlx::Error> {
+    sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM releases WHERE product_line = ?"
+    ))
+    .bind(product_line)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// The images of one release, by name.
+#[tracing::instrument(skip(db))]
+pub async fn images_of(db: &Db, release_id: i64) -> Result<Vec<ReleaseImageRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT release_id, name, target, sha256, length FROM release_images
+         WHERE release_id = ? ORDER BY name",
+    )
+    .bind(release_id)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// The images of every release of a product line (one query for a list).
+#[tracing::instrument(skip(db))]
+pub async fn images_of_line(
+    db: &Db,
+    product_line: &str,
+) -> Result<Vec<ReleaseImageRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT ri.release_id, ri.name, ri.target, ri.sha256, ri.length
+         FROM release_images ri JOIN releases r ON r.id = ri.release_id
+         WHERE r.product_line = ? ORDER BY ri.release_id, ri.name",
+    )
+    .bind(product_line)
+    .fetch_all(db.pool())
+    .await
+}
+
+/// The stored envelope of a release, byte for byte.
+#[tracing::instrument(skip(db))]
+pub async fn envelope(db: &Db, release_id: i64) -> Result<Option<Vec<u8>>, sqlx::Error> {
+    let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT envelope FROM releases WHERE id = ?")
+        .bind(release_id)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(row.map(|(e,)| e))
+}
+
+/// The highest manifest_version on a product line and channel, ignoring
+/// the release `except` (the one being inserted, when checking inside the
+/// inserting transaction).
+#[tracing::instrument(skip(exec))]
+pub async fn max_manifest_version<'c>(
+    exec: impl SqliteExecutor<'c>,
+    product_line: &str,
+    channel: &str,
+    except: Option<i64>,
+) -> Result<Option<(i64, String)>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT manifest_version, version FROM releases
+         WHERE product_line = ? AND channel = ? AND id != ?
+         ORDER BY manifest_version DESC LIMIT 1",
+    )
+    .bind(product_line)
+    .bind(channel)
+    .bind(except.unwrap_or(-1))
+    .fetch_optional(exec)
+    .await
+}
+
+/// Inserts a release; returns its row id. A second release with the same
+/// product line, channel and version fails with a unique violation.
+#[tracing::instrument(skip(tx, r), fields(product_line = r.product_line, channel = r.channel, version = r.version))]
+pub async fn insert(tx: &mut Tx, r: &NewRelease<'_>) -> Result<i64, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO releases (product_line, channel, version, manifest_version, security_counter,
+             requires, hw_compat, envelope, payload_sha256, release_notes, free_for_all,
+             published_at, published_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(r.product_line)
+    .bind(r.channel)
+    .bind(r.version)
+    .bind(r.manifest_version)
+    .bind(r.security_counter)
+    .bind(r.requires)
+    .bind(r.hw_compat)
+    .bind(r.envelope)
+    .bind(r.payload_sha256)
+    .bind(r.release_notes)
+    .bind(r.free_for_all)
+    .bind(r.published_at)
+    .bind(r.published_by)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.last_insert_rowid())
+}
+
+/// Records one image of a release (the image row must exist).
+#[tracing::instrument(skip(tx))]
+pub async fn insert_image(
+    tx: &mut Tx,
+    release_id: i64,
+    name: &str,
+    target: &str,
+    sha256: &str,
+    length: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "INSERT INTO release_images (release_id, name, target, sha256, length)
+         VALUES (?, ?, ?, ?, ?)",
+    )
+    .bind(release_id)
+    .bind(name)
+    .bind(target)
+    .bind(sha256)
+    .bind(length)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Yanks a release; false if it was already yanked.
+#[tracing::instrument(skip(tx, reason))]
+pub async fn yank(
+    tx: &mut Tx,
+    release_id: i64,
+    at: OffsetDateTime,
+    reason: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE releases SET yanked_at = ?, yank_reason = ? WHERE id = ? AND yanked_at IS NULL",
+    )
+    .bind(at)
+    .bind(reason)
+    .bind(release_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Un-yanks a release; false if it was not yanked.
+#[tracing::instrument(skip(tx))]
+pub async fn unyank(tx: &mut Tx, release_id: i64) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query(
+        "UPDATE releases SET yanked_at = NULL, yank_reason = NULL
+         WHERE id = ? AND yanked_at IS NOT NULL",
+    )
+    .bind(release_id)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Sets the free-for-all flag of a release.
+#[tracing::instrument(skip(tx))]
+pub async fn set_free_for_all(
+    tx: &mut Tx,
+    release_id: i64,
+    free_for_all: bool,
+) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE releases SET free_for_all = ? WHERE id = ?")
+        .bind(free_for_all)
+        .bind(release_id)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,211 @@
+//! Device telemetry: installation progress reports and the buffered
+//! last-seen state of devices.
+//!
+//! These rows describe what devices say about themselves; they are not
+//! people's actions, so nothing here writes the audit log. This module must
+//! never change the catalogue or a device's registration (model, hardware
+//! id, channel), only what the device reports.
+
+use std::collections::BTreeMap;
+
+use time::OffsetDateTime;
+
+use super::{Db, Tx};
+use crate::lastseen::Pending;
+
+/// Writes coalesced last-seen records in one transaction; returns how many
+/// devices were updated.
+///
+/// The `last_seen <= ?` guard keeps a record that is older than what is
+/// stored (a replica whose flush runs late, or a check queued before an
+/// `installed` report) from moving `last_seen` and the reported state back.
+#[tracing::instrument(skip(db, batch), fields(devices = batch.len()))]
+pub async fn write_last_seen(db: &Db, batch: &[Pending]) -> Result<usize, sqlx::Error> {
+    let mut tx = db.begin().await?;
+    let mut updated = 0;
+    for p in batch {
+        let seen = &p.latest;
+        let at = stamp(seen.seen_at);
+        let done = sqlx::query(
+            "UPDATE devices SET last_seen = ?, first_seen = COALESCE(first_seen, ?),
+                 current_version = ?, security_counter = ?, root_version = ?
+             WHERE serial = ? AND (last_seen IS NULL OR last_seen <= ?)",
+        )
+        .bind(&at)
+        .bind(stamp(p.first_seen))
+        .bind(&seen.current_version)
+        .bind(seen.security_counter)
+        .bind(seen.root_version)
+        .bind(&seen.serial)
+        .bind(&at)
+        .execute(&mut *tx)
+        .await?;
+        updated += done.rows_affected() as usize;
+    }
+    tx.commit().await?;
+    Ok(updated)
+}
+
+/// `first_seen`/`last_seen` as fixed-width RFC 3339 UTC text (microseconds),
+/// so that comparing the text in SQL compares the instants; the default
+/// encoding drops trailing zeros of the fraction, and then it would not.
+/// Every writer of these two columns uses this.
+fn stamp(t: OffsetDateTime) -> String {
+    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
+    );
+    t.to_offset(time::UtcOffset::UTC)
+        .format(FORMAT)
+        .unwrap_or_else(|_| t.unix_timestamp().to_string())
+}
+
+/// The id of release `version` of `product_line` on `channel`, yanked or
+/// not (a device may report on a release yanked after it started).
+#[tracing::instrument(skip(db))]
+pub async fn release_id(
+    db: &Db,
+    product_line: &str,
+    channel: &str,
+    version: &str,
+) -> Result<Option<i64>, sqlx::Error> {
+    sqlx::query_scalar(
+        "SELECT id FROM releases WHERE product_line = ? AND channel = ? AND version = ?",
+    )
+    .bind(product_line)
+    .bind(channel)
+    .bind(version)
+    .fetch_optional(db.pool())
+    .await
+}
+
+/// A report to store.
+#[derive(Debug, Clone, Copy)]
+pub struct NewReport<'a> {
+    /// Reporting device.
+    pub serial: &'a str,
+    /// The release reported on.
+    pub release_id: i64,
+    /// Its version (canonical semver text).
+    pub version: &'a str,
+    /// Stage, one of the schema's stages.
+    pub stage: &'a str,
+    /// Machine-readable failure reason.
+    pub reason_code: Option<&'a str>,
+    /// Free text from the device.
+    pub detail: Option<&'a str>,
+    /// When it was received.
+    pub at: OffsetDateTime,
+}
+
+/// Stores a report; returns its id.
+#[tracing::instrument(skip(tx, r), fields(serial = r.serial, stage = r.stage))]
+pub async fn insert(tx: &mut Tx, r: &NewReport<'_>) -> Result<i64, sqlx::Error> {
+    let done = sqlx::query(
+        "INSERT INTO reports (serial, release_id, version, stage, reason_code, detail, at)
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(r.serial)
+    .bind(r.release_id)
+    .bind(r.version)
+    .bind(r.stage)
+    .bind(r.reason_code)
+    .bind(r.detail)
+    .bind(r.at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.last_insert_rowid())
+}
+
+/// Records the version a device says it now runs after an `installed`
+/// report at `at`; the report is also a contact, so `last_seen` moves on,
+/// which keeps a check queued before the report from undoing it.
+#[tracing::instrument(skip(tx))]
+pub async fn record_installed(
+    tx: &mut Tx,
+    serial: &str,
+    version: &str,
+    at: OffsetDateTime,
+) -> Result<(), sqlx::Error> {
+    let at = stamp(at);
+    sqlx::query(
+        "UPDATE devices SET current_version = ?, first_seen = COALESCE(first_seen, ?),
+             last_seen = MAX(COALESCE(last_seen, ''), ?)
+         WHERE serial = ?",
+    )
+    .bind(version)
+    .bind(&at)
+    .bind(&at)
+    .bind(serial)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+/// Counts of the reports on one release.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReportCounts {
+    /// Devices by the stage of their latest report.
+    pub latest_by_stage: BTreeMap<String, i64>,
+    /// Reports by stage (every report counts).
+    pub by_stage: BTreeMap<String, i64>,
+    /// Failed and rolled-back reports by reason code.
+    pub failures_by_reason: BTreeMap<String, i64>,
+}
+
+/// The counts of the reports on `release_id`.
+#[tracing::instrument(skip(db))]
+pub async fn counts(db: &Db, release_id: i64) -> Result<ReportCounts, sqlx::Error> {
+    let latest: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT r.stage, COUNT(*) FROM reports r
+         JOIN (SELECT MAX(id) AS id FROM reports WHERE release_id = ? GROUP BY serial) l
+           ON l.id = r.id
+         GROUP BY r.stage",
+    )
+    .bind(release_id)
+    .fetch_all(db.pool())
+    .await?;
+    let by_stage: Vec<(String, i64)> =
+        sqlx::query_as("SELECT stage, COUNT(*) FROM reports WHERE release_id = ? GROUP BY stage")
+            .bind(release_id)
+            .fetch_all(db.pool())
+            .await?;
+    let reasons: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT COALESCE(reason_code, 'unspecified'), COUNT(*) FROM reports
+         WHERE release_id = ? AND stage IN ('failed', 'rolled_back')
+         GROUP BY 1",
+    )
+    .bind(release_id)
+    .fetch_all(db.pool())
+    .await?;
+    Ok(ReportCounts {
+        latest_by_stage: latest.into_iter().collect(),
+        by_stage: by_stage.into_iter().collect(),
+        failures_by_reason: reasons.into_iter().collect(),
+    })
+}
+
+/// What a device last told the server about itself (buffered last-seen
+/// state, at most one flush behind).
+#[derive(Debug, Clone, Default, PartialEq, Eq, sqlx::FromRow)]
+pub struct ReportedState {
+    /// Version it runs.
+    pub current_version: Option<String>,
+    /// Its anti-rollback counter.
+    pub security_counter: Option<i64>,
+    /// Root version it trusts.
+    pub root_version: Option<i64>,
+    /// Latest contact.
+    pub last_seen: Option<OffsetDateTime>,
+}
+
+/// The reported state of a device; `None` for an unknown serial.
+#[tracing::instrument(skip(db))]
+pub async fn reported_state(db: &Db, serial: &str) -> Result<Option<ReportedState>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT current_version, security_counter, root_version, last_seen
+         FROM devices WHERE serial = ?",
+    )
+    .bind(serial)
+    .fetch_optional(db.pool())
+    .await
+}
