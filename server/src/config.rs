@@ -128,6 +128,23 @@ pub struct Overrides {
 }
 
 impl Config {
+    /// Field names, as read from `FIRMUP_<FIELD>` environment variables.
+    pub const FIELDS: &'static [&'static str] = &[
+        "listen",
+        "data_dir",
+        "database_url",
+        "blob_dir",
+        "trust_root",
+        "max_image_bytes",
+        "grant_key",
+        "grant_ttl_secs",
+        "poll_interval_secs",
+        "poll_jitter_percent",
+        "cache_ttl_secs",
+        "last_seen_flush_ms",
+        "log_format",
+    ];
+
     /// Builds the configuration from all layers.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
@@ -140,7 +157,9 @@ impl Config {
             fig = fig.merge(Toml::file(path));
         }
         let config: Config = fig
-            .merge(Env::prefixed("FIRMUP_").ignore(&["CONFIG"]))
+            // Only the variables that name a field: FIRMUP_CONFIG, FIRMUP_LOG
+            // and FIRMUP_TOKEN (the signer's) are someone else's.
+            .merge(Env::prefixed("FIRMUP_").only(Self::FIELDS))
             .merge(Serialized::globals(overrides))
             .extract()
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
@@ -170,5 +189,47 @@ impl Config {
         self.blob_dir
             .clone()
             .unwrap_or_else(|| self.data_dir.join("blobs"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_field_can_come_from_the_environment() {
+        let json = serde_json::to_value(Config::default()).unwrap_or_default();
+        let mut names: Vec<&str> = json
+            .as_object()
+            .map(|o| o.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        names.sort_unstable();
+        let mut fields = Config::FIELDS.to_vec();
+        fields.sort_unstable();
+        assert_eq!(names, fields);
+    }
+
+    #[test]
+    #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type
+    fn layers_apply_in_order_and_foreign_variables_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "firmup.toml",
+                "poll_interval_secs = 60\nlisten = \"127.0.0.1:9000\"",
+            )?;
+            jail.set_env("FIRMUP_POLL_INTERVAL_SECS", "120");
+            jail.set_env("FIRMUP_TOKEN", "not-a-setting");
+            jail.set_env("FIRMUP_LOG", "debug");
+            let overrides = Overrides {
+                listen: Some("127.0.0.1:9100".parse().map_err(|e| format!("{e}"))?),
+                ..Overrides::default()
+            };
+            let c = Config::load(Some(Path::new("firmup.toml")), &overrides)
+                .map_err(|e| e.to_string())?;
+            assert_eq!(c.poll_interval_secs, 120, "env beats file");
+            assert_eq!(c.listen.port(), 9100, "flags beat everything");
+            assert_eq!(c.max_image_bytes, Config::default().max_image_bytes);
+            Ok(())
+        });
     }
 }

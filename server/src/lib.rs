@@ -20,6 +20,7 @@ pub mod db;
 pub mod domain;
 pub mod entitlement;
 pub mod error;
+pub mod extract;
 pub mod grants;
 pub mod lastseen;
 pub mod provisioning;

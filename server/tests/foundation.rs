@@ -198,3 +198,41 @@ async fn root_rotation_is_verified_and_served() {
         .await;
     assert_eq!(r.error_code(), "root_version_skip");
 }
+
+#[tokio::test]
+async fn malformed_json_gets_the_error_envelope() {
+    let t = TestApp::new().await;
+    let r = t
+        .send(
+            Method::POST,
+            "/v1/admin/tokens",
+            Some(&t.admin),
+            &[("content-type", "application/json")],
+            "{\"role\": ",
+        )
+        .await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (StatusCode::BAD_REQUEST, "invalid_json")
+    );
+    let r = t
+        .send(
+            Method::POST,
+            "/v1/admin/tokens",
+            Some(&t.admin),
+            &[("content-type", "application/json")],
+            "{\"role\": \"wizard\", \"label\": \"x\"}",
+        )
+        .await;
+    assert_eq!(r.error_code(), "invalid_json");
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("wizard")
+    );
+    let r = t
+        .send(Method::POST, "/v1/admin/tokens", Some(&t.admin), &[], "{}")
+        .await;
+    assert_eq!(r.error_code(), "missing_content_type");
+}

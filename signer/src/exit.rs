@@ -17,13 +17,29 @@ pub const EXIT_REJECTED: u8 = 1;
 /// Exit code of an input error (bad file, bad key, refusal to overwrite).
 pub const EXIT_INPUT: u8 = 3;
 
-/// Marks an error as the engine's verdict on an artifact (exit code 1).
+/// Marks an error as a verdict on an artifact (exit code 1): the engine's,
+/// or a server's refusal of a publish.
 #[derive(Debug)]
-pub struct Rejected(pub firmup_client::Error);
+pub struct Rejected {
+    /// Stable code (the engine's or the server's).
+    pub code: String,
+    /// What was wrong.
+    pub message: String,
+}
+
+impl Rejected {
+    /// A verdict of the verification engine.
+    pub fn engine(err: &firmup_client::Error) -> Self {
+        Rejected {
+            code: err.code().to_string(),
+            message: err.to_string(),
+        }
+    }
+}
 
 impl fmt::Display for Rejected {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "REJECTED ({}): {}", self.0.code(), self.0)
+        write!(f, "REJECTED ({}): {}", self.code, self.message)
     }
 }
 
@@ -35,7 +51,7 @@ pub fn verdict(err: firmup_client::Error) -> anyhow::Error {
     if err.code() == "io" {
         anyhow::Error::new(err)
     } else {
-        anyhow::Error::new(Rejected(err))
+        anyhow::Error::new(Rejected::engine(&err))
     }
 }
 

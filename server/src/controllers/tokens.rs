@@ -13,6 +13,7 @@ use crate::auth::{self, Actor, Principal, Role};
 use crate::db::{self, Db, Tx};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
+use crate::extract::JsonBody;
 
 /// Routes of this module.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -124,7 +125,7 @@ pub async fn create_token_tx(tx: &mut Tx, actor: &Actor, req: NewToken) -> AppRe
 pub async fn create(
     State(app): State<AppState>,
     principal: Principal,
-    Json(req): Json<NewToken>,
+    JsonBody(req): JsonBody<NewToken>,
 ) -> AppResult<(StatusCode, Json<CreatedToken>)> {
     principal.require(&[Role::Admin])?;
     let created = create_token(&app.db, &principal.actor(), req).await?;

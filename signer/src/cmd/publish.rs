@@ -28,7 +28,7 @@ use reqwest::StatusCode;
 use reqwest::blocking::{Body, Client, Response};
 use reqwest::header::CONTENT_TYPE;
 
-use crate::exit::{self, EXIT_REJECTED};
+use crate::exit::Rejected;
 use crate::fsutil;
 use crate::images;
 use crate::progress;
@@ -153,36 +153,11 @@ impl ServerUrl {
     }
 }
 
-/// The server's refusal (a 4xx answer): the command's verdict, exit 1.
-#[derive(Debug)]
-pub struct ServerRejected {
-    /// The server's stable error code.
-    pub code: String,
-    /// The server's message.
-    pub message: String,
-}
-
-impl fmt::Display for ServerRejected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "REJECTED ({}): {}", self.code, self.message)
-    }
-}
-
-impl std::error::Error for ServerRejected {}
-
-/// Runs `publish`.
-///
-/// A refusal by the server is this command's verdict (exit 1), like a
-/// rejection by the engine in `verify`; `exit::report` only knows the
-/// engine's verdict type, so the server's is reported here.
+/// Runs `publish`. A refusal by the server (a 4xx answer) is this
+/// command's verdict, reported as [`Rejected`] (exit 1), like a rejection by
+/// the engine in `verify`.
 pub fn run(args: Args) -> Result<()> {
-    match publish(args) {
-        Err(e) if e.downcast_ref::<ServerRejected>().is_some() => {
-            println!("{}", exit::one_line(&format!("{e}")));
-            std::process::exit(i32::from(EXIT_REJECTED));
-        }
-        other => other,
-    }
+    publish(args)
 }
 
 fn publish(args: Args) -> Result<()> {
@@ -358,7 +333,7 @@ fn server_error(response: Response, doing: &str) -> anyhow::Error {
     let _ = response.take(MAX_ERROR_BODY).read_to_end(&mut body);
     let (code, message) = error_fields(status, &body);
     if status.is_client_error() {
-        anyhow::Error::new(ServerRejected {
+        anyhow::Error::new(Rejected {
             code,
             message: format!("{message} ({doing})"),
         })
@@ -453,6 +428,6 @@ mod tests {
         };
         let err = check_length(&spec, &path).unwrap_err();
         assert!(err.to_string().contains("3 bytes"), "{err}");
-        assert!(err.downcast_ref::<ServerRejected>().is_none());
+        assert!(err.downcast_ref::<Rejected>().is_none());
     }
 }

@@ -349,12 +349,12 @@ mod tests {
         }
     }
 
-    fn rejection_code(result: Result<()>) -> &'static str {
+    fn rejection_code(result: Result<()>) -> String {
         let err = result.unwrap_err();
         err.downcast_ref::<Rejected>()
             .unwrap_or_else(|| panic!("not a verdict: {err:#}"))
-            .0
-            .code()
+            .code
+            .clone()
     }
 
     /// The whole release flow through the commands' `run` functions: a
@@ -470,14 +470,11 @@ mod tests {
     fn peeking_refuses_oversize_and_foreign_envelopes() {
         let big = vec![b' '; MAX_MANIFEST_BYTES as usize + 1];
         let err = peek_product_line(&big).unwrap_err();
-        assert_eq!(
-            err.downcast_ref::<Rejected>().unwrap().0.code(),
-            "too_large"
-        );
+        assert_eq!(err.downcast_ref::<Rejected>().unwrap().code, "too_large");
         let root_env = Envelope::new(firmup_client::root::ROOT_PAYLOAD_TYPE, b"{}");
         let err = peek_product_line(&root_env.to_json_bytes()).unwrap_err();
         assert_eq!(
-            err.downcast_ref::<Rejected>().unwrap().0.code(),
+            err.downcast_ref::<Rejected>().unwrap().code,
             "unknown_payload_type"
         );
     }

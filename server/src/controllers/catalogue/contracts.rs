@@ -8,18 +8,18 @@
 //! and must never be shown to a device.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-use super::{json_body, require_admin, unknown_serial};
+use super::{require_admin, unknown_serial};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::db::{self, contracts::ContractRow};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
+use crate::extract::JsonBody;
 use crate::provisioning::{self, format_date};
 
 /// A contract to add.
@@ -92,11 +92,11 @@ pub async fn create(
     State(app): State<AppState>,
     principal: Principal,
     Path(serial): Path<String>,
-    body: Result<Json<ContractInput>, JsonRejection>,
+    JsonBody(body): JsonBody<ContractInput>,
 ) -> AppResult<(StatusCode, Json<ContractView>)> {
     require_admin(&principal)?;
     let serial = Name::parse("serial", &serial)?;
-    let input = json_body(body)?;
+    let input = body;
     let terms = provisioning::parse_contract(&input.id, &input.kind, &input.starts, &input.ends)?;
     let mut tx = app.db.begin().await?;
     if db::devices::find_tx(&mut tx, serial.as_str())

@@ -8,7 +8,6 @@
 //! never logged or stored.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -16,12 +15,13 @@ use time::OffsetDateTime;
 
 use super::contracts::{ContractView, contract_view};
 use super::licences::{LicenceView, licence_view};
-use super::{json_body, require_admin, require_reader, unknown_serial, warranty};
+use super::{require_admin, require_reader, unknown_serial, warranty};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::db::{self, Db};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
+use crate::extract::JsonBody;
 use crate::provisioning::{
     self, DeviceEntry, EntryRef, MAX_DEVICES_PER_REQUEST, Source, format_date,
 };
@@ -92,10 +92,10 @@ pub struct ProvisionResponse {
 pub async fn provision(
     State(app): State<AppState>,
     principal: Principal,
-    body: Result<Json<ProvisionRequest>, JsonRejection>,
+    JsonBody(body): JsonBody<ProvisionRequest>,
 ) -> AppResult<(StatusCode, Json<ProvisionResponse>)> {
     require_admin(&principal)?;
-    let req = json_body(body)?;
+    let req = body;
     if req.devices.len() > MAX_DEVICES_PER_REQUEST {
         return Err(AppError::PayloadTooLarge {
             code: "too_many_devices",
@@ -285,11 +285,11 @@ pub async fn set_channel(
     State(app): State<AppState>,
     principal: Principal,
     Path(serial): Path<String>,
-    body: Result<Json<ChannelInput>, JsonRejection>,
+    JsonBody(body): JsonBody<ChannelInput>,
 ) -> AppResult<Json<DeviceView>> {
     require_admin(&principal)?;
     let serial = Name::parse("serial", &serial)?;
-    let channel = Name::parse("channel", &json_body(body)?.channel)?;
+    let channel = Name::parse("channel", &body.channel)?;
     let mut tx = app.db.begin().await?;
     let row = db::devices::find_tx(&mut tx, serial.as_str())
         .await?

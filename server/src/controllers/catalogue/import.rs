@@ -12,17 +12,17 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
 use serde::{Deserialize, Serialize};
 
 use super::models::{ModelInput, apply as apply_model};
 use super::product_lines::{ProductLineInput, apply as apply_line};
-use super::{json_body, patch, require_admin, warranty};
+use super::{patch, require_admin, warranty};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::db;
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
+use crate::extract::JsonBody;
 use crate::provisioning::in_context;
 
 /// A catalogue to import.
@@ -144,10 +144,10 @@ pub struct ImportSummary {
 pub async fn import(
     State(app): State<AppState>,
     principal: Principal,
-    body: Result<Json<CatalogueImport>, JsonRejection>,
+    JsonBody(body): JsonBody<CatalogueImport>,
 ) -> AppResult<Json<ImportSummary>> {
     require_admin(&principal)?;
-    let doc = json_body(body)?;
+    let doc = body;
     let mut summary = ImportSummary::default();
     let mut tx = app.db.begin().await?;
     for (i, line) in doc.product_lines.iter().enumerate() {

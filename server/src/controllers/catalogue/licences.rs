@@ -6,17 +6,17 @@
 //! be shown to a device.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{json_body, require_admin, unknown_serial};
+use super::{require_admin, unknown_serial};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::db::{self, contracts::LicenceRow};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
+use crate::extract::JsonBody;
 use crate::provisioning::{self, check_period, format_date, parse_date};
 
 /// A licence to add.
@@ -82,11 +82,11 @@ pub async fn create(
     State(app): State<AppState>,
     principal: Principal,
     Path(serial): Path<String>,
-    body: Result<Json<LicenceInput>, JsonRejection>,
+    JsonBody(body): JsonBody<LicenceInput>,
 ) -> AppResult<(StatusCode, Json<LicenceView>)> {
     require_admin(&principal)?;
     let serial = Name::parse("serial", &serial)?;
-    let input = json_body(body)?;
+    let input = body;
     let id = Name::parse("licence id", &input.id)?;
     let starts = parse_date("starts", &input.starts)?;
     let ends = input

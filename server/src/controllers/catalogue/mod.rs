@@ -18,10 +18,7 @@ pub mod models;
 pub mod product_lines;
 pub mod warranty;
 
-use axum::Json;
 use axum::extract::DefaultBodyLimit;
-use axum::extract::rejection::JsonRejection;
-use axum::http::StatusCode;
 use serde::{Deserialize, Deserializer};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -67,21 +64,6 @@ pub fn require_reader(principal: &Principal) -> AppResult<()> {
 /// Fails with 403 unless the caller is an admin.
 pub fn require_admin(principal: &Principal) -> AppResult<()> {
     principal.require(&[Role::Admin])
-}
-
-/// A JSON body, with axum's rejection turned into the API's error envelope.
-pub fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> AppResult<T> {
-    match body {
-        Ok(Json(v)) => Ok(v),
-        Err(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => Err(AppError::PayloadTooLarge {
-            code: "body_too_large",
-            message: format!(
-                "the request body is larger than {MAX_BULK_BODY_BYTES} bytes; split it into \
-                 several requests"
-            ),
-        }),
-        Err(e) => Err(AppError::bad_request("invalid_json", e.body_text())),
-    }
 }
 
 /// Deserialises a field that may be absent (outer `None`: keep the stored

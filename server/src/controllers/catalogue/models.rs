@@ -9,19 +9,19 @@
 use std::collections::HashSet;
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-use super::{display_name, json_body, patch, require_admin, require_reader};
+use super::{display_name, patch, require_admin, require_reader};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::db::catalogue::ModelRow;
 use crate::db::{self, Tx};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
+use crate::extract::JsonBody;
 use crate::provisioning::{format_date, parse_date};
 
 /// A model to create or update. `launched` and `eol` may be left out to
@@ -279,11 +279,11 @@ pub async fn put(
     State(app): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-    body: Result<Json<ModelInput>, JsonRejection>,
+    JsonBody(body): JsonBody<ModelInput>,
 ) -> AppResult<(StatusCode, Json<ModelView>)> {
     require_admin(&principal)?;
     let id = Name::parse("model id", &id)?;
-    let input = json_body(body)?;
+    let input = body;
     let mut tx = app.db.begin().await?;
     let change = apply(&mut tx, &id, &input).await?;
     let (action, detail) = match &change.before {
@@ -341,11 +341,11 @@ pub async fn put_eol(
     State(app): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-    body: Result<Json<EolInput>, JsonRejection>,
+    JsonBody(body): JsonBody<EolInput>,
 ) -> AppResult<Json<ModelView>> {
     require_admin(&principal)?;
     let id = Name::parse("model id", &id)?;
-    let input = json_body(body)?;
+    let input = body;
     let Some(eol) = input.eol else {
         return Err(AppError::bad_request(
             "missing_eol",

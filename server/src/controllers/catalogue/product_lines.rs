@@ -3,20 +3,20 @@
 //! its id is the one manifests and root delegations use.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::models::{ModelView, model_view};
-use super::{display_name, json_body, require_admin, require_reader, warranty};
+use super::{display_name, require_admin, require_reader, warranty};
 use crate::app::AppState;
 use crate::auth::{Actor, Principal};
 use crate::db::catalogue::ProductLineRow;
 use crate::db::{self, Db, Tx};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
+use crate::extract::JsonBody;
 
 /// Standard warranty when a request does not give one.
 pub const DEFAULT_WARRANTY_MONTHS: u32 = 12;
@@ -158,11 +158,11 @@ pub async fn put(
     State(app): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-    body: Result<Json<ProductLineInput>, JsonRejection>,
+    JsonBody(body): JsonBody<ProductLineInput>,
 ) -> AppResult<(StatusCode, Json<ProductLineView>)> {
     require_admin(&principal)?;
     let id = Name::parse("product line id", &id)?;
-    let input = json_body(body)?;
+    let input = body;
     let change = put_line(&app.db, &principal.actor(), &id, &input).await?;
     app.catalogue_changed();
     let view = load_views(&app.db)

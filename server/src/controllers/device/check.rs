@@ -27,6 +27,7 @@ use crate::controllers::trust::raw_envelopes;
 use crate::domain::{Name, parse_version};
 use crate::entitlement::Decision;
 use crate::error::{AppError, AppResult};
+use crate::extract::JsonBody;
 use crate::lastseen::Seen;
 use crate::selection::{self, Outcome, Reported, Terms};
 use crate::snapshot::SharedRaw;
@@ -159,7 +160,7 @@ pub struct CheckResponse {
 pub async fn check(
     State(app): State<AppState>,
     principal: Principal,
-    Json(req): Json<CheckRequest>,
+    JsonBody(req): JsonBody<CheckRequest>,
 ) -> AppResult<Json<CheckResponse>> {
     principal.require_device(&req.serial)?;
     let current = parse_version("current_version", &req.current_version)?;

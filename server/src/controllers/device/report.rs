@@ -18,6 +18,7 @@ use crate::auth::Principal;
 use crate::db;
 use crate::domain::{Name, parse_version};
 use crate::error::{AppError, AppResult};
+use crate::extract::JsonBody;
 
 /// Longest accepted `reason_code`, in characters.
 pub const MAX_REASON_CODE: usize = 64;
@@ -140,7 +141,7 @@ pub fn parse_reason_code(s: &str) -> AppResult<&str> {
 pub async fn report(
     State(app): State<AppState>,
     principal: Principal,
-    Json(req): Json<ReportRequest>,
+    JsonBody(req): JsonBody<ReportRequest>,
 ) -> AppResult<(StatusCode, Json<ReportAccepted>)> {
     principal.require_device(&req.serial)?;
     let version = parse_version("version", &req.version)?.to_string();

@@ -5,16 +5,15 @@
 //! still decides where it may be installed.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use serde::Deserialize;
 
-use super::yank::json_body;
 use super::{ReleaseInfo, ReleaseKey, ReleasePath, find_release, load_info};
 use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::db;
 use crate::error::AppResult;
+use crate::extract::JsonBody;
 
 /// The new flag.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -38,11 +37,11 @@ pub async fn set_free_for_all(
     State(app): State<AppState>,
     principal: Principal,
     Path(path): Path<ReleasePath>,
-    body: Result<Json<FreeForAllRequest>, JsonRejection>,
+    JsonBody(body): JsonBody<FreeForAllRequest>,
 ) -> AppResult<Json<ReleaseInfo>> {
     principal.require(&[Role::ReleaseEngineer])?;
     let key = ReleaseKey::parse(&path)?;
-    let Json(req) = json_body(body)?;
+    let req = body;
     let row = find_release(&app, &key).await?;
     if row.free_for_all != req.free_for_all {
         let mut tx = app.db.begin().await?;

@@ -5,7 +5,6 @@
 //! still install it offline; revoking trust means rotating the root.
 
 use axum::Json;
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use serde::Deserialize;
 use time::OffsetDateTime;
@@ -15,6 +14,7 @@ use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::db;
 use crate::error::{AppError, AppResult};
+use crate::extract::JsonBody;
 
 /// Why a release is yanked.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -39,11 +39,11 @@ pub async fn yank(
     State(app): State<AppState>,
     principal: Principal,
     Path(path): Path<ReleasePath>,
-    body: Result<Json<YankRequest>, JsonRejection>,
+    JsonBody(body): JsonBody<YankRequest>,
 ) -> AppResult<Json<ReleaseInfo>> {
     principal.require(&[Role::ReleaseEngineer])?;
     let key = ReleaseKey::parse(&path)?;
-    let Json(req) = json_body(body)?;
+    let req = body;
     let reason = req.reason.trim();
     if reason.is_empty() || reason.len() > 1000 {
         return Err(AppError::bad_request(
@@ -113,9 +113,4 @@ pub async fn unyank(
     app.catalogue_changed();
     let row = find_release(&app, &key).await?;
     Ok(Json(load_info(&app, row).await?))
-}
-
-/// A JSON body, with axum's rejection turned into the API's error envelope.
-pub fn json_body<T>(body: Result<Json<T>, JsonRejection>) -> AppResult<Json<T>> {
-    body.map_err(|e| AppError::bad_request("invalid_json", e.body_text()))
 }
