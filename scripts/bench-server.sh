@@ -36,6 +36,8 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+# nginx workers run unprivileged: let them read the files they serve.
+chmod 755 "$work"
 cd "$work"
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' 2>/dev/null || echo $((20000 + RANDOM % 20000)); }
@@ -104,16 +106,24 @@ LUA
 rps() { awk '/^Requests\/sec/ {print $2}'; }
 mibps() { awk '/^Transfer\/sec/ { v=$2; u=substr(v, length(v)-1); n=v+0; if (u=="GB") n*=1024; else if (u=="KB") n/=1024; print n }'; }
 errors() { awk '/Non-2xx|Socket errors/ {print}'; }
+# A benchmark of error answers is no benchmark: stop on any non-2xx.
+ok_only() {
+  if grep -q 'Non-2xx' <<<"$2"; then
+    echo "$1 answered errors during the run:" >&2; grep 'Non-2xx' <<<"$2" >&2; exit 1
+  fi
+}
 
 echo "1/3 update checks, 64 connections, ${secs}s each" >&2
 f_out=$(wrk -t2 -c64 -d"${secs}s" -s check.lua "$base/v1/device/check")
 n_out=$(wrk -t2 -c64 -d"${secs}s" "http://127.0.0.1:$nport/check.json")
+ok_only firmup-server "$f_out"; ok_only nginx "$n_out"
 f_rps=$(rps <<<"$f_out"); n_rps=$(rps <<<"$n_out")
 errors <<<"$f_out" >&2
 
 echo "2/3 downloads, 8 connections, ${secs}s each" >&2
 f_out=$(wrk -t2 -c8 -d"${secs}s" "$base$url")
 n_out=$(wrk -t2 -c8 -d"${secs}s" "http://127.0.0.1:$nport/image.bin")
+ok_only firmup-server "$f_out"; ok_only nginx "$n_out"
 f_mib=$(mibps <<<"$f_out"); n_mib=$(mibps <<<"$n_out")
 errors <<<"$f_out" >&2
 
@@ -128,6 +138,7 @@ while kill -0 "$wrk_pid" 2>/dev/null; do
   sleep 0.2
 done
 hwm=$(awk '/VmHWM/ {print $2}' "/proc/$server_pid/status")
+ok_only "firmup-server (256 connections)" "$(cat wrk256.out)"
 f256_mib=$(mibps < wrk256.out)
 
 calc() { awk "BEGIN { printf \"%.${2:-0}f\", $1 }"; }

@@ -25,8 +25,8 @@ pub use local::LocalStore;
 
 /// Bytes read per chunk when streaming an object out. Bounds the memory a
 /// download holds at once: 256 concurrent downloads hold at most
-/// 256 x 128 KiB in buffers.
-pub const READ_CHUNK_BYTES: usize = 128 * 1024;
+/// a few 64 KiB buffers each.
+pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 
 /// Names an object in storage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
