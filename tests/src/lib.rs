@@ -1,39 +1,48 @@
 //! Helpers for the end-to-end tests in `tests/`: locating (and if needed
 //! building) the workspace's binaries so tests drive them as a user would.
 
-use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Mutex;
+use std::sync::Once;
 
 /// Path of a binary of this workspace, built with the `dev` profile.
-/// Builds each package once per test process, so a bare `cargo test` works
-/// without a separate build step.
+/// Builds the workspace's binaries once per test process, so a bare
+/// `cargo test` works without a separate build step. It builds exactly what
+/// `scripts/test.sh` builds (`--workspace --bins`): building one package
+/// alone would resolve features differently and recompile dependencies.
 pub fn bin(package: &str, name: &str) -> PathBuf {
-    static BUILT: Mutex<Option<HashSet<String>>> = Mutex::new(None);
+    static BUILT: Once = Once::new();
     let workspace = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ has a parent")
         .to_path_buf();
-    let mut built = BUILT.lock().unwrap_or_else(|e| e.into_inner());
-    if built
-        .get_or_insert_with(HashSet::new)
-        .insert(package.to_string())
-    {
+    BUILT.call_once(|| {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        // The test process carries cargo's per-package variables
+        // (CARGO_PKG_*, CARGO_MANIFEST_DIR, ...); build scripts that watch
+        // such variables would see a change and rebuild. Build with the
+        // environment the developer's shell has instead.
         let status = Command::new(cargo)
-            .args(["build", "--quiet", "--bins", "-p", package])
+            .args(["build", "--quiet", "--workspace", "--bins"])
+            .env_clear()
+            .envs(std::env::vars().filter(|(k, _)| {
+                !(k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR")
+                    && !matches!(k.as_str(), "OUT_DIR" | "RUST_TEST_THREADS")
+            }))
             .current_dir(&workspace)
             .status()
             .expect("cargo runs");
-        assert!(status.success(), "building {package} failed");
-    }
-    drop(built);
+        assert!(status.success(), "building the workspace binaries failed");
+    });
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
     let path = target.join("debug").join(name);
-    assert!(path.exists(), "{} was not built", path.display());
+    assert!(
+        path.exists(),
+        "{} (package {package}) was not built",
+        path.display()
+    );
     path
 }
 
