@@ -25,10 +25,7 @@ pub fn bin(package: &str, name: &str) -> PathBuf {
         let status = Command::new(cargo)
             .args(["build", "--quiet", "--workspace", "--bins"])
             .env_clear()
-            .envs(std::env::vars().filter(|(k, _)| {
-                !(k.starts_with("CARGO_") && k != "CARGO_HOME" && k != "CARGO_TARGET_DIR")
-                    && !matches!(k.as_str(), "OUT_DIR" | "RUST_TEST_THREADS")
-            }))
+            .envs(std::env::vars().filter(|(k, _)| keep_for_cargo(k)))
             .current_dir(&workspace)
             .status()
             .expect("cargo runs");
@@ -44,6 +41,14 @@ pub fn bin(package: &str, name: &str) -> PathBuf {
         path.display()
     );
     path
+}
+
+/// Whether a variable of the test process is passed on to the nested
+/// cargo: everything but cargo's per-package variables.
+fn keep_for_cargo(name: &str) -> bool {
+    let per_package =
+        name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR";
+    !per_package && !matches!(name, "OUT_DIR" | "RUST_TEST_THREADS")
 }
 
 /// A free loopback port (bound and released; good enough for tests that
