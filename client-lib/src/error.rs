@@ -70,7 +70,7 @@ pub enum Error {
         "signature threshold not met for {role}: {valid} valid signature(s) from distinct trusted keys, {threshold} required"
     )]
     ThresholdNotMet {
-        /// The role ("root (old keys)", "root (new keys)", "release keys for <line>").
+        /// The role, e.g. `root version 2 (keys of root version 1)` or `release keys for encoders`.
         role: String,
         /// Signatures that verified, each from a distinct trusted key.
         valid: usize,
