@@ -1,12 +1,14 @@
 //! Request extractors that answer bad input with the API's error envelope.
 //!
-//! axum's own `Json` rejects malformed bodies with plain text; every client
-//! of this API instead gets `{"error": {"code", "message"}}` with a stable
-//! code, whatever the handler.
+//! axum's own `Json`, `Path` and `Query` reject malformed input with plain
+//! text; every client of this API instead gets `{"error": {"code",
+//! "message"}}` with a stable code, whatever the handler. Handlers import
+//! these instead of axum's.
 
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
+use axum::http::request::Parts;
 use serde::de::DeserializeOwned;
 
 use crate::error::AppError;
@@ -47,5 +49,43 @@ fn rejection(e: JsonRejection) -> AppError {
                 .into(),
         },
         _ => AppError::bad_request("invalid_json", e.body_text()),
+    }
+}
+
+/// Path parameters; a malformed one is 400 `invalid_path` in the envelope.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Path<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Path<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(v)) => Ok(Path(v)),
+            Err(e) => Err(AppError::bad_request("invalid_path", e.body_text())),
+        }
+    }
+}
+
+/// Query parameters; a malformed one is 400 `invalid_query` in the envelope.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<T, S> FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(v)) => Ok(Query(v)),
+            Err(e) => Err(AppError::bad_request("invalid_query", e.body_text())),
+        }
     }
 }

@@ -2,6 +2,8 @@
 //! their OpenAPI descriptions; the merged document is served at
 //! `/openapi.json`.
 
+use axum::http::StatusCode;
+use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
@@ -12,6 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::app::AppState;
 use crate::controllers;
+use crate::error::{AppError, ErrorBody, ErrorDetail};
 
 #[derive(OpenApi)]
 #[openapi(
@@ -66,7 +69,31 @@ pub fn build(app: AppState) -> Router {
                 async move { Json(doc.as_ref().clone()) }
             }),
         )
-        .layer(CatchPanicLayer::new())
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        // A panic is a bug: answer with the envelope, never plain text.
+        .layer(CatchPanicLayer::custom(|_| {
+            AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
+        }))
         .layer(TraceLayer::new_for_http())
         .with_state(app)
+}
+
+async fn unknown_route() -> AppError {
+    AppError::not_found(
+        "unknown_route",
+        "no such endpoint; /openapi.json lists them all",
+    )
+}
+
+async fn method_not_allowed() -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: "method_not_allowed".into(),
+            message: "this endpoint does not accept this HTTP method; /openapi.json lists the \
+                      methods it does"
+                .into(),
+        },
+    };
+    (StatusCode::METHOD_NOT_ALLOWED, Json(body)).into_response()
 }

@@ -28,13 +28,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let router = crate::router::build(app.clone());
-    axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown_signal())
-    .await
-    .context("serving")?;
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving")?;
     // In-flight checks have drained; write the last-seen records they queued.
     match app.last_seen.flush().await {
         Ok(devices) => tracing::info!(devices, "last-seen records flushed"),

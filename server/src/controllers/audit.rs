@@ -1,7 +1,7 @@
 //! The audit log (admin, read-only).
 
 use axum::Json;
-use axum::extract::{Query, State};
+use axum::extract::State;
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -10,6 +10,7 @@ use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::db::{self, audit::AuditEntry};
 use crate::error::AppResult;
+use crate::extract::Query;
 
 /// Routes of this module.
 pub fn routes() -> OpenApiRouter<AppState> {

@@ -185,3 +185,19 @@ impl Storage {
         }
     }
 }
+
+impl From<StorageError> for crate::error::AppError {
+    /// Generic mapping for handlers: a missing object is the client's 404,
+    /// backend I/O is ours and transient (503, retry later). Upload handlers
+    /// map their own cases (too large, digest mismatch) before this.
+    fn from(e: StorageError) -> Self {
+        use crate::error::AppError;
+        match e {
+            StorageError::NotFound => {
+                AppError::not_found("unknown_image", "no such image is stored")
+            }
+            StorageError::Io(_) => AppError::Unavailable(format!("storage: {e}")),
+            other => AppError::Internal(anyhow::Error::new(other).context("storage")),
+        }
+    }
+}

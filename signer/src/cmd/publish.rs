@@ -185,6 +185,9 @@ fn publish(args: Args) -> Result<()> {
     let client = Client::builder()
         .user_agent(concat!("firmup-signer/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(Duration::from_secs(30))
+        // A redirect would turn the POST into a GET and could carry the
+        // token elsewhere: refuse to follow any.
+        .redirect(reqwest::redirect::Policy::none())
         // No overall timeout: an upload of gigabytes takes as long as it
         // takes. Short requests set their own.
         .timeout(None::<Duration>)
@@ -332,6 +335,13 @@ fn server_error(response: Response, doing: &str) -> anyhow::Error {
     // A body that cannot be read leaves the status as the only detail.
     let _ = response.take(MAX_ERROR_BODY).read_to_end(&mut body);
     let (code, message) = error_fields(status, &body);
+    // A 404 for the route itself means the URL is not a Firmup server (or
+    // a wrong base path): the user's input is wrong, not the artifact.
+    if status == StatusCode::NOT_FOUND && (code == "unknown_route" || code.starts_with("http_")) {
+        return anyhow::anyhow!(
+            "no Firmup API at this address (404 while {doing}); check --server"
+        );
+    }
     if status.is_client_error() {
         anyhow::Error::new(Rejected {
             code,

@@ -11,7 +11,7 @@
 //! token: explanations are not for devices.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
@@ -22,6 +22,7 @@ use crate::db;
 use crate::domain::Name;
 use crate::entitlement::Decision;
 use crate::error::AppResult;
+use crate::extract::{Path, Query};
 use crate::selection::{self, Outcome, Reported, Terms};
 use crate::snapshot::ProductKind;
 

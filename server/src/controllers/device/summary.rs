@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
@@ -12,6 +12,7 @@ use crate::auth::{Principal, Role};
 use crate::db;
 use crate::domain::{Name, parse_version};
 use crate::error::{AppError, AppResult};
+use crate::extract::Path;
 
 /// Path of one release.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -14,7 +14,7 @@
 //! simple. Bodies stream from storage in bounded chunks.
 
 use axum::body::Body;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use http_range_header::RangeUnsatisfiableError;
@@ -24,8 +24,9 @@ use crate::app::AppState;
 use crate::auth::{Role, authenticate};
 use crate::domain::parse_sha256;
 use crate::error::{AppError, AppResult};
+use crate::extract::{Path, Query};
 use crate::grants::GrantParams;
-use crate::storage::{StorageError, StorageKey};
+use crate::storage::StorageKey;
 
 /// Grant parameters from an update check's download URL.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -165,17 +166,12 @@ pub async fn download(
     }
 
     let key = StorageKey::image(digest);
-    let len = app
-        .storage
-        .len(key)
-        .await
-        .map_err(storage_error)?
-        .ok_or_else(|| {
-            AppError::not_found(
-                "unknown_image",
-                format!("no image with sha256 {digest} is stored"),
-            )
-        })?;
+    let len = app.storage.len(key).await?.ok_or_else(|| {
+        AppError::not_found(
+            "unknown_image",
+            format!("no image with sha256 {digest} is stored"),
+        )
+    })?;
     let etag = format!("\"{digest}\"");
 
     if headers
@@ -198,11 +194,7 @@ pub async fn download(
     let body = if method == Method::HEAD {
         Body::empty()
     } else {
-        let stream = app
-            .storage
-            .read_range(key, start, count)
-            .await
-            .map_err(storage_error)?;
+        let stream = app.storage.read_range(key, start, count).await?;
         Body::from_stream(stream)
     };
     let mut res = response(status, &etag, content_range.as_deref(), body)?;
@@ -236,13 +228,6 @@ fn response(
     builder
         .body(body)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("building response: {e}")))
-}
-
-fn storage_error(e: StorageError) -> AppError {
-    match e {
-        StorageError::NotFound => AppError::not_found("unknown_image", "image not found"),
-        other => AppError::Unavailable(format!("storage: {other}")),
-    }
 }
 
 #[cfg(test)]

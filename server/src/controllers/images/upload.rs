@@ -12,7 +12,7 @@
 
 use axum::Json;
 use axum::body::Body;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -22,6 +22,7 @@ use crate::auth::{Principal, Role};
 use crate::db;
 use crate::domain::parse_sha256;
 use crate::error::{AppError, AppResult};
+use crate::extract::Path;
 use crate::storage::{PutOutcome, StorageError, StorageKey};
 
 /// Answer to an upload.
@@ -70,12 +71,7 @@ pub async fn put_image(
     }
 
     // Already stored: answer without reading a byte of the body.
-    if let Some(length) = app
-        .storage
-        .len(StorageKey::image(digest))
-        .await
-        .map_err(storage_failure)?
-    {
+    if let Some(length) = app.storage.len(StorageKey::image(digest)).await? {
         record(&app, &principal, &hex, length, false).await?;
         return Ok((
             StatusCode::OK,
@@ -128,11 +124,7 @@ pub async fn head_upload(
     // Both must hold: the row is what publishing checks, the blob is what
     // devices download. If either is missing, a new upload repairs it.
     let row = db::images::length(&app.db, &digest.to_hex()).await?;
-    let stored = app
-        .storage
-        .len(StorageKey::image(digest))
-        .await
-        .map_err(storage_failure)?;
+    let stored = app.storage.len(StorageKey::image(digest)).await?;
     match (row, stored) {
         (Some(length), Some(_)) => Ok((
             StatusCode::OK,
@@ -226,10 +218,6 @@ fn upload_error(e: StorageError, announced: Option<u64>, max: u64) -> AppError {
                 "the upload was interrupted before the last byte; nothing was stored. Retry it",
             )
         }
-        other => storage_failure(other),
+        other => other.into(),
     }
-}
-
-fn storage_failure(e: StorageError) -> AppError {
-    AppError::Internal(anyhow::Error::new(e).context("image storage"))
 }

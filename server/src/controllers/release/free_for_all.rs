@@ -5,7 +5,7 @@
 //! still decides where it may be installed.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 
 use super::{ReleaseInfo, ReleaseKey, ReleasePath, find_release, load_info};
@@ -13,7 +13,7 @@ use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::db;
 use crate::error::AppResult;
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Path};
 
 /// The new flag.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -8,7 +8,7 @@ use std::cmp::Reverse;
 use std::collections::HashMap;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 
@@ -19,6 +19,7 @@ use crate::auth::{Principal, Role};
 use crate::db;
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
+use crate::extract::Path;
 
 /// Roles that may read releases: everyone but devices, which get theirs
 /// through the update check.

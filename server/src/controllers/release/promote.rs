@@ -11,8 +11,8 @@
 //! smuggle in different bytes.
 
 use axum::Json;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
 
@@ -22,6 +22,7 @@ use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::db;
 use crate::error::{AppError, AppResult};
+use crate::extract::Path;
 
 /// Promotes the release at the path to the channel named in the submitted
 /// manifest (release engineer). The body is a manifest envelope signed for

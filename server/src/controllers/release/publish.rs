@@ -19,8 +19,8 @@
 //! never store anything but the exact bytes received.
 
 use axum::Json;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use bytes::Bytes;
 use firmup_client::{Sha256Digest, UpdatePlan};
@@ -33,6 +33,7 @@ use crate::auth::{Principal, Role};
 use crate::db::{self, releases::NewRelease, releases::ReleaseRow};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
+use crate::extract::{Path, Query};
 use crate::publish_check::check_for_publish;
 
 /// Options of a publish.

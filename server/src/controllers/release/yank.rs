@@ -5,7 +5,7 @@
 //! still install it offline; revoking trust means rotating the root.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
@@ -14,7 +14,7 @@ use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::db;
 use crate::error::{AppError, AppResult};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Path};
 
 /// Why a release is yanked.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
