@@ -216,6 +216,135 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Local storage (state directory, slot) is full or over its quota.
+    #[error("{context}: storage full ({source})")]
+    StorageFull {
+        /// What was being written, with the path.
+        context: String,
+        /// The underlying error (ENOSPC or a quota error).
+        #[source]
+        source: std::io::Error,
+    },
+    /// The device's persisted state cannot be read back as written: it does
+    /// not parse or fails its checksum. Trust is never reset silently.
+    #[error("corrupt device state in {path}: {detail}")]
+    CorruptState {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        detail: String,
+    },
+    /// A trusted value (counter, manifest_version, installed version) would
+    /// go backwards.
+    #[error("refusing to lower {field} from {committed} to {requested}")]
+    RatchetBackwards {
+        /// The field of the trusted state.
+        field: &'static str,
+        /// The committed value.
+        committed: String,
+        /// The value asked for.
+        requested: String,
+    },
+    /// The release has an image this device cannot install.
+    #[error(
+        "image {name:?} targets {target:?}, which this device cannot install (it installs exactly one image with target {supported:?})"
+    )]
+    UnsupportedTarget {
+        /// Image name from the manifest.
+        name: String,
+        /// Its target.
+        target: String,
+        /// What the device supports.
+        supported: &'static str,
+    },
+    /// The bytes read back from the slot after writing are not the signed
+    /// ones; the slot was not marked bootable.
+    #[error(
+        "image {name:?} read back from slot {slot} has sha256 {actual}, the manifest signs {expected}"
+    )]
+    ReadBackMismatch {
+        /// Image name from the manifest.
+        name: String,
+        /// The slot written.
+        slot: String,
+        /// Signed digest (hex).
+        expected: String,
+        /// Digest read back (hex).
+        actual: String,
+    },
+    /// The update state machine was asked for a step that does not fit the
+    /// device's current state (for example commit with nothing pending).
+    #[error("invalid update state: {detail}")]
+    UpdateState {
+        /// What was asked and why it does not fit.
+        detail: String,
+    },
+    /// No answer was had from the network: connection refused or reset,
+    /// DNS failure, TLS failure, timeout, an unparseable HTTP answer.
+    #[error("{context}: {detail}")]
+    Network {
+        /// The request, with its URL redacted (no query).
+        context: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The server or mirror answered with a status the operation cannot
+    /// use (a 404, a 403 `grant_expired`, a 503, ...).
+    #[error("{url} answered HTTP {status}{}", server_code.as_ref().map(|c| format!(" ({c})")).unwrap_or_default())]
+    UnexpectedStatus {
+        /// The URL asked for, redacted (no query).
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The server's stable error code, when the body carried one.
+        server_code: Option<String>,
+    },
+    /// A 206 answer whose `Content-Range` does not start at the offset
+    /// asked for (or is missing or unparseable). Its body is never used.
+    #[error("asked for bytes from offset {requested}, the answer's Content-Range is {answered:?}")]
+    RangeMismatch {
+        /// The offset asked for.
+        requested: u64,
+        /// The `Content-Range` header as sent (`(none)` if absent).
+        answered: String,
+    },
+    /// A redirect the transport's policy does not follow.
+    #[error("refused redirect from {from} to {to}: {reason}")]
+    RedirectRefused {
+        /// The URL that answered with the redirect, redacted.
+        from: String,
+        /// Where it pointed, redacted.
+        to: String,
+        /// Which rule refused it.
+        reason: &'static str,
+    },
+    /// The operation is not available on this transport or build (for
+    /// example POST on an offline bundle).
+    #[error("unsupported: {what}")]
+    Unsupported {
+        /// What was asked for.
+        what: String,
+    },
+    /// A download kept failing and its retry budget (attempts without
+    /// progress, or total time) ran out. The partial file is kept, so a
+    /// later attempt resumes where this one stopped.
+    #[error(
+        "download of image {name:?} gave up after {attempts} attempt(s) in {elapsed_ms} ms; last failure: {last}"
+    )]
+    DownloadBudgetExhausted {
+        /// Image name from the manifest.
+        name: String,
+        /// Requests made in this call.
+        attempts: u32,
+        /// Time spent in this call, in milliseconds.
+        elapsed_ms: u64,
+        /// The server's last `Retry-After`, if it asked for a wait longer
+        /// than the budget allowed: the earliest sensible time to try again.
+        retry_after: Option<std::time::Duration>,
+        /// The failure that used up the budget.
+        #[source]
+        last: Box<Error>,
+    },
 }
 
 impl Error {
@@ -247,6 +376,18 @@ impl Error {
             Error::ImageOversize { .. } => "image_oversize",
             Error::ImageHashMismatch { .. } => "image_hash_mismatch",
             Error::Io { .. } => "io",
+            Error::StorageFull { .. } => "storage_full",
+            Error::CorruptState { .. } => "corrupt_state",
+            Error::RatchetBackwards { .. } => "ratchet_backwards",
+            Error::UnsupportedTarget { .. } => "unsupported_target",
+            Error::ReadBackMismatch { .. } => "read_back_mismatch",
+            Error::UpdateState { .. } => "invalid_update_state",
+            Error::Network { .. } => "network",
+            Error::UnexpectedStatus { .. } => "unexpected_status",
+            Error::RangeMismatch { .. } => "range_mismatch",
+            Error::RedirectRefused { .. } => "redirect_refused",
+            Error::Unsupported { .. } => "unsupported",
+            Error::DownloadBudgetExhausted { .. } => "download_budget_exhausted",
         }
     }
 
@@ -255,9 +396,28 @@ impl Error {
     /// Verification verdicts are final for the bytes they judged: fetching
     /// the same bytes again cannot change them. Only I/O can be transient.
     /// A truncated image is retryable because the usual cause is a cut
-    /// download, and a resumed download can complete it.
+    /// download, and a resumed download can complete it. A full disk is
+    /// retryable because space is usually freed (old partial downloads,
+    /// logs). A read-back mismatch is not: the device wrote the signed bytes
+    /// and its slot holds others (failing storage or tampering on the
+    /// device), which needs a person, not a loop.
     pub fn retryable(&self) -> bool {
-        matches!(self, Error::Io { .. } | Error::ImageTruncated { .. })
+        match self {
+            Error::Io { .. } | Error::ImageTruncated { .. } | Error::StorageFull { .. } => true,
+            // Transport trouble, not a verdict on bytes.
+            Error::Network { .. } | Error::DownloadBudgetExhausted { .. } => true,
+            // A source that misplaced a range once may be a cache or a
+            // proxy in a bad state; the partial file is intact, so trying
+            // later (another connection, another node) can succeed.
+            Error::RangeMismatch { .. } => true,
+            // 408 timeout, 425 too early, 429 too many requests, 5xx: the
+            // server says "later". Other 4xx: the request must change (a
+            // 403 grant_expired needs a new update check, not a retry).
+            Error::UnexpectedStatus { status, .. } => {
+                matches!(*status, 408 | 425 | 429) || (500..600).contains(status)
+            }
+            _ => false,
+        }
     }
 
     pub(crate) fn malformed(what: &'static str, detail: impl fmt::Display) -> Self {
@@ -279,6 +439,20 @@ impl Error {
         Error::Io {
             context: context.into(),
             source,
+        }
+    }
+
+    /// Wraps an I/O error from *writing* local storage (state files,
+    /// slots): a full disk or an exceeded quota becomes
+    /// [`Error::StorageFull`], anything else [`Error::Io`].
+    pub fn storage_io(context: impl Into<String>, source: std::io::Error) -> Self {
+        use std::io::ErrorKind;
+        match source.kind() {
+            ErrorKind::StorageFull | ErrorKind::QuotaExceeded => Error::StorageFull {
+                context: context.into(),
+                source,
+            },
+            _ => Error::io(context, source),
         }
     }
 }

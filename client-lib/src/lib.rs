@@ -7,27 +7,45 @@
 //! - [`manifest`]: the release manifest format;
 //! - [`root`]: root documents, rotation and per-product-line delegation;
 //! - [`verify`]: the verification engine every party runs;
-//! - [`image`]: constant-memory streaming image checks.
+//! - [`image`]: constant-memory streaming image checks;
+//! - [`state`]: the device's trusted state and its crash-safe storage;
+//! - [`flash`]: A/B flashing, commit and rollback, the ratchet after commit.
 //!
 //! The verification core does no networking and needs no async runtime.
 //! It must never hold or need a private key to *verify*; the signing helper
 //! on [`envelope::Envelope::sign`] is there for the signer and test fixtures.
 
 pub mod digest;
+pub mod download;
 pub mod envelope;
 pub mod error;
+pub mod flash;
 pub mod image;
 pub mod keys;
 pub mod manifest;
 pub mod root;
+pub mod state;
+pub mod transport;
 pub mod verify;
 
 pub use digest::Sha256Digest;
+pub use download::{Downloaded, Downloader, Progress, RetryPolicy};
 pub use envelope::Envelope;
 pub use error::{Error, Result};
+pub use flash::{
+    BootOutcome, FileFlasher, FinishOutcome, Flasher, RollbackReason, Slot, SlotStatus,
+    finish_after_boot, install_verified,
+};
 pub use keys::{KeyId, PublicKey};
 pub use manifest::{ImageSpec, Manifest};
 pub use root::{RootDocument, TrustedRoot};
+pub use state::{
+    FileStateStore, MemoryStateStore, PendingUpdate, QueuedReport, ReportStage, StateStore,
+    TrustedState,
+};
+#[cfg(feature = "http")]
+pub use transport::HttpTransport;
+pub use transport::{FileTransport, Transport};
 pub use verify::{Clock, InstalledState, UpdatePlan, VerifyRequest, verify_manifest};
 
 /// Formats a timestamp as RFC 3339 for messages.

@@ -1,5 +1,10 @@
 //! The application state every handler shares.
+//!
+//! Caches here are kept consistent across replicas by
+//! [`crate::invalidation`]: a change drops this replica's entry at once and
+//! the other replicas' within `invalidation::POLL_INTERVAL`.
 
+use std::collections::HashSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
@@ -9,7 +14,9 @@ use anyhow::Context as _;
 use crate::auth::TokenCache;
 use crate::config::Config;
 use crate::db::Db;
+use crate::db::invalidations::Kind;
 use crate::grants::GrantKey;
+use crate::invalidation::Invalidations;
 use crate::lastseen::LastSeen;
 use crate::snapshot::{CatalogueCell, DeviceFacts};
 use crate::storage::Storage;
@@ -27,17 +34,24 @@ pub struct App {
     pub storage: Storage,
     /// The configuration in effect.
     pub config: Config,
-    /// Trusted roots; the latest judges publishes.
+    /// Trusted roots; the latest judges publishes. Rotations stored by
+    /// other replicas are verified and added by the periodic refresher
+    /// ([`crate::trust::refresh`]).
     pub trust: RwLock<TrustState>,
-    /// Token lookups, cached for `cache_ttl_secs`.
+    /// Token lookups, cached for `token_cache_ttl_secs`; a revocation drops
+    /// them on every replica (see [`crate::invalidation`]).
     pub token_cache: TokenCache,
     /// Key for download grants.
     pub grants: GrantKey,
     /// Bumped on every catalogue or release change; the check path's
     /// snapshot reloads when it sees a new value.
     pub catalogue_generation: AtomicU64,
-    /// Per-device facts for the check path, cached for `cache_ttl_secs`.
+    /// Per-device facts for the check path, cached for
+    /// `device_cache_ttl_secs`; [`App::device_changed`] drops them on every
+    /// replica.
     pub device_facts: moka::sync::Cache<String, Arc<DeviceFacts>>,
+    /// The cross-replica invalidation log: publisher, applied seq, epoch.
+    pub invalidations: Invalidations,
     /// The catalogue snapshot the check path reads (see `snapshot`).
     pub catalogue: CatalogueCell,
     /// Buffered last-seen records, written in batches (see `lastseen`).
@@ -59,16 +73,27 @@ impl App {
         }
         let trust = load_trust(&db, &config).await?;
         let grants = GrantKey::load_or_create(config.grant_key.as_deref(), &config.data_dir)?;
-        let config_ttl = config.cache_ttl_secs;
         // Generation 1 is the value `catalogue_generation` starts at.
         let catalogue = crate::db::snapshot::load_catalogue(&db, 1, &Default::default())
             .await
             .context("loading the catalogue")?;
         let last_seen =
             LastSeen::start(db.clone(), Duration::from_millis(config.last_seen_flush_ms));
+        // Read before anything is cached: what was written before needs no
+        // invalidating here, everything after is polled.
+        let applied = crate::db::invalidations::max_seq(&db)
+            .await
+            .context("reading the cache invalidation log")?;
+        let invalidations = Invalidations::start(db.clone(), applied);
         let token_cache = moka::sync::Cache::builder()
             .max_capacity(1_000_000)
-            .time_to_live(Duration::from_secs(config.cache_ttl_secs))
+            .time_to_live(Duration::from_secs(config.token_cache_ttl_secs))
+            // Revocation drops entries by token id, which is in the value.
+            .support_invalidation_closures()
+            .build();
+        let device_facts = moka::sync::Cache::builder()
+            .max_capacity(1_000_000)
+            .time_to_live(Duration::from_secs(config.device_cache_ttl_secs))
             .build();
         let app = Arc::new(App {
             db,
@@ -78,14 +103,13 @@ impl App {
             token_cache,
             grants,
             catalogue_generation: AtomicU64::new(1),
-            device_facts: moka::sync::Cache::builder()
-                .max_capacity(1_000_000)
-                .time_to_live(Duration::from_secs(config_ttl))
-                .build(),
+            device_facts,
+            invalidations,
             catalogue: CatalogueCell::new(catalogue),
             last_seen,
         });
         crate::snapshot::spawn_refresher(Arc::downgrade(&app));
+        crate::invalidation::spawn_poller(Arc::downgrade(&app));
         Ok(app)
     }
 
@@ -96,9 +120,39 @@ impl App {
     }
 
     /// Call after any change to one device, its contracts, licences or
-    /// grants (after the commit).
+    /// grants (after the commit): drops its cached facts on this replica at
+    /// once and queues the invalidation for the others, which apply it
+    /// within `invalidation::POLL_INTERVAL` of its being written (written
+    /// in the background within milliseconds, retried while the database
+    /// refuses; see [`crate::invalidation`]).
     pub fn device_changed(&self, serial: &str) {
-        self.device_facts.invalidate(serial);
+        self.forget_devices([serial]);
+        self.invalidations.publish(Kind::Device, serial);
+    }
+
+    /// Drops this replica's cached facts of `serials` (no broadcast).
+    pub fn forget_devices<'a>(&self, serials: impl IntoIterator<Item = &'a str>) {
+        self.invalidations.bump();
+        for serial in serials {
+            self.device_facts.invalidate(serial);
+        }
+    }
+
+    /// Drops this replica's cached lookups of the tokens with these ids (no
+    /// broadcast; a revocation writes its invalidation row in its own
+    /// transaction, see `tokens::revoke_token`).
+    pub fn forget_tokens(&self, ids: HashSet<String>) {
+        self.invalidations.bump();
+        let dropped = self.token_cache.invalidate_entries_if(move |_, principal| {
+            principal
+                .as_ref()
+                .is_some_and(|p| ids.contains(&p.token_id))
+        });
+        if let Err(e) = dropped {
+            // Only if the cache was built without invalidation closures.
+            tracing::error!(error = %e, "dropping tokens by id failed; dropping every cached token");
+            self.token_cache.invalidate_all();
+        }
     }
 
     /// A read guard on the trust state. A poisoned lock means a panic while

@@ -3,9 +3,11 @@
 //! Clients send `Authorization: Bearer <token>`. Tokens are 32 random bytes
 //! (`fu_` + base64url); the server stores only their sha256, which is safe
 //! for high-entropy secrets and lets a lookup be one indexed query. Lookups
-//! are cached for `cache_ttl_secs`, unknown tokens included, so a flood of
-//! bad tokens does not reach the database; a revocation takes effect within
-//! that time.
+//! are cached for `token_cache_ttl_secs`, unknown tokens included, so a
+//! flood of bad tokens does not reach the database. A revocation drops the
+//! token's cached lookups at once on the replica that revoked it and within
+//! about two seconds on the others (see [`crate::invalidation`]); expiry is
+//! checked on every request, cached or not.
 //!
 //! This module must never log a token or its hash.
 
@@ -72,6 +74,10 @@ impl Role {
         })
     }
 }
+
+/// Staff who may read the catalogue, releases and reports and download
+/// images without a grant (admins pass every staff check).
+pub const STAFF: &[Role] = &[Role::ReleaseEngineer, Role::Technician];
 
 /// Who did something, for the audit log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -203,8 +209,14 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> AppResult<Prin
     let principal = match app.token_cache.get(&hash) {
         Some(cached) => cached,
         None => {
+            // A revocation committed while we read the row must not leave
+            // the stale lookup cached (see `invalidation`, the epoch).
+            let epoch = app.invalidations.epoch();
             let found = lookup(app, &hash).await?;
-            app.token_cache.insert(hash, found.clone());
+            app.token_cache.insert(hash.clone(), found.clone());
+            if app.invalidations.epoch() != epoch {
+                app.token_cache.invalidate(&hash);
+            }
             found
         }
     };

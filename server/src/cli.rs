@@ -9,9 +9,9 @@ use clap::{Parser, Subcommand};
 
 use crate::auth::{Actor, Role};
 use crate::config::{Config, Overrides};
-use crate::controllers::tokens::{NewToken, create_token};
 use crate::db::Db;
 use crate::provisioning;
+use crate::tokens::{NewToken, create_token};
 
 /// Firmup firmware distribution server.
 #[derive(Debug, Parser)]
@@ -89,8 +89,7 @@ Unless --no-tokens is given, one device token per device is issued and the
 CSV `serial,token` is printed to standard output: the only time the secrets
 are shown, so redirect it to a file kept safe. A summary goes to standard
 error. There is no batch size limit here (the HTTP API takes at most 10 000
-per request). A running server sees the new devices at once; changes to
-devices it already cached arrive within cache_ttl_secs.
+per request). Running servers see the new devices at once.
 
 Exit status: 0 on success, 1 on any error.";
 
@@ -116,8 +115,9 @@ both inclusive, ends not before starts. Every serial must be provisioned;
 contract ids must be new and appear once. The first bad line aborts the
 import and is named by its line number; nothing is written then.
 
-A running server applies the new contracts to devices it has cached within
-cache_ttl_secs. Exit status: 0 on success, 1 on any error.";
+Running servers apply the new contracts to devices they have cached within
+about two seconds (the import writes a cache invalidation per device they
+poll). Exit status: 0 on success, 1 on any error.";
 
 /// Token subcommands.
 #[derive(Debug, Subcommand)]
@@ -133,8 +133,8 @@ pub enum TokenCommand {
         /// Serial a device token is bound to.
         #[arg(long)]
         serial: Option<String>,
-        /// Days until it expires (default: never).
-        #[arg(long)]
+        /// Days until it expires, 1-3650 (default: never).
+        #[arg(long, value_name = "DAYS")]
         expires_in_days: Option<u32>,
     },
 }

@@ -53,9 +53,17 @@ pub struct Config {
     pub poll_interval_secs: u64,
     /// Random spread added to the poll interval, in percent (0-100).
     pub poll_jitter_percent: u8,
-    /// How long a token or device lookup may be served from memory, in
-    /// seconds; revocations take effect within this time.
-    pub cache_ttl_secs: u64,
+    /// How long a device's facts (model, channel, contracts, licence) may
+    /// be served from memory, in seconds (at most 86400). Changes reach
+    /// every replica within about two seconds regardless, through the
+    /// invalidation log; this only bounds how long a lost invalidation can
+    /// last. Roughly the devices' poll interval keeps the check path off
+    /// the database.
+    pub device_cache_ttl_secs: u64,
+    /// How long a token lookup may be served from memory, in seconds (at
+    /// most 86400). Revocations reach every replica within about two
+    /// seconds regardless; expiry is checked on every request.
+    pub token_cache_ttl_secs: u64,
     /// How often buffered last-seen updates are written, in milliseconds.
     pub last_seen_flush_ms: u64,
     /// Log format.
@@ -75,7 +83,8 @@ impl Default for Config {
             grant_ttl_secs: 3600,
             poll_interval_secs: 6 * 3600,
             poll_jitter_percent: 20,
-            cache_ttl_secs: 30,
+            device_cache_ttl_secs: 3600,
+            token_cache_ttl_secs: 3600,
             last_seen_flush_ms: 1000,
             log_format: LogFormat::Text,
         }
@@ -95,7 +104,8 @@ impl fmt::Debug for Config {
             .field("grant_ttl_secs", &self.grant_ttl_secs)
             .field("poll_interval_secs", &self.poll_interval_secs)
             .field("poll_jitter_percent", &self.poll_jitter_percent)
-            .field("cache_ttl_secs", &self.cache_ttl_secs)
+            .field("device_cache_ttl_secs", &self.device_cache_ttl_secs)
+            .field("token_cache_ttl_secs", &self.token_cache_ttl_secs)
             .field("last_seen_flush_ms", &self.last_seen_flush_ms)
             .field("log_format", &self.log_format)
             .finish()
@@ -140,7 +150,8 @@ impl Config {
         "grant_ttl_secs",
         "poll_interval_secs",
         "poll_jitter_percent",
-        "cache_ttl_secs",
+        "device_cache_ttl_secs",
+        "token_cache_ttl_secs",
         "last_seen_flush_ms",
         "log_format",
     ];
@@ -174,6 +185,18 @@ impl Config {
         );
         anyhow::ensure!(self.grant_ttl_secs > 0, "grant_ttl_secs must be positive");
         anyhow::ensure!(self.max_image_bytes > 0, "max_image_bytes must be positive");
+        // Invalidation rows are pruned after RETENTION: an entry that lived
+        // longer could miss the row that should have dropped it.
+        let max_ttl = crate::invalidation::RETENTION.as_secs();
+        for (name, ttl) in [
+            ("device_cache_ttl_secs", self.device_cache_ttl_secs),
+            ("token_cache_ttl_secs", self.token_cache_ttl_secs),
+        ] {
+            anyhow::ensure!(
+                ttl <= max_ttl,
+                "{name} must be at most {max_ttl} (a day: invalidations are kept that long)"
+            );
+        }
         Ok(())
     }
 
@@ -207,6 +230,18 @@ mod tests {
         let mut fields = Config::FIELDS.to_vec();
         fields.sort_unstable();
         assert_eq!(names, fields);
+    }
+
+    #[test]
+    fn cache_ttls_may_not_outlive_the_invalidation_log() {
+        let mut c = Config::default();
+        assert!(c.validate().is_ok());
+        c.device_cache_ttl_secs = 86_400;
+        c.token_cache_ttl_secs = 86_400;
+        assert!(c.validate().is_ok());
+        c.token_cache_ttl_secs = 86_401;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("token_cache_ttl_secs"), "{e}");
     }
 
     #[test]

@@ -70,6 +70,14 @@ pub enum AppError {
         /// The limit and what exceeded it.
         message: String,
     },
+    /// 429: too many requests of this kind from this caller.
+    #[error("{message}")]
+    TooManyRequests {
+        /// Stable code.
+        code: &'static str,
+        /// What limit was reached.
+        message: String,
+    },
     /// 416: the Range cannot be satisfied; carries the full length.
     #[error("{message}")]
     RangeNotSatisfiable {
@@ -171,6 +179,7 @@ impl AppError {
             AppError::NotFound { .. } => StatusCode::NOT_FOUND,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -187,6 +196,7 @@ impl AppError {
             | AppError::NotFound { code, .. }
             | AppError::Conflict { code, .. }
             | AppError::PayloadTooLarge { code, .. }
+            | AppError::TooManyRequests { code, .. }
             | AppError::Unprocessable { code, .. }
             | AppError::RangeNotSatisfiable { code, .. } => code,
             AppError::Unavailable(_) => "unavailable",
@@ -201,14 +211,31 @@ impl AppError {
 }
 
 impl From<sqlx::Error> for AppError {
+    /// Contention and outages are 503 (retry later); anything else is a
+    /// bug or corruption, 500.
     fn from(e: sqlx::Error) -> Self {
         match e {
             sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
                 AppError::Unavailable(format!("database: {e}"))
             }
+            sqlx::Error::Database(ref d) if is_busy(d.code().as_deref()) => {
+                AppError::Unavailable(format!("database busy: {e}"))
+            }
             other => AppError::Internal(anyhow::Error::new(other).context("database")),
         }
     }
+}
+
+/// Whether a database error code is SQLite's `SQLITE_BUSY` (5) or
+/// `SQLITE_LOCKED` (6), or one of their extended codes (the primary code is
+/// the low byte: `SQLITE_BUSY_SNAPSHOT` is 517, `SQLITE_BUSY_TIMEOUT` 773,
+/// `SQLITE_LOCKED_SHAREDCACHE` 262, ...): another connection held a lock
+/// past the busy timeout, which trying again later can fix.
+fn is_busy(code: Option<&str>) -> bool {
+    const SQLITE_BUSY: i32 = 5;
+    const SQLITE_LOCKED: i32 = 6;
+    code.and_then(|c| c.parse::<i32>().ok())
+        .is_some_and(|c| matches!(c & 0xff, SQLITE_BUSY | SQLITE_LOCKED))
 }
 
 impl From<firmup_client::Error> for AppError {
@@ -266,5 +293,48 @@ impl IntoResponse for AppError {
             );
         }
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn busy_and_locked_codes_are_recognised() {
+        for code in ["5", "6", "261", "262", "517", "518", "773"] {
+            assert!(is_busy(Some(code)), "{code}");
+        }
+        // Constraint (19, 2067 unique), I/O (10), corrupt (11), Postgres-style text.
+        for code in ["19", "2067", "10", "11", "40001", "XX000"] {
+            assert!(!is_busy(Some(code)), "{code}");
+        }
+        assert!(!is_busy(None));
+    }
+
+    /// A real `SQLITE_BUSY` from a second writer that does not wait.
+    #[tokio::test]
+    async fn a_locked_database_is_unavailable_not_internal() {
+        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("busy.db"))
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let holder = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        let e = pool.begin_with("BEGIN IMMEDIATE").await.unwrap_err();
+        let app = AppError::from(e);
+        assert_eq!(app.status(), StatusCode::SERVICE_UNAVAILABLE, "{app:?}");
+        let response = app.into_response();
+        assert_eq!(
+            response.headers().get(axum::http::header::RETRY_AFTER),
+            Some(&axum::http::HeaderValue::from_static("5"))
+        );
+        drop(holder);
     }
 }

@@ -17,12 +17,13 @@ use std::fmt;
 use time::{Date, OffsetDateTime};
 
 use crate::auth::{Actor, Role};
-use crate::controllers::tokens::{CreatedToken, NewToken, create_token_tx};
 use crate::db::catalogue::ModelRow;
 use crate::db::contracts::ContractRow;
+use crate::db::invalidations::Kind;
 use crate::db::{self, Db, Tx};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
+use crate::tokens::{CreatedToken, NewToken, create_token_tx};
 
 /// Most devices one API request may provision. Larger shipments are split
 /// into several requests, or imported with the CLI, which has no limit.
@@ -598,6 +599,10 @@ pub fn parse_contracts_csv(input: impl std::io::Read) -> AppResult<Vec<ContractE
 /// `invalid_name`, `invalid_kind`, `invalid_date`, `invalid_period`,
 /// `duplicate_contract` (same id twice in the batch); 422 `unknown_serial`;
 /// 409 `contract_exists`. Returns the serials whose contracts changed.
+///
+/// The transaction also appends a device invalidation per serial, so every
+/// running replica drops its cached facts of them within about two seconds
+/// (the CLI has no `App` to call `device_changed` on).
 pub async fn import_contracts(
     db: &Db,
     actor: &Actor,
@@ -640,6 +645,9 @@ pub async fn import_contracts(
             Ok::<(), AppError>(())
         };
         step.await.map_err(|e| in_context(e, &context))?;
+    }
+    for serial in &serials {
+        db::invalidations::record(&mut tx, Kind::Device, serial).await?;
     }
     let ids: Vec<&str> = entries
         .iter()

@@ -33,6 +33,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .await
         .context("serving")?;
     // In-flight checks have drained; write the last-seen records they queued.
+    if let Err(e) = app.invalidations.flush().await {
+        tracing::warn!(error = format!("{e:#}"), "final invalidation flush failed");
+    }
     match app.last_seen.flush().await {
         Ok(devices) => tracing::info!(devices, "last-seen records flushed"),
         Err(e) => tracing::warn!(error = format!("{e:#}"), "final last-seen flush failed"),

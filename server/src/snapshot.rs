@@ -14,9 +14,17 @@
 //!   [`REFRESH_INTERVAL`], so changes made through other replicas arrive
 //!   too. It does not take the request-side reload lock, and a snapshot is
 //!   only ever replaced by one loaded at the same or a newer generation.
+//!   The same task picks up root rotations other replicas stored
+//!   ([`crate::trust::refresh`]), trusting each only once it verifies
+//!   against the latest root already trusted.
 //!
-//! Per-device facts are cached in `App::device_facts` for `cache_ttl_secs`
-//! and dropped by `App::device_changed` ([`device_facts`]).
+//! Per-device facts are cached in `App::device_facts` for
+//! `device_cache_ttl_secs` (an hour by default, about the poll interval of
+//! a device, so a warm fleet rarely misses) and dropped by
+//! `App::device_changed` ([`device_facts`]): at once on the replica that
+//! made the change, and within two seconds (`invalidation::POLL_INTERVAL`)
+//! on the others, through the invalidation log ([`crate::invalidation`]).
+//! Token lookups work the same way (`token_cache_ttl_secs`, revocation).
 //!
 //! With warm caches a check therefore reads no database row: the token is
 //! in the token cache, the device facts in `device_facts`, the catalogue
@@ -37,8 +45,8 @@ use time::{Date, OffsetDateTime};
 use crate::app::App;
 use crate::entitlement::{ContractFacts, GrantFacts, LicenceFacts};
 
-/// How often the background task reloads the catalogue, so that changes
-/// made through other replicas arrive.
+/// How often the background task reloads the catalogue and the trust
+/// chain, so that changes made through other replicas arrive.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 
 /// What the entitlement decision needs to know about one device.
@@ -373,8 +381,9 @@ pub async fn reload(app: &App) -> Result<Arc<Catalogue>, sqlx::Error> {
     Ok(app.catalogue.get())
 }
 
-/// Starts the task that reloads the catalogue every [`REFRESH_INTERVAL`].
-/// It holds only a weak reference and ends when the app is dropped.
+/// Starts the task that reloads the catalogue and picks up stored root
+/// rotations every [`REFRESH_INTERVAL`]. It holds only a weak reference and
+/// ends when the app is dropped.
 pub fn spawn_refresher(app: Weak<App>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval_at(
@@ -390,6 +399,9 @@ pub fn spawn_refresher(app: Weak<App>) {
             if let Err(e) = reload(&app).await {
                 // Keep serving the previous snapshot; try again next tick.
                 tracing::warn!(error = %e, "periodic catalogue reload failed");
+            }
+            if let Err(e) = crate::trust::refresh(&app).await {
+                tracing::warn!(error = %e, "reading stored trust roots failed");
             }
         }
     });
@@ -409,13 +421,18 @@ pub async fn device_facts(
     if let Some(f) = app.device_facts.get(serial) {
         return Ok(Some(f));
     }
+    let epoch = app.invalidations.epoch();
     let Some(facts) = crate::db::devices::load_device_facts(&app.db, serial).await? else {
         return Ok(None);
     };
     let facts = Arc::new(facts);
-    // A `device_changed` racing with this load may be overwritten by the
-    // facts read just before it; the TTL bounds how long that can last.
     app.device_facts.insert(serial.to_string(), facts.clone());
+    // An invalidation that ran while we read may have come before our
+    // insert: drop what we inserted, it may predate the change. (The facts
+    // are still answered: they were current when the request arrived.)
+    if app.invalidations.epoch() != epoch {
+        app.device_facts.invalidate(serial);
+    }
     Ok(Some(facts))
 }
 

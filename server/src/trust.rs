@@ -3,8 +3,18 @@
 //! The server verifies every root it accepts with the client library, the
 //! same way devices will, and serves the chain so devices can walk it. It
 //! holds public keys only.
+//!
+//! The chain is stored in the database (`trust_roots`) so that every
+//! replica serves the same one: a replica loads it at start, and
+//! [`refresh`] (run by the periodic refresher, see
+//! [`crate::snapshot::REFRESH_INTERVAL`]) adds the rotations other
+//! replicas stored since. A stored root is never trusted because it is
+//! stored: each is verified as a rotation of the latest root this replica
+//! already trusts, and refused (logged) otherwise.
 
 use firmup_client::TrustedRoot;
+
+use crate::app::App;
 
 /// Roots the server trusts.
 #[derive(Debug, Clone, Default)]
@@ -68,4 +78,53 @@ impl TrustState {
         let skip = (version as usize).min(self.envelopes.len());
         &self.envelopes[skip..]
     }
+}
+
+/// Adds the roots newer than this replica's latest that other replicas
+/// stored, each verified with [`TrustState::accept`] (a rotation of the
+/// latest trusted root, or a self-signed version 1 when none is
+/// configured). Stops at the first one that fails, logging why: a root
+/// that does not verify is never trusted, and the ones after it cannot be
+/// verified without it. Returns the number of roots added.
+pub async fn refresh(app: &App) -> Result<usize, sqlx::Error> {
+    let latest = app.trust().latest().map_or(0, |r| r.version());
+    let stored = crate::db::trust::newer_than(&app.db, latest).await?;
+    let mut added = 0;
+    for (version, envelope) in stored {
+        let mut trust = app.trust.write().unwrap_or_else(|e| e.into_inner());
+        let current = trust.latest().map_or(0, |r| r.version());
+        if u64::try_from(version).is_ok_and(|v| v <= current) {
+            // Added meanwhile (by `POST /v1/trust/roots` on this replica).
+            continue;
+        }
+        match trust.accept(&envelope) {
+            Ok(root) if i64::try_from(root.version()).is_ok_and(|v| v == version) => {
+                trust.push(root);
+                added += 1;
+                tracing::info!(
+                    root_version = version,
+                    "trust root rotation stored by another replica verified and trusted"
+                );
+            }
+            Ok(root) => {
+                tracing::error!(
+                    stored_version = version,
+                    root_version = root.version(),
+                    "stored trust root is filed under another version; not trusted"
+                );
+                break;
+            }
+            Err(e) => {
+                tracing::error!(
+                    root_version = version,
+                    trusted_version = current,
+                    code = e.code(),
+                    error = %e,
+                    "stored trust root does not verify against the latest trusted root; not trusted"
+                );
+                break;
+            }
+        }
+    }
+    Ok(added)
 }

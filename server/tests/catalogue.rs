@@ -5,9 +5,9 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::{TestApp, TestResponse};
 use firmup_server::auth::Actor;
-use firmup_server::controllers::catalogue::warranty::add_months;
 use firmup_server::db::devices::load_device_facts;
 use firmup_server::provisioning;
+use firmup_server::warranty::add_months;
 use serde_json::{Value, json};
 use time::macros::date;
 

@@ -1198,3 +1198,21 @@ async fn published_release_is_offered_downloadable_and_withdrawn_by_yank() {
     );
     assert_eq!(check_ok(&t, &tok.k4, &req).await["status"], "up_to_date");
 }
+
+#[tokio::test]
+async fn a_device_cannot_flood_reports() {
+    let (t, tok) = world().await;
+    release(&t, Rel::enc("2.1.0")).await;
+    let body = json!({ "serial": "SN-4K", "version": "2.1.0", "stage": "downloading" });
+    for _ in 0..firmup_server::controllers::device::report::MAX_REPORTS_PER_RELEASE {
+        assert_eq!(
+            report(&t, &tok.k4, body.clone()).await.status,
+            StatusCode::CREATED
+        );
+    }
+    let r = report(&t, &tok.k4, body).await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_reports")
+    );
+}

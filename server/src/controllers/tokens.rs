@@ -1,7 +1,8 @@
-//! API tokens (admin): create, list, revoke.
+//! API tokens (admin): create, list, revoke. The handlers parse and check
+//! the role; issuing and revoking are [`crate::tokens`]'s job.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -9,11 +10,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::auth::{self, Actor, Principal, Role};
-use crate::db::{self, Db, Tx};
-use crate::domain::Name;
-use crate::error::{AppError, AppResult};
-use crate::extract::JsonBody;
+use crate::auth::{Principal, Role};
+use crate::db;
+use crate::error::AppResult;
+use crate::extract::{JsonBody, Path, Query};
+use crate::tokens::{CreatedToken, NewToken, create_token, revoke_token};
 
 /// Routes of this module.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -22,105 +23,12 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(revoke))
 }
 
-/// A token to create.
-#[derive(Debug, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NewToken {
-    /// Role of the token.
-    pub role: Role,
-    /// A label saying whose token it is (shown in the audit log).
-    pub label: String,
-    /// The serial a device token is bound to (device tokens only).
-    pub serial: Option<String>,
-    /// Days until the token expires (default: never).
-    pub expires_in_days: Option<u32>,
-}
-
-/// A created token. The secret is shown only here, once.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct CreatedToken {
-    /// Token id (for revocation and the audit log).
-    pub id: String,
-    /// The secret to send as `Authorization: Bearer <token>`.
-    pub token: String,
-    /// Role.
-    pub role: Role,
-    /// Expiry.
-    #[serde(with = "time::serde::rfc3339::option")]
-    pub expires_at: Option<OffsetDateTime>,
-}
-
-/// Creates a token and its audit record in its own transaction. Shared by
-/// the API and the CLI.
-pub async fn create_token(db: &Db, actor: &Actor, req: NewToken) -> AppResult<CreatedToken> {
-    let mut tx = db.begin().await?;
-    let created = create_token_tx(&mut tx, actor, req).await?;
-    tx.commit().await?;
-    Ok(created)
-}
-
-/// Creates a token and its `token.create` audit record inside the caller's
-/// transaction, so a token can be issued together with other changes
-/// (device provisioning) and disappears with them if the caller rolls back.
-/// The secret in the result exists only in memory until the caller shows it.
-pub async fn create_token_tx(tx: &mut Tx, actor: &Actor, req: NewToken) -> AppResult<CreatedToken> {
-    let label = req.label.trim();
-    if label.is_empty() || label.len() > 200 {
-        return Err(AppError::bad_request(
-            "invalid_label",
-            "label must be 1-200 characters",
-        ));
-    }
-    let serial = match (req.role, req.serial.as_deref()) {
-        (Role::Device, Some(s)) => Some(Name::parse("serial", s)?.into_string()),
-        (Role::Device, None) => {
-            return Err(AppError::bad_request(
-                "serial_required",
-                "a device token must be bound to a serial; pass \"serial\"",
-            ));
-        }
-        (_, Some(_)) => {
-            return Err(AppError::bad_request(
-                "serial_not_allowed",
-                "only device tokens are bound to a serial",
-            ));
-        }
-        (_, None) => None,
-    };
-    let expires_at = req
-        .expires_in_days
-        .map(|d| OffsetDateTime::now_utc() + time::Duration::days(d.into()));
-    let (secret, hash) = auth::new_token();
-    let id = uuid::Uuid::new_v4().to_string();
-    db::tokens::insert(
-        tx,
-        &id,
-        &hash,
-        req.role,
-        serial.as_deref(),
-        label,
-        expires_at,
-    )
-    .await?;
-    db::audit::record(
-        tx,
-        actor,
-        "token.create",
-        &format!("token/{id}"),
-        serde_json::json!({ "role": req.role.as_str(), "label": label, "serial": serial }),
-    )
-    .await?;
-    Ok(CreatedToken {
-        id,
-        token: secret,
-        role: req.role,
-        expires_at,
-    })
-}
-
 /// Creates an API token (admin).
 #[utoipa::path(post, path = "/v1/admin/tokens", tag = "admin", request_body = NewToken,
-    responses((status = 201, body = CreatedToken), (status = 400, body = crate::error::ErrorBody)),
+    responses((status = 201, body = CreatedToken),
+        (status = 400, description = "`invalid_label`, `serial_required`, `serial_not_allowed`, \
+            `invalid_name`, `invalid_expiry` (expires_in_days not 1-3650)",
+            body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn create(
     State(app): State<AppState>,
@@ -154,15 +62,54 @@ pub struct TokenInfo {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
-/// Lists tokens (admin).
-#[utoipa::path(get, path = "/v1/admin/tokens", tag = "admin",
-    responses((status = 200, body = Vec<TokenInfo>)), security(("bearer" = [])))]
+/// Default page size of the token list.
+pub const DEFAULT_LIMIT: i64 = 100;
+
+/// Largest page size of the token list.
+pub const MAX_LIMIT: i64 = 1000;
+
+/// Which page of tokens to list.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListQuery {
+    /// At most this many tokens (default 100; values outside 1-1000 are
+    /// clamped into that range).
+    pub limit: Option<i64>,
+    /// Only tokens of this role.
+    pub role: Option<Role>,
+    /// Only tokens created before this time (RFC 3339, URL-encoded). For
+    /// the next page pass the `created_at` of the last token listed, and
+    /// its `id` as `before_id`.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    #[param(value_type = Option<String>, format = DateTime)]
+    pub before: Option<OffsetDateTime>,
+    /// With `before`: also tokens created at exactly that time whose id
+    /// sorts before this one, so a page boundary between tokens created
+    /// at the same instant skips none of them.
+    pub before_id: Option<String>,
+}
+
+/// Lists tokens, newest first, a page at a time (admin). Never returns
+/// secrets. A page shorter than `limit` is the last one.
+#[utoipa::path(get, path = "/v1/admin/tokens", tag = "admin", params(ListQuery),
+    responses((status = 200, description = "tokens, newest first (by created_at, then id)",
+            body = Vec<TokenInfo>),
+        (status = 400, description = "`invalid_query`: bad role or timestamp",
+            body = crate::error::ErrorBody)),
+    security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
     principal: Principal,
+    Query(q): Query<ListQuery>,
 ) -> AppResult<Json<Vec<TokenInfo>>> {
     principal.require(&[Role::Admin])?;
-    let rows = db::tokens::list(&app.db).await?;
+    let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
+    let filter = db::tokens::TokenFilter {
+        role: q.role,
+        before: q.before,
+        before_id: q.before_id,
+    };
+    let rows = db::tokens::list(&app.db, &filter, limit).await?;
     Ok(Json(
         rows.into_iter()
             .map(|r| TokenInfo {
@@ -178,7 +125,8 @@ pub async fn list(
     ))
 }
 
-/// Revokes a token (admin). Takes effect within `cache_ttl_secs`.
+/// Revokes a token (admin). This replica refuses the token from the
+/// response on; other replicas within about two seconds.
 #[utoipa::path(delete, path = "/v1/admin/tokens/{id}", tag = "admin",
     params(("id" = String, Path, description = "token id")),
     responses((status = 204), (status = 404, body = crate::error::ErrorBody)),
@@ -189,21 +137,6 @@ pub async fn revoke(
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
     principal.require(&[Role::Admin])?;
-    let mut tx = app.db.begin().await?;
-    if !db::tokens::revoke(&mut tx, &id).await? {
-        return Err(AppError::not_found(
-            "unknown_token",
-            format!("no active token with id {id:?}"),
-        ));
-    }
-    db::audit::record(
-        &mut tx,
-        &principal.actor(),
-        "token.revoke",
-        &format!("token/{id}"),
-        serde_json::json!({}),
-    )
-    .await?;
-    tx.commit().await?;
+    revoke_token(&app, &principal.actor(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

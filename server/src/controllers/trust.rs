@@ -2,8 +2,11 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Query, State};
+use axum::extract::DefaultBodyLimit;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
+use firmup_client::root::MAX_ROOT_BYTES;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use utoipa_axum::router::OpenApiRouter;
@@ -13,10 +16,14 @@ use crate::app::AppState;
 use crate::auth::{Principal, Role};
 use crate::db;
 use crate::error::{AppError, AppResult};
+use crate::extract::Query;
 
 /// Routes of this module.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(list_roots, add_root))
+    OpenApiRouter::new()
+        .routes(routes!(list_roots, add_root))
+        // Root envelopes are small; refuse more while reading, not after.
+        .layer(DefaultBodyLimit::max(MAX_ROOT_BYTES as usize))
 }
 
 /// Which roots to list.
@@ -85,9 +92,21 @@ pub struct RootAdded {
 pub async fn add_root(
     State(app): State<AppState>,
     principal: Principal,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> AppResult<(StatusCode, Json<RootAdded>)> {
     principal.require(&[Role::Admin])?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            AppError::PayloadTooLarge {
+                code: "root_too_large",
+                message: format!(
+                    "a root envelope is at most {MAX_ROOT_BYTES} bytes; this is not one"
+                ),
+            }
+        } else {
+            AppError::bad_request("unreadable_body", rejection.body_text())
+        }
+    })?;
     let root = app.trust().accept(&body)?;
     let version = root.version();
     let mut tx = app.db.begin().await?;

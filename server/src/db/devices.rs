@@ -174,55 +174,91 @@ pub async fn set_registered(
 /// serial is not provisioned.
 ///
 /// The update-check path calls this on a miss of `App::device_facts`, so it
-/// is three indexed queries and nothing else:
+/// is one round trip: one statement whose three indexed parts are told
+/// apart by `part`:
 ///
-/// * the device row (model, hardware id, channel);
-/// * its contracts of kind `service_contract` (warranty extensions are
-///   about repairs, not firmware, and are left out);
-/// * its licence with the latest end, a perpetual one (no end) winning; a
-///   device normally holds at most one, and when it holds several the most
-///   generous is the one that decides;
+/// 0. the device row (model, hardware id, channel);
+/// 1. its contracts of kind `service_contract` (warranty extensions are
+///    about repairs, not firmware, and are left out), by start, then id;
+/// 2. its licence with the latest end, a perpetual one (no end) winning; a
+///    device normally holds at most one, and when it holds several the most
+///    generous is the one that decides.
 ///
-/// `grants` is left empty: repair grants are loaded by their own module.
+/// Contracts and licences are deleted with their device (foreign keys), so
+/// no device row means no facts at all. `grants` is left empty: repair
+/// grants are loaded by their own module.
 #[tracing::instrument(skip(db))]
 pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFacts>, sqlx::Error> {
-    let row: Option<(String, String, String, String)> =
-        sqlx::query_as("SELECT serial, model_id, hw_id, channel FROM devices WHERE serial = ?")
-            .bind(serial)
-            .fetch_optional(db.pool())
-            .await?;
-    let Some((serial, model_id, hw_id, channel)) = row else {
-        return Ok(None);
-    };
-    let contracts: Vec<(String, Date, Date)> = sqlx::query_as(
-        "SELECT id, starts, ends FROM contracts
-         WHERE serial = ? AND kind = 'service_contract' ORDER BY starts, id",
+    // NULL (perpetual) sorts first with `ends IS NULL DESC`, then the latest end.
+    let rows: Vec<FactsRow> = sqlx::query_as(
+        "SELECT 0 AS part, serial AS id, model_id, hw_id, channel, NULL AS starts, NULL AS ends
+           FROM devices WHERE serial = ?1
+         UNION ALL
+         SELECT 1, id, NULL, NULL, NULL, starts, ends
+           FROM contracts WHERE serial = ?1 AND kind = 'service_contract'
+         UNION ALL
+         SELECT * FROM (
+           SELECT 2, id, NULL, NULL, NULL, NULL, ends FROM licences WHERE serial = ?1
+           ORDER BY ends IS NULL DESC, ends DESC, id LIMIT 1)
+         ORDER BY part, starts, id",
     )
-    .bind(&serial)
+    .bind(serial)
     .fetch_all(db.pool())
     .await?;
-    // NULL (perpetual) sorts first with `ends IS NULL DESC`, then the latest end.
-    let licence: Option<(String, Option<Date>)> = sqlx::query_as(
-        "SELECT id, ends FROM licences WHERE serial = ?
-         ORDER BY ends IS NULL DESC, ends DESC, id LIMIT 1",
-    )
-    .bind(&serial)
-    .fetch_optional(db.pool())
-    .await?;
-    Ok(Some(DeviceFacts {
-        serial,
+    let mut rows = rows.into_iter().peekable();
+    let Some(device) = rows.next_if(|r| r.part == 0) else {
+        return Ok(None);
+    };
+    let (Some(model_id), Some(hw_id), Some(channel)) =
+        (device.model_id, device.hw_id, device.channel)
+    else {
+        // The columns are NOT NULL; a NULL here is a bug in the query.
+        return Err(sqlx::Error::Protocol(format!(
+            "device facts of {serial:?}: device row without model, hardware id or channel"
+        )));
+    };
+    let mut facts = DeviceFacts {
+        serial: device.id,
         model_id,
         hw_id,
         channel,
-        contracts: contracts
-            .into_iter()
-            .map(|(contract_id, starts, ends)| ContractFacts {
-                contract_id,
+        contracts: vec![],
+        licence: None,
+        grants: vec![],
+    };
+    for row in rows {
+        match (row.part, row.starts, row.ends) {
+            (1, Some(starts), Some(ends)) => facts.contracts.push(ContractFacts {
+                contract_id: row.id,
                 starts,
                 ends,
-            })
-            .collect(),
-        licence: licence.map(|(licence_id, ends)| LicenceFacts { licence_id, ends }),
-        grants: vec![],
-    }))
+            }),
+            (2, None, ends) => {
+                facts.licence = Some(LicenceFacts {
+                    licence_id: row.id,
+                    ends,
+                });
+            }
+            (part, ..) => {
+                return Err(sqlx::Error::Protocol(format!(
+                    "device facts of {serial:?}: unexpected row of part {part}"
+                )));
+            }
+        }
+    }
+    Ok(Some(facts))
+}
+
+/// One row of [`load_device_facts`]'s statement.
+#[derive(Debug, FromRow)]
+struct FactsRow {
+    /// 0 device, 1 contract, 2 licence.
+    part: i64,
+    /// Serial, contract id or licence id.
+    id: String,
+    model_id: Option<String>,
+    hw_id: Option<String>,
+    channel: Option<String>,
+    starts: Option<Date>,
+    ends: Option<Date>,
 }

@@ -4,12 +4,22 @@
 //! [`Db`] is the facade handlers get; it hides which backend is in use.
 //! Today it is SQLite (the embedded default, WAL mode); PostgreSQL slots in
 //! as a second backend with its own migrations folder.
+//!
+//! Write transactions start with `BEGIN IMMEDIATE` ([`Db::begin`]): they
+//! take SQLite's one write lock up front, so two read-then-write
+//! transactions queue on the busy timeout instead of the second failing
+//! with `SQLITE_BUSY_SNAPSHOT` when it first writes (a deferred transaction
+//! whose read snapshot is older than another's commit can never upgrade).
+//! A write lock held longer than the busy timeout surfaces as 503
+//! `unavailable` with `Retry-After` (see `AppError`'s `From<sqlx::Error>`).
+//! Read-only transactions use [`Db::begin_read`] and never wait on writers.
 
 pub mod audit;
 pub mod catalogue;
 pub mod contracts;
 pub mod devices;
 pub mod images;
+pub mod invalidations;
 pub mod releases;
 pub mod reports;
 pub mod snapshot;
@@ -61,8 +71,18 @@ impl Db {
         &self.pool
     }
 
-    /// Starts a transaction.
+    /// Starts a write transaction (`BEGIN IMMEDIATE`): it waits up to the
+    /// busy timeout for the write lock, then holds it until commit or
+    /// rollback, so what it reads cannot change under it before it writes.
     pub async fn begin(&self) -> Result<Tx, sqlx::Error> {
+        self.pool.begin_with("BEGIN IMMEDIATE").await
+    }
+
+    /// Starts a read-only transaction (deferred `BEGIN`): a consistent
+    /// snapshot for several reads that never waits for, nor blocks, a
+    /// writer. Writing in it can fail with `SQLITE_BUSY_SNAPSHOT`; use
+    /// [`Db::begin`] for anything that writes.
+    pub async fn begin_read(&self) -> Result<Tx, sqlx::Error> {
         self.pool.begin().await
     }
 

@@ -97,6 +97,22 @@ pub struct NewReport<'a> {
     pub at: OffsetDateTime,
 }
 
+/// How many reports `serial` sent about `release_id`.
+#[tracing::instrument(skip(tx))]
+pub async fn count_for_device(
+    tx: &mut Tx,
+    serial: &str,
+    release_id: i64,
+) -> Result<i64, sqlx::Error> {
+    let (n,): (i64,) =
+        sqlx::query_as("SELECT COUNT(*) FROM reports WHERE serial = ? AND release_id = ?")
+            .bind(serial)
+            .bind(release_id)
+            .fetch_one(&mut **tx)
+            .await?;
+    Ok(n)
+}
+
 /// Stores a report; returns its id.
 #[tracing::instrument(skip(tx, r), fields(serial = r.serial, stage = r.stage))]
 pub async fn insert(tx: &mut Tx, r: &NewReport<'_>) -> Result<i64, sqlx::Error> {

@@ -45,7 +45,7 @@ pub async fn load_catalogue(
     generation: u64,
     known: &HashMap<i64, SharedRaw>,
 ) -> Result<Catalogue, sqlx::Error> {
-    let mut tx = db.begin().await?;
+    let mut tx = db.begin_read().await?;
 
     let lines: Vec<(String, String, String)> =
         sqlx::query_as("SELECT id, name, kind FROM product_lines")

@@ -1,8 +1,8 @@
 //! API tokens. Only the sha256 of a token is stored; the secret is shown
 //! once, when it is created.
 
-use sqlx::FromRow;
-use time::OffsetDateTime;
+use sqlx::{FromRow, QueryBuilder, Sqlite};
+use time::{OffsetDateTime, UtcOffset};
 
 use super::{Db, Tx};
 use crate::auth::Role;
@@ -65,15 +65,48 @@ pub async fn find_by_hash(db: &Db, token_hash: &str) -> Result<Option<TokenRow>,
     .await
 }
 
-/// Lists tokens, newest first.
+/// Which tokens [`list`] returns.
+#[derive(Debug, Clone, Default)]
+pub struct TokenFilter {
+    /// Only tokens of this role.
+    pub role: Option<Role>,
+    /// Only tokens created before this time; with `before_id`, tokens
+    /// created at exactly this time with a smaller id too (the position of
+    /// the last token of the previous page).
+    pub before: Option<OffsetDateTime>,
+    /// Tie-breaker for `before` (ignored without it).
+    pub before_id: Option<String>,
+}
+
+/// Lists up to `limit` tokens, newest first (by creation time, then id
+/// descending), matching `filter`.
 #[tracing::instrument(skip(db))]
-pub async fn list(db: &Db) -> Result<Vec<TokenRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, role, serial, label, created_at, expires_at, revoked_at
-         FROM tokens ORDER BY created_at DESC",
-    )
-    .fetch_all(db.pool())
-    .await
+pub async fn list(db: &Db, filter: &TokenFilter, limit: i64) -> Result<Vec<TokenRow>, sqlx::Error> {
+    let mut q = QueryBuilder::<Sqlite>::new(
+        "SELECT id, role, serial, label, created_at, expires_at, revoked_at FROM tokens WHERE 1 = 1",
+    );
+    if let Some(role) = filter.role {
+        q.push(" AND role = ").push_bind(role.as_str());
+    }
+    // Bound as `OffsetDateTime`, the cursor is encoded exactly as stored
+    // timestamps are (RFC 3339 UTC), so the text comparison orders them.
+    match (filter.before, filter.before_id.as_deref()) {
+        (Some(before), Some(id)) => {
+            q.push(" AND (created_at, id) < (")
+                .push_bind(before.to_offset(UtcOffset::UTC))
+                .push(", ")
+                .push_bind(id)
+                .push(")");
+        }
+        (Some(before), None) => {
+            q.push(" AND created_at < ")
+                .push_bind(before.to_offset(UtcOffset::UTC));
+        }
+        (None, _) => {}
+    }
+    q.push(" ORDER BY created_at DESC, id DESC LIMIT ")
+        .push_bind(limit);
+    q.build_query_as().fetch_all(db.pool()).await
 }
 
 /// Revokes a token; returns false if there is no such token.

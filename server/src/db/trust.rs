@@ -1,5 +1,10 @@
-//! Root documents added after the pinned one (rotations), kept so that
-//! every replica serves the same chain.
+//! The stored trust chain: root version 1 (the pinned root, stored on the
+//! first start with a configured trust root, or added through the API) and
+//! every rotation after it, kept so that every replica serves the same
+//! chain. Replicas load it at start and pick up versions other replicas
+//! added with [`newer_than`] (`trust::refresh`), verifying each before
+//! trusting it: a row here is never trusted for being here. Rows are
+//! inserted only after verification and never changed.
 
 use time::OffsetDateTime;
 
@@ -9,6 +14,15 @@ use super::{Db, Tx};
 #[tracing::instrument(skip(db))]
 pub async fn chain(db: &Db) -> Result<Vec<(i64, Vec<u8>)>, sqlx::Error> {
     sqlx::query_as("SELECT version, envelope FROM trust_roots ORDER BY version")
+        .fetch_all(db.pool())
+        .await
+}
+
+/// Stored root envelopes newer than `version`, ascending.
+#[tracing::instrument(skip(db))]
+pub async fn newer_than(db: &Db, version: u64) -> Result<Vec<(i64, Vec<u8>)>, sqlx::Error> {
+    sqlx::query_as("SELECT version, envelope FROM trust_roots WHERE version > ? ORDER BY version")
+        .bind(i64::try_from(version).unwrap_or(i64::MAX))
         .fetch_all(db.pool())
         .await
 }

@@ -16,7 +16,7 @@ use firmup_fixtures::RootBuilder;
 use firmup_server::app::{App, AppState};
 use firmup_server::auth::{Actor, Role};
 use firmup_server::config::Config;
-use firmup_server::controllers::tokens::{NewToken, create_token};
+use firmup_server::tokens::{NewToken, create_token};
 use http_body_util::BodyExt as _;
 use tower::ServiceExt as _;
 

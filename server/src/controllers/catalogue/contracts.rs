@@ -8,7 +8,7 @@
 //! and must never be shown to a device.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::Date;
@@ -19,7 +19,7 @@ use crate::auth::Principal;
 use crate::db::{self, contracts::ContractRow};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Path};
 use crate::provisioning::{self, format_date};
 
 /// A contract to add.

@@ -8,23 +8,24 @@
 //! never logged or stored.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::contracts::{ContractView, contract_view};
 use super::licences::{LicenceView, licence_view};
-use super::{require_admin, require_reader, unknown_serial, warranty};
+use super::{require_admin, require_reader, unknown_serial};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::db::{self, Db};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Path};
 use crate::provisioning::{
     self, DeviceEntry, EntryRef, MAX_DEVICES_PER_REQUEST, Source, format_date,
 };
+use crate::warranty;
 
 /// One device to provision.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]

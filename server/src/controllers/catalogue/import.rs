@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use super::models::{ModelInput, apply as apply_model};
 use super::product_lines::{ProductLineInput, apply as apply_line};
-use super::{patch, require_admin, warranty};
+use super::{patch, require_admin};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::db;
@@ -24,6 +24,7 @@ use crate::domain::Name;
 use crate::error::{AppError, AppResult};
 use crate::extract::JsonBody;
 use crate::provisioning::in_context;
+use crate::warranty;
 
 /// A catalogue to import.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]

@@ -6,7 +6,7 @@
 //! be shown to a device.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
@@ -16,7 +16,7 @@ use crate::auth::Principal;
 use crate::db::{self, contracts::LicenceRow};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Path};
 use crate::provisioning::{self, check_period, format_date, parse_date};
 
 /// A licence to add.

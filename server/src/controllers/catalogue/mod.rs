@@ -16,7 +16,6 @@ pub mod import;
 pub mod licences;
 pub mod models;
 pub mod product_lines;
-pub mod warranty;
 
 use axum::extract::DefaultBodyLimit;
 use serde::{Deserialize, Deserializer};
@@ -54,7 +53,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 }
 
 /// The roles that may read the catalogue and devices (admins always may).
-pub const READERS: &[Role] = &[Role::ReleaseEngineer, Role::Technician];
+pub const READERS: &[Role] = crate::auth::STAFF;
 
 /// Fails with 403 unless the caller may read the catalogue.
 pub fn require_reader(principal: &Principal) -> AppResult<()> {

@@ -9,7 +9,7 @@
 use std::collections::HashSet;
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::Date;
@@ -21,7 +21,7 @@ use crate::db::catalogue::ModelRow;
 use crate::db::{self, Tx};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Path};
 use crate::provisioning::{format_date, parse_date};
 
 /// A model to create or update. `launched` and `eol` may be left out to

@@ -3,20 +3,21 @@
 //! its id is the one manifests and root delegations use.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::models::{ModelView, model_view};
-use super::{display_name, require_admin, require_reader, warranty};
+use super::{display_name, require_admin, require_reader};
 use crate::app::AppState;
 use crate::auth::{Actor, Principal};
 use crate::db::catalogue::ProductLineRow;
 use crate::db::{self, Db, Tx};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
-use crate::extract::JsonBody;
+use crate::extract::{JsonBody, Path};
+use crate::warranty;
 
 /// Standard warranty when a request does not give one.
 pub const DEFAULT_WARRANTY_MONTHS: u32 = 12;

@@ -24,6 +24,8 @@ use crate::extract::JsonBody;
 pub const MAX_REASON_CODE: usize = 64;
 /// Longest accepted `detail`, in characters.
 pub const MAX_DETAIL: usize = 1000;
+/// Most reports one device may send about one release.
+pub const MAX_REPORTS_PER_RELEASE: i64 = 100;
 
 /// Installation stages a device reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -192,6 +194,19 @@ pub async fn report(
 
     let at = OffsetDateTime::now_utc();
     let mut tx = app.db.begin().await?;
+    // A device reports a handful of stages per release; a device that keeps
+    // reporting is broken or hostile, and must not fill the database.
+    if db::reports::count_for_device(&mut tx, &facts.serial, release_id).await?
+        >= MAX_REPORTS_PER_RELEASE
+    {
+        return Err(AppError::TooManyRequests {
+            code: "too_many_reports",
+            message: format!(
+                "this device already sent {MAX_REPORTS_PER_RELEASE} reports for release \
+                 {version}; further reports are refused"
+            ),
+        });
+    }
     let id = db::reports::insert(
         &mut tx,
         &db::reports::NewReport {
@@ -209,9 +224,6 @@ pub async fn report(
         db::reports::record_installed(&mut tx, &facts.serial, &version, at).await?;
     }
     tx.commit().await?;
-    if stage == Stage::Installed {
-        app.device_changed(&facts.serial);
-    }
     tracing::info!(serial = %facts.serial, version = %version, stage = stage.as_str(), reason_code, "device report");
     Ok((StatusCode::CREATED, Json(ReportAccepted { id })))
 }

@@ -8,7 +8,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::{Principal, STAFF};
 use crate::db;
 use crate::domain::{Name, parse_version};
 use crate::error::{AppError, AppResult};
@@ -68,7 +68,7 @@ pub async fn summary(
     principal: Principal,
     Path(p): Path<ReleaseReportsPath>,
 ) -> AppResult<Json<ReportSummary>> {
-    principal.require(&[Role::ReleaseEngineer, Role::Technician])?;
+    principal.require(STAFF)?;
     let line = Name::parse("product line", &p.line)?;
     let channel = Name::parse("channel", &p.channel)?;
     let version = parse_version("version", &p.version)?.to_string();

@@ -21,7 +21,7 @@ use http_range_header::RangeUnsatisfiableError;
 use serde::Deserialize;
 
 use crate::app::AppState;
-use crate::auth::{Role, authenticate};
+use crate::auth::{STAFF, authenticate};
 use crate::domain::parse_sha256;
 use crate::error::{AppError, AppResult};
 use crate::extract::{Path, Query};
@@ -153,9 +153,7 @@ pub async fn download(
                 .verify(&digest, &GrantParams { sub, exp, sig }, now)?;
         }
         (None, None, None) => {
-            authenticate(&app, &headers)
-                .await?
-                .require(&[Role::Technician, Role::ReleaseEngineer])?;
+            authenticate(&app, &headers).await?.require(STAFF)?;
         }
         _ => {
             return Err(AppError::bad_request(

@@ -15,15 +15,11 @@ use axum::response::{IntoResponse, Response};
 use super::publish::LinePath;
 use super::{ReleaseInfo, ReleaseKey, ReleasePath, find_release, load_info, release_info};
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::{Principal, STAFF};
 use crate::db;
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
 use crate::extract::Path;
-
-/// Roles that may read releases: everyone but devices, which get theirs
-/// through the update check.
-const READERS: &[Role] = &[Role::ReleaseEngineer, Role::Technician];
 
 /// Lists the releases of a product line, newest version first, yanked ones
 /// included (with `yanked_at`).
@@ -40,7 +36,7 @@ pub async fn list(
     principal: Principal,
     Path(path): Path<LinePath>,
 ) -> AppResult<Json<Vec<ReleaseInfo>>> {
-    principal.require(READERS)?;
+    principal.require(STAFF)?;
     let line = Name::parse("product line", &path.line)?;
     if !db::releases::product_line_exists(&app.db, line.as_str()).await? {
         return Err(AppError::not_found(
@@ -85,7 +81,7 @@ pub async fn detail(
     principal: Principal,
     Path(path): Path<ReleasePath>,
 ) -> AppResult<Json<ReleaseInfo>> {
-    principal.require(READERS)?;
+    principal.require(STAFF)?;
     let key = ReleaseKey::parse(&path)?;
     let row = find_release(&app, &key).await?;
     Ok(Json(load_info(&app, row).await?))
@@ -107,7 +103,7 @@ pub async fn manifest(
     principal: Principal,
     Path(path): Path<ReleasePath>,
 ) -> AppResult<Response> {
-    principal.require(READERS)?;
+    principal.require(STAFF)?;
     let key = ReleaseKey::parse(&path)?;
     let row = find_release(&app, &key).await?;
     let envelope = db::releases::envelope(&app.db, row.id)

@@ -1,0 +1,319 @@
+//! Keeping the device-facts and token caches of every replica consistent
+//! while their TTLs are long.
+//!
+//! The update check reads no database row when its caches are warm, and
+//! devices poll every few hours, so the caches only help if entries live
+//! about as long (`device_cache_ttl_secs`, `token_cache_ttl_secs`, an hour
+//! by default). A change must therefore reach the caches by message, not by
+//! expiry:
+//!
+//! * a writer appends a row to the `cache_invalidations` table
+//!   ([`crate::db::invalidations`]) naming the device serial or token id,
+//!   and drops its own replica's entry at once. Token revocation appends
+//!   the row inside its own transaction; `App::device_changed`, called
+//!   after a commit, hands the serial to a background publisher
+//!   ([`Invalidations::publish`]) that writes it within milliseconds and
+//!   retries while the database refuses (a committed change is never
+//!   reported as failed because its broadcast was delayed);
+//! * every replica polls the rows after the last seq it applied every
+//!   [`POLL_INTERVAL`] ([`poll`], [`spawn_poller`]) and drops the matching
+//!   entries. A change made through one replica thus reaches the others
+//!   within about two seconds; the TTLs only bound how long a lost
+//!   broadcast (a crash between commit and publish) can last.
+//!   A replica starts at the highest seq present (its caches are empty
+//!   then), and rows older than [`RETENTION`] are pruned, which is safe
+//!   because no TTL may exceed it (checked by `Config`).
+//!
+//! Remembering only the last seq applied relies on seqs becoming visible in
+//! commit order. SQLite has one writer at a time, so they do; a PostgreSQL
+//! backend must not rely on a plain sequence for this (e.g. it must re-read
+//! a window of recent seqs).
+//!
+//! A cache fill races with invalidations: a lookup that read the old row
+//! may insert it after the invalidation ran, and with long TTLs that stale
+//! entry would live long. Every invalidation therefore bumps an epoch
+//! first ([`Invalidations::epoch`]); a filler reads the epoch before its
+//! query and drops the entry it inserted when the epoch moved meanwhile.
+//!
+//! This module must never make a check wait for the database: publishing
+//! only queues, and polling runs in its own task.
+
+use std::collections::HashSet;
+use std::sync::Weak;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::app::App;
+use crate::db::Db;
+use crate::db::invalidations::Kind;
+
+/// How often every replica reads the invalidations others wrote.
+pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long invalidation rows are kept; cache TTLs may not be longer.
+pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// How often a replica prunes rows older than [`RETENTION`].
+const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Rows read per query while catching up.
+const BATCH: i64 = 10_000;
+
+/// How long the publisher waits before retrying a failed write when
+/// nothing new arrives.
+const RETRY_DELAY: Duration = Duration::from_secs(1);
+
+/// Unwritten invalidations above which new ones are dropped (and logged)
+/// while the database refuses writes, so an outage cannot grow memory
+/// without bound. The TTLs still bound how stale other replicas get.
+const MAX_PENDING: usize = 1_000_000;
+
+enum Message {
+    Publish(Kind, String),
+    Flush(oneshot::Sender<Result<(), String>>),
+}
+
+/// This replica's side of the invalidation log.
+#[derive(Debug)]
+pub struct Invalidations {
+    /// Bumped before every invalidation (see the module docs).
+    epoch: AtomicU64,
+    /// The highest seq applied to this replica's caches.
+    applied: AtomicI64,
+    /// Queue of the publisher task.
+    outbox: mpsc::UnboundedSender<Message>,
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Message::Publish(kind, key) => write!(f, "Publish({kind}, {key:?})"),
+            Message::Flush(_) => f.write_str("Flush"),
+        }
+    }
+}
+
+impl Invalidations {
+    /// Starts the publisher task, writing to `db`; `applied` is the seq
+    /// this replica starts after ([`crate::db::invalidations::max_seq`]).
+    /// The task ends, after a last write, when this value is dropped.
+    pub fn start(db: Db, applied: i64) -> Invalidations {
+        let (outbox, inbox) = mpsc::unbounded_channel();
+        tokio::spawn(publisher(db, inbox));
+        Invalidations {
+            epoch: AtomicU64::new(0),
+            applied: AtomicI64::new(applied),
+            outbox,
+        }
+    }
+
+    /// The current epoch. Read it before loading an entry from the
+    /// database; if it differs after the entry was inserted, drop it.
+    pub fn epoch(&self) -> u64 {
+        self.epoch.load(Ordering::SeqCst)
+    }
+
+    /// Marks the start of an invalidation; call before dropping entries.
+    pub fn bump(&self) {
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The highest seq applied to this replica's caches.
+    pub fn applied(&self) -> i64 {
+        self.applied.load(Ordering::SeqCst)
+    }
+
+    /// Queues an invalidation for the other replicas; never waits. The
+    /// caller drops its own replica's entry itself.
+    pub fn publish(&self, kind: Kind, key: &str) {
+        if self
+            .outbox
+            .send(Message::Publish(kind, key.to_string()))
+            .is_err()
+        {
+            tracing::error!(kind = %kind, key, "invalidation publisher has stopped; other replicas learn of this change only when their cache entry expires");
+        }
+    }
+
+    /// Writes every queued invalidation and waits for it (for tests and
+    /// graceful shutdown).
+    pub async fn flush(&self) -> anyhow::Result<()> {
+        let (reply, answer) = oneshot::channel();
+        self.outbox
+            .send(Message::Flush(reply))
+            .map_err(|_| anyhow::anyhow!("the invalidation publisher has stopped"))?;
+        answer
+            .await
+            .map_err(|_| anyhow::anyhow!("the invalidation publisher has stopped"))?
+            .map_err(|e| anyhow::anyhow!("writing invalidations: {e}"))
+    }
+}
+
+/// Writes queued invalidations as they arrive, several at a time when
+/// several are waiting; on failure keeps them and retries.
+async fn publisher(db: Db, mut inbox: mpsc::UnboundedReceiver<Message>) {
+    let mut pending: HashSet<(Kind, String)> = HashSet::new();
+    loop {
+        let next = if pending.is_empty() {
+            inbox.recv().await
+        } else {
+            // The last write failed: retry when more arrives or after a pause.
+            match tokio::time::timeout(RETRY_DELAY, inbox.recv()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    // A failure is logged and the rows kept for the next try.
+                    let _ = write_logged(&db, &mut pending).await;
+                    continue;
+                }
+            }
+        };
+        let Some(first) = next else {
+            // Every sender is gone: the app was dropped. Last attempt; a
+            // failure is logged.
+            let _ = write_logged(&db, &mut pending).await;
+            return;
+        };
+        let mut replies = Vec::new();
+        take(first, &mut pending, &mut replies);
+        let mut closed = false;
+        loop {
+            match inbox.try_recv() {
+                Ok(m) => take(m, &mut pending, &mut replies),
+                Err(mpsc::error::TryRecvError::Empty) => break,
+                Err(mpsc::error::TryRecvError::Disconnected) => {
+                    closed = true;
+                    break;
+                }
+            }
+        }
+        let result = write_logged(&db, &mut pending).await;
+        for reply in replies {
+            let _ = reply.send(result.clone());
+        }
+        if closed {
+            return;
+        }
+    }
+}
+
+fn take(
+    message: Message,
+    pending: &mut HashSet<(Kind, String)>,
+    replies: &mut Vec<oneshot::Sender<Result<(), String>>>,
+) {
+    match message {
+        Message::Publish(kind, key) => {
+            if pending.len() < MAX_PENDING {
+                pending.insert((kind, key));
+            } else {
+                tracing::error!(kind = %kind, key, "too many unwritten invalidations; dropped (other replicas learn of it when their entry expires)");
+            }
+        }
+        Message::Flush(reply) => replies.push(reply),
+    }
+}
+
+/// Writes `pending` in one transaction and empties it; on failure logs and
+/// keeps it for the next attempt.
+async fn write_logged(db: &Db, pending: &mut HashSet<(Kind, String)>) -> Result<(), String> {
+    if pending.is_empty() {
+        return Ok(());
+    }
+    let result = async {
+        let mut tx = db.begin().await?;
+        for (kind, key) in pending.iter() {
+            crate::db::invalidations::record(&mut tx, *kind, key).await?;
+        }
+        tx.commit().await
+    }
+    .await;
+    match result {
+        Ok(()) => {
+            tracing::debug!(count = pending.len(), "invalidations published");
+            pending.clear();
+            Ok(())
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, count = pending.len(), "publishing invalidations failed; retrying");
+            Err(e.to_string())
+        }
+    }
+}
+
+/// Applies the invalidations written since the last one applied, by any
+/// replica (this one's included, harmlessly): drops the matching device
+/// facts and token lookups. Returns how many rows were applied.
+pub async fn poll(app: &App) -> Result<usize, sqlx::Error> {
+    let mut applied = 0;
+    loop {
+        let batch =
+            crate::db::invalidations::after(&app.db, app.invalidations.applied(), BATCH).await?;
+        let mut devices = Vec::new();
+        let mut tokens = HashSet::new();
+        for row in &batch.rows {
+            match row.kind {
+                Kind::Device => devices.push(row.key.as_str()),
+                Kind::Token => {
+                    tokens.insert(row.key.clone());
+                }
+            }
+        }
+        if !devices.is_empty() {
+            app.forget_devices(devices);
+        }
+        if !tokens.is_empty() {
+            app.forget_tokens(tokens);
+        }
+        // Advance only after the entries are gone.
+        if let Some(last) = batch.last_seq {
+            app.invalidations.applied.fetch_max(last, Ordering::SeqCst);
+        }
+        applied += batch.rows.len();
+        if batch.complete {
+            return Ok(applied);
+        }
+    }
+}
+
+/// Starts the task that [`poll`]s every [`POLL_INTERVAL`] and prunes old
+/// rows every hour. It holds only a weak reference and ends when the app
+/// is dropped.
+pub fn spawn_poller(app: Weak<App>) {
+    tokio::spawn(async move {
+        let mut tick =
+            tokio::time::interval_at(tokio::time::Instant::now() + POLL_INTERVAL, POLL_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut next_prune = tokio::time::Instant::now();
+        loop {
+            tick.tick().await;
+            let Some(app) = app.upgrade() else {
+                return;
+            };
+            match poll(&app).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(count = n, "cache invalidations applied"),
+                // Entries stay until the next successful poll or their TTL.
+                Err(e) => tracing::warn!(error = %e, "reading cache invalidations failed"),
+            }
+            if tokio::time::Instant::now() >= next_prune {
+                next_prune = tokio::time::Instant::now() + PRUNE_INTERVAL;
+                if let Err(e) = prune(&app.db).await {
+                    tracing::warn!(error = %e, "pruning cache invalidations failed");
+                }
+            }
+        }
+    });
+}
+
+/// Deletes rows older than [`RETENTION`].
+pub async fn prune(db: &Db) -> Result<u64, sqlx::Error> {
+    let retention = time::Duration::try_from(RETENTION).unwrap_or(time::Duration::DAY);
+    let removed =
+        crate::db::invalidations::prune(db, time::OffsetDateTime::now_utc() - retention).await?;
+    if removed > 0 {
+        tracing::debug!(count = removed, "old cache invalidations pruned");
+    }
+    Ok(removed)
+}
