@@ -9,9 +9,13 @@
 //! - [`verify`]: the verification engine every party runs;
 //! - [`image`]: constant-memory streaming image checks;
 //! - [`state`]: the device's trusted state and its crash-safe storage;
-//! - [`flash`]: A/B flashing, commit and rollback, the ratchet after commit.
+//! - [`flash`]: A/B flashing, commit and rollback, the ratchet after commit;
+//! - [`transport`]: how bytes reach the device: HTTP (feature `http`) or a
+//!   directory (USB/offline);
+//! - [`download`]: resumable, length-capped, verified image downloads.
 //!
-//! The verification core does no networking and needs no async runtime.
+//! The verification core does no networking and needs no async runtime;
+//! only the `http` feature pulls in an (blocking) HTTP client.
 //! It must never hold or need a private key to *verify*; the signing helper
 //! on [`envelope::Envelope::sign`] is there for the signer and test fixtures.
 
