@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Benchmark: firmup-server next to nginx, in one run, on this machine.
 #
-#   scripts/bench-server.sh [IMAGE_MIB] [SECONDS]      (defaults: 64 MiB, 10 s)
+#   scripts/bench-server.sh [IMAGE_MIB] [SECONDS] [DEVICES]
+#                                     (defaults: 64 MiB, 10 s, 2000 devices)
 #
 # Measures, each side by side with nginx serving the same bytes:
-#   1. update checks per second at 64 connections (POST /v1/device/check)
-#      vs nginx answering a static file holding the same response body;
+#   1. update checks per second at 64 connections (POST /v1/device/check),
+#      each request from one of DEVICES provisioned devices in turn (so the
+#      token and device caches hold a fleet, not one entry), vs nginx
+#      answering a static file holding the same response body;
 #   2. download throughput of the image at 8 connections;
 #   3. firmup-server's peak RSS while serving 256 concurrent downloads.
 # Prints the figures and the ratios. Targets (server issue): checks >= 40% of
@@ -17,6 +20,7 @@ repo=$PWD
 
 image_mib=${1:-64}
 secs=${2:-10}
+devices=${3:-2000}
 
 need() { command -v "$1" >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null; }; }
 need wrk wrk
@@ -64,7 +68,11 @@ for _ in $(seq 100); do curl -fs "$base/readyz" >/dev/null && break; sleep 0.1; 
 api() { curl -fsS -X "$1" "$base$2" -H "authorization: Bearer $admin" -H 'content-type: application/json' ${3:+-d "$3"}; }
 api PUT /v1/admin/product-lines/bench '{"name":"Bench","kind":"hardware"}' >/dev/null
 api PUT /v1/admin/models/B1 '{"product_line":"bench","name":"Bench 1","hw_ids":["bench-r1"]}' >/dev/null
-device=$(api POST /v1/admin/devices '{"devices":[{"serial":"BENCH-1","model_id":"B1","hw_id":"bench-r1"}],"issue_tokens":true}' | jq -r '.devices[0].token')
+seq 1 "$devices" | jq -R '{serial: ("BENCH-" + .), model_id: "B1", hw_id: "bench-r1"}' \
+  | jq -s '{devices: ., issue_tokens: true}' > devices.json
+curl -fsS -X POST "$base/v1/admin/devices" -H "authorization: Bearer $admin" \
+  -H 'content-type: application/json' --data-binary @devices.json > tokens.json
+device=$(jq -r '.devices[0].token' tokens.json)
 FIRMUP_TOKEN=$releng "$signer" publish --server "$base" --manifest image.manifest.json --image image.bin >/dev/null 2>&1
 
 check_body='{"serial":"BENCH-1","hw_id":"bench-r1","current_version":"1.0.0","security_counter":1,"channel":"stable","root_version":1}'
@@ -97,12 +105,23 @@ NGINX
 nginx -p "$work/nginx" -c "$work/nginx/nginx.conf"
 for _ in $(seq 50); do curl -fs -o /dev/null "http://127.0.0.1:$nport/check.json" && break; sleep 0.1; done
 
-cat > check.lua <<LUA
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-wrk.headers["Authorization"] = "Bearer $device"
-wrk.body = '$check_body'
+# Each request is a check from the next device of the fleet.
+{
+  echo 'local fleet = {'
+  jq -r '.devices[] | "{\"" + .serial + "\", \"" + .token + "\"},"' tokens.json
+  echo '}'
+  cat <<'LUA'
+local i = 0
+request = function()
+  i = i % #fleet + 1
+  local d = fleet[i]
+  local body = '{"serial":"' .. d[1] .. '","hw_id":"bench-r1","current_version":"1.0.0",'
+    .. '"security_counter":1,"channel":"stable","root_version":1}'
+  return wrk.format("POST", "/v1/device/check",
+    { ["Content-Type"] = "application/json", ["Authorization"] = "Bearer " .. d[2] }, body)
+end
 LUA
+} > check.lua
 rps() { awk '/^Requests\/sec/ {print $2}'; }
 mibps() { awk '/^Transfer\/sec/ { v=$2; u=substr(v, length(v)-1); n=v+0; if (u=="GB") n*=1024; else if (u=="KB") n/=1024; print n }'; }
 errors() { awk '/Non-2xx|Socket errors/ {print}'; }
@@ -144,7 +163,7 @@ f256_mib=$(mibps < wrk256.out)
 calc() { awk "BEGIN { printf \"%.${2:-0}f\", $1 }"; }
 echo
 printf '%-44s %14s %14s %8s\n' measure firmup-server nginx ratio
-printf '%-44s %14s %14s %7s%%\n' "update checks/s (64 conns)" "$(calc "$f_rps")" "$(calc "$n_rps")" "$(calc "100*$f_rps/$n_rps")"
+printf '%-44s %14s %14s %7s%%\n' "update checks/s (64 conns, $devices devices)" "$(calc "$f_rps")" "$(calc "$n_rps")" "$(calc "100*$f_rps/$n_rps")"
 printf '%-44s %14s %14s %7s%%\n' "download MiB/s (8 conns, ${image_mib} MiB image)" "$(calc "$f_mib")" "$(calc "$n_mib")" "$(calc "100*$f_mib/$n_mib")"
 printf '%-44s %14s\n' "download MiB/s (256 conns)" "$(calc "$f256_mib")"
 printf '%-44s %14s\n' "server RSS before load (MiB)" "$(calc "$rss_before/1024" 1)"
