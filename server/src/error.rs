@@ -203,11 +203,6 @@ impl AppError {
             AppError::Internal(_) => "internal",
         }
     }
-
-    /// Whether this is the client's fault.
-    pub fn is_client_error(&self) -> bool {
-        self.status().is_client_error()
-    }
 }
 
 impl From<sqlx::Error> for AppError {

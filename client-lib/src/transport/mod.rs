@@ -22,7 +22,6 @@
 //! code) are shared by every implementation and unit-tested.
 
 use std::io::Read;
-use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
@@ -77,60 +76,6 @@ pub trait Transport: Send + Sync {
         body: &[u8],
         max_response: u64,
     ) -> Result<JsonReply>;
-}
-
-impl<T: Transport + ?Sized> Transport for &T {
-    fn get_range(&self, url: &str, from: u64, if_range: Option<&str>) -> Result<RangeReply> {
-        (**self).get_range(url, from, if_range)
-    }
-    fn get_json(&self, url: &str, bearer: Option<&str>, max_response: u64) -> Result<JsonReply> {
-        (**self).get_json(url, bearer, max_response)
-    }
-    fn post_json(
-        &self,
-        url: &str,
-        bearer: Option<&str>,
-        body: &[u8],
-        max_response: u64,
-    ) -> Result<JsonReply> {
-        (**self).post_json(url, bearer, body, max_response)
-    }
-}
-
-impl<T: Transport + ?Sized> Transport for Box<T> {
-    fn get_range(&self, url: &str, from: u64, if_range: Option<&str>) -> Result<RangeReply> {
-        (**self).get_range(url, from, if_range)
-    }
-    fn get_json(&self, url: &str, bearer: Option<&str>, max_response: u64) -> Result<JsonReply> {
-        (**self).get_json(url, bearer, max_response)
-    }
-    fn post_json(
-        &self,
-        url: &str,
-        bearer: Option<&str>,
-        body: &[u8],
-        max_response: u64,
-    ) -> Result<JsonReply> {
-        (**self).post_json(url, bearer, body, max_response)
-    }
-}
-
-impl<T: Transport + ?Sized> Transport for Arc<T> {
-    fn get_range(&self, url: &str, from: u64, if_range: Option<&str>) -> Result<RangeReply> {
-        (**self).get_range(url, from, if_range)
-    }
-    fn get_json(&self, url: &str, bearer: Option<&str>, max_response: u64) -> Result<JsonReply> {
-        (**self).get_json(url, bearer, max_response)
-    }
-    fn post_json(
-        &self,
-        url: &str,
-        bearer: Option<&str>,
-        body: &[u8],
-        max_response: u64,
-    ) -> Result<JsonReply> {
-        (**self).post_json(url, bearer, body, max_response)
-    }
 }
 
 /// The answer to [`Transport::get_range`]: status, the headers resuming
