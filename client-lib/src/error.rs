@@ -345,6 +345,14 @@ pub enum Error {
         #[source]
         last: Box<Error>,
     },
+    /// The server's update offer contradicts the signed manifest it carries
+    /// (an image the manifest does not sign, a missing download URL). The
+    /// manifest wins; nothing is downloaded from such an offer.
+    #[error("the update offer does not match its signed manifest: {detail}")]
+    OfferMismatch {
+        /// What does not match.
+        detail: String,
+    },
 }
 
 impl Error {
@@ -388,6 +396,7 @@ impl Error {
             Error::RedirectRefused { .. } => "redirect_refused",
             Error::Unsupported { .. } => "unsupported",
             Error::DownloadBudgetExhausted { .. } => "download_budget_exhausted",
+            Error::OfferMismatch { .. } => "offer_mismatch",
         }
     }
 

@@ -12,7 +12,11 @@
 //! - [`flash`]: A/B flashing, commit and rollback, the ratchet after commit;
 //! - [`transport`]: how bytes reach the device: HTTP (feature `http`) or a
 //!   directory (USB/offline);
-//! - [`download`]: resumable, length-capped, verified image downloads.
+//! - [`download`]: resumable, length-capped, verified image downloads;
+//! - [`protocol`]: the wire types of the server's device API (check,
+//!   reports);
+//! - [`session`]: the update session a device embeds: check, consent,
+//!   download, verify, flash, commit or roll back, report.
 //!
 //! The verification core does no networking and needs no async runtime;
 //! only the `http` feature pulls in an (blocking) HTTP client.
@@ -27,7 +31,9 @@ pub mod flash;
 pub mod image;
 pub mod keys;
 pub mod manifest;
+pub mod protocol;
 pub mod root;
+pub mod session;
 pub mod state;
 pub mod transport;
 pub mod verify;
@@ -42,7 +48,11 @@ pub use flash::{
 };
 pub use keys::{KeyId, PublicKey};
 pub use manifest::{ImageSpec, Manifest};
+pub use protocol::{CheckRequest, CheckResponse, CheckStatus, DeviceEntitlement, ReportRequest};
 pub use root::{RootDocument, TrustedRoot};
+pub use session::{
+    CheckOutcome, Checked, ClockPolicy, Cycle, CycleOutcome, DeviceConfig, Offer, UpdateSession,
+};
 pub use state::{
     FileStateStore, MemoryStateStore, PendingUpdate, QueuedReport, ReportStage, StateStore,
     TrustedState,

@@ -1,6 +1,8 @@
 //! Helpers for the end-to-end tests in `tests/`: locating (and if needed
 //! building) the workspace's binaries so tests drive them as a user would.
 
+pub mod proxy;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::Once;

@@ -1,0 +1,730 @@
+//! The update session a device vendor embeds: check → consent → download →
+//! verify → flash → (reboot) → commit or roll back → report.
+//!
+//! [`UpdateSession`] ties the pieces together over any [`Transport`], any
+//! [`StateStore`] and any [`Flasher`], so the safe order is the only one
+//! available:
+//!
+//! 1. [`UpdateSession::check`] asks `POST /v1/device/check`, walks the root
+//!    chain of the answer from the stored root
+//!    ([`TrustedState::accept_root_chain`]) and verifies the offered manifest
+//!    with the device's identity, committed state, channel and clock
+//!    ([`verify_manifest`]) *before* anything is downloaded. The server's
+//!    offer must name exactly the image the manifest signs.
+//! 2. An optional consent hook ([`UpdateSession::with_consent`]) decides
+//!    whether to go on now (a user prompt, a maintenance window).
+//! 3. [`UpdateSession::download`] fetches the image with the resumable
+//!    [`Downloader`] (length and sha256 checked on the stream).
+//! 4. [`UpdateSession::install`] writes it into the inactive slot and marks
+//!    it pending ([`install_verified`]); the device then reboots.
+//! 5. On every start, [`UpdateSession::finish_after_boot`] commits (and only
+//!    then ratchets the trusted state) or rolls back.
+//!
+//! Every stage is reported to `POST /v1/device/reports`. Reports go through
+//! the queue in the trusted state first, so an unreachable server never
+//! blocks or fails an update: undelivered reports are sent, in order, by
+//! the next [`UpdateSession::flush_reports`] (every report call tries).
+//!
+//! ```no_run
+//! use firmup_client::session::{DeviceConfig, UpdateSession};
+//! use firmup_client::{FileFlasher, FileStateStore, HttpTransport};
+//!
+//! # fn maintenance_window_open() -> bool { true }
+//! fn main() -> Result<(), firmup_client::Error> {
+//!     let config = DeviceConfig {
+//!         server: "https://updates.example.com".into(),
+//!         serial: "SN-0001".into(),
+//!         hw_id: "enc-4k-r2".into(),
+//!         product_line: "encoders".into(),
+//!         channel: "stable".into(),
+//!         token: "device-token".into(),
+//!     };
+//!     let transport = HttpTransport::new(&config.server)?;
+//!     let store = FileStateStore::open("/var/lib/firmup")?;
+//!     let mut flasher = FileFlasher::open("/var/lib/firmup/slots")?;
+//!     let healthy = flasher.health_check();
+//!     let mut session = UpdateSession::new(config, &transport, &store, &mut flasher, "/var/lib/firmup/work")
+//!         .with_consent(|_offer| maintenance_window_open()); // or ask the user
+//!     session.finish_after_boot(healthy)?; // commit or roll back what the last boot tried
+//!     let cycle = session.update(|p| eprintln!("{:?} {}/{}", p.phase, p.done, p.total))?;
+//!     println!("{:?}; next check in {} s", cycle.outcome, cycle.poll_after_secs);
+//!     Ok(()) // if an update was installed: reboot, then finish_after_boot again
+//! }
+//! ```
+//!
+//! This module must never download before the manifest is verified, never
+//! flash bytes that did not pass the signed length and sha256, and never let
+//! a report failure change the outcome of an update.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use semver::Version;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::download::{Downloaded, Downloader, Progress, RetryPolicy};
+use crate::error::{Error, Result};
+use crate::flash::{FinishOutcome, Flasher, install_verified, rootfs_image};
+use crate::manifest::{ImageSpec, MAX_MANIFEST_BYTES};
+use crate::protocol::{
+    CHECK_PATH, CheckRequest, CheckResponse, CheckStatus, DeviceEntitlement,
+    MAX_CHECK_RESPONSE_BYTES, MAX_REPORT_RESPONSE_BYTES, REPORTS_PATH, ReportRequest,
+};
+use crate::root::MAX_ROOT_BYTES;
+use crate::state::{PendingUpdate, QueuedReport, ReportStage, StateStore, TrustedState};
+use crate::transport::{FileTransport, Transport};
+use crate::verify::{Clock, UpdatePlan, VerifyRequest, verify_manifest};
+
+/// File name of the manifest envelope in an offline bundle.
+pub const BUNDLE_MANIFEST: &str = "manifest.json";
+
+/// Who the device is and where it asks; the agent keeps it in
+/// `config.json`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceConfig {
+    /// Base URL of the update server.
+    pub server: String,
+    /// The device's serial.
+    pub serial: String,
+    /// The device's hardware id.
+    pub hw_id: String,
+    /// The product line whose release keys must sign its firmware.
+    pub product_line: String,
+    /// The channel it follows.
+    pub channel: String,
+    /// Its device token (bound to `serial`). Never logged.
+    pub token: String,
+}
+
+impl std::fmt::Debug for DeviceConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DeviceConfig")
+            .field("server", &self.server)
+            .field("serial", &self.serial)
+            .field("hw_id", &self.hw_id)
+            .field("product_line", &self.product_line)
+            .field("channel", &self.channel)
+            .field("token", &"<redacted>")
+            .finish()
+    }
+}
+
+/// What the device may believe about time when judging expiry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClockPolicy {
+    /// The system clock is trustworthy (NTS, RTC with a good battery).
+    #[default]
+    System,
+    /// No trustworthy clock: the latest signed `issued_at` accepted so far
+    /// stands in for "now" ([`Clock::LatestKnown`]).
+    LatestKnown,
+}
+
+/// A verified offer: what the signed manifest says to install, and where
+/// the server says the bytes are.
+#[derive(Debug, Clone)]
+pub struct Offer {
+    /// The accepted manifest (verified for this device).
+    pub plan: UpdatePlan,
+    /// The one image to install, as signed.
+    pub image: ImageSpec,
+    /// Where to fetch it (untrusted transport).
+    pub url: String,
+    /// The server offers this release as a step towards `target_version`.
+    pub stepping_stone: bool,
+    /// Where the steps lead.
+    pub target_version: Option<String>,
+    /// Why the device may have it.
+    pub entitlement: DeviceEntitlement,
+}
+
+impl Offer {
+    /// The offered version (from the signed manifest).
+    pub fn version(&self) -> &Version {
+        &self.plan.manifest.version
+    }
+}
+
+/// What a check found.
+#[derive(Debug, Clone)]
+pub enum CheckOutcome {
+    /// A verified release to install.
+    Update(Box<Offer>),
+    /// Nothing newer.
+    UpToDate,
+    /// Newer releases exist but the device may not have them.
+    NotEntitled(DeviceEntitlement),
+}
+
+/// The answer to [`UpdateSession::check`].
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// Seconds the server asks the device to wait before the next check.
+    pub poll_after_secs: u64,
+    /// What was found.
+    pub outcome: CheckOutcome,
+}
+
+/// How one [`UpdateSession::update`] cycle ended.
+#[derive(Debug, Clone)]
+pub enum CycleOutcome {
+    /// Nothing newer.
+    UpToDate,
+    /// Newer releases exist but the device may not have them.
+    NotEntitled(DeviceEntitlement),
+    /// The consent hook said "not now"; nothing was downloaded.
+    Declined(Box<Offer>),
+    /// Written and marked pending: reboot, then call
+    /// [`UpdateSession::finish_after_boot`].
+    Installed(PendingUpdate),
+}
+
+/// The result of [`UpdateSession::update`].
+#[derive(Debug, Clone)]
+pub struct Cycle {
+    /// Seconds the server asks the device to wait before the next check.
+    pub poll_after_secs: u64,
+    /// How the cycle ended.
+    pub outcome: CycleOutcome,
+}
+
+/// Which part of an update a progress report is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    /// Fetching the image.
+    Download,
+    /// Writing it into the inactive slot.
+    Flash,
+}
+
+/// Progress of a download or a flash.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StepProgress {
+    /// What is progressing.
+    pub phase: Phase,
+    /// Bytes done.
+    pub done: u64,
+    /// The signed length.
+    pub total: u64,
+    /// Transfer rate in bytes per second (downloads; 0 when flashing).
+    pub rate_bytes_per_sec: u64,
+}
+
+/// What [`UpdateSession::flush_reports`] did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct FlushStats {
+    /// Reports the server accepted.
+    pub sent: usize,
+    /// Reports the server refused for good (a 4xx that no retry can fix);
+    /// dropped so they do not block the queue.
+    pub dropped: usize,
+    /// Reports still queued (the server could not be reached).
+    pub remaining: usize,
+}
+
+type ConsentHook<'a> = Box<dyn FnMut(&Offer) -> bool + 'a>;
+
+/// One device's update session; see the module documentation.
+pub struct UpdateSession<'a> {
+    config: DeviceConfig,
+    transport: &'a dyn Transport,
+    store: &'a dyn StateStore,
+    flasher: &'a mut dyn Flasher,
+    downloader: Downloader,
+    clock: ClockPolicy,
+    consent: Option<ConsentHook<'a>>,
+}
+
+impl std::fmt::Debug for UpdateSession<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateSession")
+            .field("config", &self.config)
+            .field("downloader", &self.downloader)
+            .field("clock", &self.clock)
+            .field("consent", &self.consent.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> UpdateSession<'a> {
+    /// A session for the device `config`, talking through `transport`,
+    /// keeping its trusted state in `store`, flashing with `flasher` and
+    /// keeping downloads in `work_dir`.
+    pub fn new(
+        config: DeviceConfig,
+        transport: &'a dyn Transport,
+        store: &'a dyn StateStore,
+        flasher: &'a mut dyn Flasher,
+        work_dir: impl Into<PathBuf>,
+    ) -> Self {
+        UpdateSession {
+            config,
+            transport,
+            store,
+            flasher,
+            downloader: Downloader::new(work_dir),
+            clock: ClockPolicy::default(),
+            consent: None,
+        }
+    }
+
+    /// Judges expiry with `clock` (default [`ClockPolicy::System`]).
+    pub fn with_clock(mut self, clock: ClockPolicy) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Retries downloads with `policy`.
+    pub fn with_retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.downloader = self.downloader.with_policy(policy);
+        self
+    }
+
+    /// Uses `downloader` (its work directory, policy and clock) for images.
+    pub fn with_downloader(mut self, downloader: Downloader) -> Self {
+        self.downloader = downloader;
+        self
+    }
+
+    /// Asks `consent` before downloading a verified offer; `false` ends the
+    /// cycle with [`CycleOutcome::Declined`].
+    pub fn with_consent(mut self, consent: impl FnMut(&Offer) -> bool + 'a) -> Self {
+        self.consent = Some(Box::new(consent));
+        self
+    }
+
+    /// The device's configuration.
+    pub fn config(&self) -> &DeviceConfig {
+        &self.config
+    }
+
+    /// The flasher, for the device's own boot handling (a simulated reboot).
+    pub fn flasher_mut(&mut self) -> &mut dyn Flasher {
+        &mut *self.flasher
+    }
+
+    /// The stored trusted state; a device that was never provisioned is
+    /// [`Error::UpdateState`].
+    pub fn state(&self) -> Result<TrustedState> {
+        self.store.load()?.ok_or_else(|| Error::UpdateState {
+            detail: "the device has no trusted state (not provisioned)".into(),
+        })
+    }
+
+    /// Finishes what the last boot tried (safe to call on every start):
+    /// commits and ratchets when `health_ok`, rolls back otherwise, and
+    /// reports `installed` or `rolled_back`.
+    pub fn finish_after_boot(&mut self, health_ok: bool) -> Result<FinishOutcome> {
+        let out = crate::flash::finish_after_boot(&mut *self.flasher, self.store, health_ok)?;
+        match &out {
+            FinishOutcome::Committed(p) => {
+                let mut r = QueuedReport::new(p.version.clone(), ReportStage::Installed, now());
+                r.channel = Some(p.channel.clone());
+                self.report(r);
+            }
+            FinishOutcome::RolledBack { update, reason } => {
+                let mut r =
+                    QueuedReport::new(update.version.clone(), ReportStage::RolledBack, now());
+                r.channel = Some(update.channel.clone());
+                r.reason_code = Some(reason.code().to_owned());
+                self.report(r);
+            }
+            FinishOutcome::Idle | FinishOutcome::AwaitingBoot(_) => {
+                let _ = self.flush_reports();
+            }
+        }
+        Ok(out)
+    }
+
+    /// Asks the server what is on offer; walks the root chain and verifies
+    /// the offered manifest before returning it. A refused manifest is
+    /// reported (`failed`, with the error's code) and returned as the error.
+    pub fn check(&mut self) -> Result<Checked> {
+        let mut state = self.state()?;
+        let root = state.trusted_root()?;
+        let channel = self.config.channel.clone();
+        let req = CheckRequest {
+            serial: self.config.serial.clone(),
+            hw_id: self.config.hw_id.clone(),
+            current_version: state.installed_version().to_string(),
+            security_counter: u64::from(state.security_counter()),
+            channel: Some(channel.clone()),
+            root_version: root.version(),
+            manifest_version: Some(state.manifest_version(&channel)),
+        };
+        let body = serde_json::to_vec(&req).map_err(|e| Error::malformed("check request", e))?;
+        let reply = self.transport.post_json(
+            CHECK_PATH,
+            Some(&self.config.token),
+            &body,
+            MAX_CHECK_RESPONSE_BYTES,
+        )?;
+        if reply.status != 200 {
+            return Err(Error::UnexpectedStatus {
+                url: CHECK_PATH.into(),
+                status: reply.status,
+                server_code: reply.error_code(),
+            });
+        }
+        let answer: CheckResponse = serde_json::from_slice(&reply.body)
+            .map_err(|e| Error::malformed("update check answer", e))?;
+
+        let root = state.accept_root_chain(answer.root_chain.iter().map(|r| r.get().as_bytes()))?;
+        if root.version() > req.root_version {
+            self.store.save(&state)?;
+        }
+        let poll_after_secs = answer.poll_after_secs;
+        let outcome = match answer.status {
+            CheckStatus::UpToDate => CheckOutcome::UpToDate,
+            CheckStatus::NotEntitled => {
+                CheckOutcome::NotEntitled(answer.entitlement.unwrap_or(DeviceEntitlement {
+                    code: "unknown".into(),
+                    summary: String::new(),
+                }))
+            }
+            CheckStatus::UpdateAvailable => {
+                let offer = answer.update.ok_or_else(|| Error::OfferMismatch {
+                    detail: "status update_available without an update".into(),
+                })?;
+                let vreq = VerifyRequest {
+                    product_line: self.config.product_line.clone(),
+                    hw_id: Some(self.config.hw_id.clone()),
+                    channel: Some(channel.clone()),
+                    installed: Some(state.installed_state(&channel)),
+                    clock: self.clock_now(&state),
+                    allow_downgrade: false,
+                };
+                // The server's labels, only to say which release a refusal
+                // is about; the signed manifest decides everything else.
+                let claimed = offer.version.parse::<Version>().ok();
+                let claimed_channel = offer.channel.clone();
+                let verified = verify_manifest(&root, &vreq, offer.manifest.get().as_bytes())
+                    .and_then(|plan| match_offer(plan, offer));
+                match verified {
+                    Ok(o) => CheckOutcome::Update(Box::new(o)),
+                    Err(e) => {
+                        if let Some(v) = claimed {
+                            let mut r = QueuedReport::failure(v, ReportStage::Failed, &e, now());
+                            r.channel = Some(claimed_channel);
+                            self.report(r);
+                        }
+                        return Err(e);
+                    }
+                }
+            }
+        };
+        Ok(Checked {
+            poll_after_secs,
+            outcome,
+        })
+    }
+
+    /// Downloads (or resumes) the offer's image into the work directory;
+    /// the returned file has the signed length and sha256.
+    pub fn download(
+        &mut self,
+        offer: &Offer,
+        mut progress: impl FnMut(&StepProgress),
+    ) -> Result<Downloaded> {
+        self.report_stage(offer, ReportStage::Downloading);
+        let res =
+            self.downloader
+                .download(self.transport, &offer.url, &offer.image, |p: &Progress| {
+                    progress(&StepProgress {
+                        phase: Phase::Download,
+                        done: p.done,
+                        total: p.total,
+                        rate_bytes_per_sec: p.rate_bytes_per_sec,
+                    })
+                });
+        self.report_failure(offer, res)
+    }
+
+    /// Writes a downloaded image into the inactive slot (hashing it again
+    /// while writing and from the slot) and marks the slot pending. Reboot
+    /// afterwards, then call [`Self::finish_after_boot`].
+    pub fn install(
+        &mut self,
+        offer: &Offer,
+        downloaded: &Downloaded,
+        progress: impl FnMut(&StepProgress),
+    ) -> Result<PendingUpdate> {
+        self.report_stage(offer, ReportStage::Verifying);
+        self.report_stage(offer, ReportStage::Installing);
+        let path = downloaded.path.clone();
+        let res = self.flash(&offer.plan, &path, progress);
+        self.report_failure(offer, res)
+    }
+
+    /// One cycle: check, consent, download, install. Fails early if an
+    /// earlier update is still pending.
+    pub fn update(&mut self, mut progress: impl FnMut(&StepProgress)) -> Result<Cycle> {
+        if let Some(p) = self.state()?.pending() {
+            return Err(Error::UpdateState {
+                detail: format!(
+                    "update to {} in slot {} is still pending; reboot and finish it first",
+                    p.version, p.slot
+                ),
+            });
+        }
+        let checked = self.check()?;
+        let poll_after_secs = checked.poll_after_secs;
+        let outcome = match checked.outcome {
+            CheckOutcome::UpToDate => CycleOutcome::UpToDate,
+            CheckOutcome::NotEntitled(e) => CycleOutcome::NotEntitled(e),
+            CheckOutcome::Update(offer) => {
+                if let Some(consent) = self.consent.as_mut()
+                    && !consent(&offer)
+                {
+                    CycleOutcome::Declined(offer)
+                } else {
+                    let downloaded = self.download(&offer, &mut progress)?;
+                    CycleOutcome::Installed(self.install(&offer, &downloaded, &mut progress)?)
+                }
+            }
+        };
+        Ok(Cycle {
+            poll_after_secs,
+            outcome,
+        })
+    }
+
+    /// Installs from an offline bundle directory (a USB stick): the
+    /// manifest envelope in [`BUNDLE_MANIFEST`], its images by name, and
+    /// optionally root documents `root.v<N>.json` newer than the stored
+    /// root. Expiry is not checked ([`Clock::OfflineNoExpiry`]); version,
+    /// counter and replay checks are. Reports are queued for later.
+    pub fn install_bundle(
+        &mut self,
+        dir: &Path,
+        progress: impl FnMut(&StepProgress),
+    ) -> Result<PendingUpdate> {
+        let bundle = FileTransport::new(dir);
+        let mut state = self.state()?;
+        let stored_version = state.trusted_root()?.version();
+        let chain = bundle_roots(dir, stored_version)?;
+        let root = state.accept_root_chain(&chain)?;
+        if root.version() > stored_version {
+            self.store.save(&state)?;
+        }
+        let manifest = bundle.get_json(BUNDLE_MANIFEST, None, MAX_MANIFEST_BYTES + 1)?;
+        if manifest.status != 200 {
+            return Err(Error::io(
+                format!("reading {}", dir.join(BUNDLE_MANIFEST).display()),
+                std::io::ErrorKind::NotFound.into(),
+            ));
+        }
+        let channel = self.config.channel.clone();
+        let vreq = VerifyRequest {
+            product_line: self.config.product_line.clone(),
+            hw_id: Some(self.config.hw_id.clone()),
+            channel: Some(channel.clone()),
+            installed: Some(state.installed_state(&channel)),
+            clock: Clock::OfflineNoExpiry,
+            allow_downgrade: false,
+        };
+        let plan = verify_manifest(&root, &vreq, &manifest.body)?;
+        let image = rootfs_image(&plan.manifest)?.clone();
+        let path = bundle.resolve(&image.name)?;
+        let offer = Offer {
+            url: image.name.clone(),
+            image,
+            plan,
+            stepping_stone: false,
+            target_version: None,
+            entitlement: DeviceEntitlement {
+                code: "offline_bundle".into(),
+                summary: "Installed from an offline bundle.".into(),
+            },
+        };
+        self.report_stage(&offer, ReportStage::Installing);
+        let res = self.flash(&offer.plan, &path, progress);
+        self.report_failure(&offer, res)
+    }
+
+    /// Queues `report` and tries to deliver the queue. Never fails: a
+    /// report that cannot be stored or sent must not change an update.
+    pub fn report(&mut self, report: QueuedReport) {
+        if let Ok(Some(mut state)) = self.store.load() {
+            state.queue_report(report);
+            if self.store.save(&state).is_ok() {
+                let _ = self.flush_reports();
+            }
+        }
+    }
+
+    /// Sends the queued reports, oldest first, until one cannot be
+    /// delivered (unreachable server, 5xx: kept for the next try). Reports
+    /// the server refuses for good (400, 404, 422, 429) are dropped.
+    pub fn flush_reports(&mut self) -> Result<FlushStats> {
+        let mut state = self.state()?;
+        let mut stats = FlushStats::default();
+        let mut done = 0;
+        for r in state.queued_reports() {
+            let body = serde_json::to_vec(&ReportRequest::from_queued(&self.config.serial, r))
+                .map_err(|e| Error::malformed("report", e))?;
+            let reply = match self.transport.post_json(
+                REPORTS_PATH,
+                Some(&self.config.token),
+                &body,
+                MAX_REPORT_RESPONSE_BYTES,
+            ) {
+                Ok(reply) => reply,
+                Err(_) => break,
+            };
+            match reply.status {
+                200..=299 => stats.sent += 1,
+                400 | 404 | 422 | 429 => stats.dropped += 1,
+                _ => break,
+            }
+            done += 1;
+        }
+        if done > 0 {
+            state.remove_sent_reports(done);
+            self.store.save(&state)?;
+        }
+        stats.remaining = state.queued_reports().len();
+        Ok(stats)
+    }
+
+    fn clock_now(&self, state: &TrustedState) -> Clock {
+        match self.clock {
+            ClockPolicy::System => Clock::Trusted(now()),
+            ClockPolicy::LatestKnown => Clock::LatestKnown(
+                state
+                    .latest_known_time()
+                    .unwrap_or(OffsetDateTime::UNIX_EPOCH),
+            ),
+        }
+    }
+
+    fn flash(
+        &mut self,
+        plan: &UpdatePlan,
+        path: &Path,
+        mut progress: impl FnMut(&StepProgress),
+    ) -> Result<PendingUpdate> {
+        install_verified(
+            &mut *self.flasher,
+            self.store,
+            plan,
+            false,
+            |_| {
+                File::open(path)
+                    .map(|f| Box::new(f) as Box<dyn Read>)
+                    .map_err(|e| Error::io(format!("opening {}", path.display()), e))
+            },
+            |spec, done| {
+                progress(&StepProgress {
+                    phase: Phase::Flash,
+                    done,
+                    total: spec.length,
+                    rate_bytes_per_sec: 0,
+                })
+            },
+        )
+    }
+
+    fn report_stage(&mut self, offer: &Offer, stage: ReportStage) {
+        let mut r = QueuedReport::new(offer.version().clone(), stage, now());
+        r.channel = Some(offer.plan.manifest.channel.clone());
+        self.report(r);
+    }
+
+    /// Reports a final failure (errors a retry cannot help) and passes the
+    /// result on unchanged.
+    fn report_failure<T>(&mut self, offer: &Offer, res: Result<T>) -> Result<T> {
+        if let Err(e) = &res
+            && !e.retryable()
+        {
+            let mut r =
+                QueuedReport::failure(offer.version().clone(), ReportStage::Failed, e, now());
+            r.channel = Some(offer.plan.manifest.channel.clone());
+            self.report(r);
+        }
+        res
+    }
+}
+
+/// Pairs a verified plan with the server's offer: the offer must name the
+/// signed version and give a URL for exactly the signed image.
+fn match_offer(plan: UpdatePlan, offer: crate::protocol::UpdateOffer) -> Result<Offer> {
+    if offer.version.parse::<Version>().ok().as_ref() != Some(&plan.manifest.version) {
+        return Err(Error::OfferMismatch {
+            detail: format!(
+                "offered as version {:?}, the manifest signs {}",
+                offer.version, plan.manifest.version
+            ),
+        });
+    }
+    let image = rootfs_image(&plan.manifest)?.clone();
+    let sha = image.sha256.to_hex();
+    let download = offer
+        .images
+        .into_iter()
+        .find(|d| d.name == image.name && d.sha256.eq_ignore_ascii_case(&sha))
+        .ok_or_else(|| Error::OfferMismatch {
+            detail: format!(
+                "no download offered for the signed image {:?} (sha256 {sha})",
+                image.name
+            ),
+        })?;
+    if download.url.is_empty() {
+        return Err(Error::OfferMismatch {
+            detail: format!("empty download URL for image {:?}", image.name),
+        });
+    }
+    Ok(Offer {
+        plan,
+        image,
+        url: download.url,
+        stepping_stone: offer.stepping_stone,
+        target_version: offer.target_version,
+        entitlement: offer.entitlement,
+    })
+}
+
+/// Root envelopes `root.v<N>.json` in a bundle with `N` above `stored`,
+/// in version order (the walk refuses gaps).
+fn bundle_roots(dir: &Path, stored: u64) -> Result<Vec<Vec<u8>>> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    let mut found = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let version = name
+            .strip_prefix("root.v")
+            .and_then(|r| r.strip_suffix(".json"))
+            .and_then(|n| n.parse::<u64>().ok());
+        if let Some(v) = version
+            && v > stored
+        {
+            found.push((v, entry.path()));
+        }
+    }
+    found.sort();
+    found
+        .into_iter()
+        .map(|(_, path)| {
+            let mut bytes = Vec::new();
+            File::open(&path)
+                .and_then(|f| f.take(MAX_ROOT_BYTES + 1).read_to_end(&mut bytes))
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?;
+            if bytes.len() as u64 > MAX_ROOT_BYTES {
+                return Err(Error::TooLarge {
+                    what: "root envelope",
+                    limit: MAX_ROOT_BYTES,
+                    actual: bytes.len() as u64,
+                });
+            }
+            Ok(bytes)
+        })
+        .collect()
+}
+
+fn now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
+}

@@ -1,0 +1,400 @@
+//! The update session against an in-process fake server (a `Transport`
+//! that answers like `firmup-server` and records what the device sent):
+//! the whole cycle, rollback, replay refused before any download, reports
+//! queued while the server is unreachable.
+
+use std::collections::HashMap;
+use std::io::Cursor;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use firmup_client::flash::FinishOutcome;
+use firmup_client::protocol::{CHECK_PATH, REPORTS_PATH};
+use firmup_client::session::{CheckOutcome, CycleOutcome, DeviceConfig, UpdateSession};
+use firmup_client::transport::{JsonReply, RangeReply};
+use firmup_client::{
+    Error, FileFlasher, FileStateStore, Flasher, PendingUpdate, Result, Slot, StateStore,
+    Transport, TrustedRoot, TrustedState,
+};
+use firmup_fixtures::{ReleaseBuilder, RootBuilder, SignedRelease};
+use semver::Version;
+use serde_json::{Value, json};
+
+/// A fake `firmup-server`: one check answer, images by URL, recorded
+/// reports, and a switch that makes it unreachable.
+#[derive(Default)]
+struct FakeServer {
+    check_answer: Mutex<Value>,
+    images: Mutex<HashMap<String, Vec<u8>>>,
+    reports: Mutex<Vec<Value>>,
+    checks: Mutex<Vec<Value>>,
+    image_requests: AtomicUsize,
+    down: AtomicBool,
+}
+
+impl FakeServer {
+    fn offering(release: &SignedRelease) -> FakeServer {
+        let server = FakeServer::default();
+        let spec = &release.manifest.images[0];
+        let url = format!("/v1/images/{}?sub=SN-0001&exp=1&sig=x", spec.sha256);
+        let manifest: Value = serde_json::from_slice(&release.envelope).unwrap();
+        *server.check_answer.lock().unwrap() = json!({
+            "status": "update_available",
+            "poll_after_secs": 3600,
+            "root_chain": [],
+            "update": {
+                "version": release.manifest.version.to_string(),
+                "channel": "stable",
+                "stepping_stone": false,
+                "manifest": manifest,
+                "images": [{ "name": spec.name, "target": spec.target, "length": spec.length,
+                             "sha256": spec.sha256.to_hex(), "url": url }],
+                "entitlement": { "code": "in_production", "summary": "Free upgrade." },
+                "a_field_from_a_newer_server": true
+            }
+        });
+        server
+            .images
+            .lock()
+            .unwrap()
+            .insert(url, release.image.clone());
+        server
+    }
+
+    fn stages(&self) -> Vec<String> {
+        self.reports
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|r| r["stage"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    fn unreachable(&self) -> Error {
+        Error::Network {
+            context: "fake server".into(),
+            detail: "connection refused".into(),
+        }
+    }
+}
+
+impl Transport for FakeServer {
+    fn get_range(&self, url: &str, from: u64, _if_range: Option<&str>) -> Result<RangeReply> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(self.unreachable());
+        }
+        self.image_requests.fetch_add(1, Ordering::SeqCst);
+        let Some(bytes) = self.images.lock().unwrap().get(url).cloned() else {
+            return Ok(RangeReply {
+                status: 404,
+                content_range: None,
+                content_length: None,
+                etag: None,
+                retry_after: None,
+                body: Box::new(std::io::empty()),
+            });
+        };
+        let len = bytes.len() as u64;
+        let (status, content_range) = if from == 0 {
+            (200, None)
+        } else {
+            (206, Some(format!("bytes {from}-{}/{len}", len - 1)))
+        };
+        Ok(RangeReply {
+            status,
+            content_range,
+            content_length: Some(len - from),
+            etag: None,
+            retry_after: None,
+            body: Box::new(Cursor::new(bytes[from as usize..].to_vec())),
+        })
+    }
+
+    fn get_json(&self, _url: &str, _bearer: Option<&str>, _max: u64) -> Result<JsonReply> {
+        Ok(JsonReply {
+            status: 404,
+            retry_after: None,
+            body: Vec::new(),
+        })
+    }
+
+    fn post_json(
+        &self,
+        url: &str,
+        bearer: Option<&str>,
+        body: &[u8],
+        _max: u64,
+    ) -> Result<JsonReply> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(self.unreachable());
+        }
+        assert_eq!(bearer, Some("device-token"));
+        let body: Value = serde_json::from_slice(body).unwrap();
+        let answer = match url {
+            CHECK_PATH => {
+                self.checks.lock().unwrap().push(body);
+                self.check_answer.lock().unwrap().clone()
+            }
+            REPORTS_PATH => {
+                self.reports.lock().unwrap().push(body);
+                json!({ "id": 1 })
+            }
+            other => panic!("unexpected POST {other}"),
+        };
+        Ok(JsonReply {
+            status: if url == REPORTS_PATH { 201 } else { 200 },
+            retry_after: None,
+            body: serde_json::to_vec(&answer).unwrap(),
+        })
+    }
+}
+
+struct Device {
+    dir: tempfile::TempDir,
+    store: FileStateStore,
+    flasher: FileFlasher,
+}
+
+impl Device {
+    /// Provisioned at 2.0.0, security counter 3, root version 1.
+    fn new() -> Device {
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStateStore::open(dir.path().join("state")).unwrap();
+        let root = TrustedRoot::from_pinned(&RootBuilder::standard().build()).unwrap();
+        store
+            .save(&TrustedState::new(&root, Version::new(2, 0, 0), 3))
+            .unwrap();
+        let flasher = FileFlasher::open(dir.path().join("slots")).unwrap();
+        std::fs::write(flasher.slot_path(Slot::A), b"factory").unwrap();
+        Device {
+            dir,
+            store,
+            flasher,
+        }
+    }
+
+    fn session<'a>(&'a mut self, server: &'a FakeServer) -> UpdateSession<'a> {
+        let config = DeviceConfig {
+            server: "http://fake.invalid".into(),
+            serial: "SN-0001".into(),
+            hw_id: "enc-4k-r2".into(),
+            product_line: "encoders".into(),
+            channel: "stable".into(),
+            token: "device-token".into(),
+        };
+        let work = self.dir.path().join("work");
+        UpdateSession::new(config, server, &self.store, &mut self.flasher, work)
+    }
+
+    fn state(&self) -> TrustedState {
+        self.store.load().unwrap().unwrap()
+    }
+}
+
+fn installed(cycle: CycleOutcome) -> PendingUpdate {
+    match cycle {
+        CycleOutcome::Installed(p) => p,
+        other => panic!("expected an installation, got {other:?}"),
+    }
+}
+
+#[test]
+fn happy_path_installs_into_slot_b_and_commits_after_the_health_check() {
+    let release = ReleaseBuilder::standard().build();
+    let server = FakeServer::offering(&release);
+    let mut dev = Device::new();
+    let mut session = dev.session(&server);
+
+    let mut last_progress = 0;
+    let cycle = session.update(|p| last_progress = p.done).unwrap();
+    assert_eq!(cycle.poll_after_secs, 3600);
+    let pending = installed(cycle.outcome);
+    assert_eq!(pending.slot, Slot::B);
+    assert_eq!(last_progress, release.image.len() as u64);
+
+    session.flasher_mut().boot().unwrap();
+    let out = session.finish_after_boot(true).unwrap();
+    assert_eq!(out, FinishOutcome::Committed(pending));
+    drop(session);
+
+    let s = dev.state();
+    assert_eq!(s.installed_version().to_string(), "2.1.0");
+    assert_eq!(s.security_counter(), 3);
+    assert_eq!(s.manifest_version("stable"), 7);
+    assert!(s.queued_reports().is_empty());
+    assert_eq!(
+        std::fs::read(dev.flasher.slot_path(Slot::B)).unwrap(),
+        release.image
+    );
+    assert_eq!(dev.flasher.status().unwrap().active, Slot::B);
+    assert_eq!(
+        server.stages(),
+        ["downloading", "verifying", "installing", "installed"]
+    );
+    let check = &server.checks.lock().unwrap()[0];
+    assert_eq!(check["current_version"], "2.0.0");
+    assert_eq!(check["security_counter"], 3);
+    assert_eq!(check["root_version"], 1);
+    assert_eq!(check["channel"], "stable");
+}
+
+#[test]
+fn failed_health_check_rolls_back_and_keeps_the_counter() {
+    let mut builder = ReleaseBuilder::standard();
+    builder.manifest.security_counter = 5;
+    let release = builder.build();
+    let server = FakeServer::offering(&release);
+    let mut dev = Device::new();
+    let mut session = dev.session(&server);
+
+    installed(session.update(|_| {}).unwrap().outcome);
+    session.flasher_mut().boot().unwrap();
+    match session.finish_after_boot(false).unwrap() {
+        FinishOutcome::RolledBack { reason, .. } => {
+            assert_eq!(reason.code(), "health_check_failed")
+        }
+        other => panic!("expected a rollback, got {other:?}"),
+    }
+    session.flasher_mut().boot().unwrap();
+    drop(session);
+
+    let s = dev.state();
+    assert_eq!(s.security_counter(), 3, "the counter never moved");
+    assert_eq!(s.installed_version().to_string(), "2.0.0");
+    assert_eq!(s.pending(), None);
+    let st = dev.flasher.status().unwrap();
+    assert_eq!(
+        (st.active, st.running, st.pending),
+        (Slot::A, Slot::A, None)
+    );
+    let last = server.reports.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(last["stage"], "rolled_back");
+    assert_eq!(last["reason_code"], "health_check_failed");
+    assert_eq!(last["version"], "2.1.0");
+}
+
+#[test]
+fn replayed_older_manifest_is_refused_before_any_download() {
+    let release = ReleaseBuilder::standard().build(); // manifest_version 7
+    let server = FakeServer::offering(&release);
+    let mut dev = Device::new();
+    // The device already committed manifest_version 8 on stable.
+    let mut s = dev.state();
+    s.ratchet_after_commit(&PendingUpdate {
+        version: Version::new(2, 0, 0),
+        channel: "stable".into(),
+        security_counter: 3,
+        manifest_version: 8,
+        slot: Slot::A,
+        allow_downgrade: false,
+        latest_known_time: None,
+    })
+    .unwrap();
+    dev.store.save(&s).unwrap();
+
+    let mut session = dev.session(&server);
+    let err = session.update(|_| {}).unwrap_err();
+    assert_eq!(err.code(), "manifest_replay");
+    assert!(!err.retryable());
+    drop(session);
+
+    assert_eq!(server.image_requests.load(Ordering::SeqCst), 0);
+    assert!(!dev.dir.path().join("work").exists(), "nothing downloaded");
+    assert_eq!(dev.flasher.status().unwrap().pending, None);
+    let reports = server.reports.lock().unwrap();
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0]["stage"], "failed");
+    assert_eq!(reports[0]["reason_code"], "manifest_replay");
+}
+
+#[test]
+fn reports_are_queued_while_the_server_is_unreachable_and_sent_on_the_next_run() {
+    let release = ReleaseBuilder::standard().build();
+    let server = FakeServer::offering(&release);
+    let mut dev = Device::new();
+    let mut session = dev.session(&server);
+    installed(session.update(|_| {}).unwrap().outcome);
+
+    // The network goes away during the reboot: the update still commits.
+    server.down.store(true, Ordering::SeqCst);
+    session.flasher_mut().boot().unwrap();
+    assert!(matches!(
+        session.finish_after_boot(true).unwrap(),
+        FinishOutcome::Committed(_)
+    ));
+    drop(session);
+    let s = dev.state();
+    assert_eq!(s.installed_version().to_string(), "2.1.0");
+    assert_eq!(s.queued_reports().len(), 1);
+    assert_eq!(server.stages(), ["downloading", "verifying", "installing"]);
+
+    // Next start, server back: the queue is delivered, in order, once.
+    server.down.store(false, Ordering::SeqCst);
+    let mut session = dev.session(&server);
+    assert_eq!(
+        session.finish_after_boot(true).unwrap(),
+        FinishOutcome::Idle
+    );
+    drop(session);
+    assert!(dev.state().queued_reports().is_empty());
+    assert_eq!(
+        server.stages(),
+        ["downloading", "verifying", "installing", "installed"]
+    );
+}
+
+#[test]
+fn an_offer_naming_other_bytes_than_the_manifest_is_refused() {
+    let release = ReleaseBuilder::standard().build();
+    let server = FakeServer::offering(&release);
+    server.check_answer.lock().unwrap()["update"]["images"][0]["sha256"] = json!("00".repeat(32));
+    let mut dev = Device::new();
+    let err = dev.session(&server).check().unwrap_err();
+    assert_eq!(err.code(), "offer_mismatch");
+    assert_eq!(server.image_requests.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn declined_consent_downloads_nothing_and_other_answers_parse() {
+    let release = ReleaseBuilder::standard().build();
+    let server = FakeServer::offering(&release);
+    let mut dev = Device::new();
+    let mut session = dev
+        .session(&server)
+        .with_consent(|offer| offer.stepping_stone);
+    assert!(matches!(
+        session.update(|_| {}).unwrap().outcome,
+        CycleOutcome::Declined(_)
+    ));
+    assert_eq!(server.image_requests.load(Ordering::SeqCst), 0);
+
+    *server.check_answer.lock().unwrap() = json!({
+        "status": "not_entitled", "poll_after_secs": 10, "root_chain": [],
+        "entitlement": { "code": "eol_no_contract", "summary": "Discontinued." } });
+    match session.check().unwrap().outcome {
+        CheckOutcome::NotEntitled(e) => assert_eq!(e.code, "eol_no_contract"),
+        other => panic!("{other:?}"),
+    }
+    *server.check_answer.lock().unwrap() =
+        json!({ "status": "up_to_date", "poll_after_secs": 10, "root_chain": [] });
+    assert!(matches!(
+        session.check().unwrap().outcome,
+        CheckOutcome::UpToDate
+    ));
+}
+
+#[test]
+fn server_errors_are_typed_and_say_whether_to_retry() {
+    let release = ReleaseBuilder::standard().build();
+    let server = FakeServer::offering(&release);
+    server.down.store(true, Ordering::SeqCst);
+    let mut dev = Device::new();
+    let err = dev.session(&server).check().unwrap_err();
+    assert_eq!(err.code(), "network");
+    assert!(err.retryable());
+
+    server.down.store(false, Ordering::SeqCst);
+    *server.check_answer.lock().unwrap() = json!({ "status": "something_new" });
+    let err = dev.session(&server).check().unwrap_err();
+    assert_eq!(err.code(), "malformed");
+}

@@ -1,0 +1,282 @@
+//! The simulated device: its state directory, the session over it, one
+//! full update cycle with a simulated reboot, progress bars and exit codes.
+//!
+//! Layout of `--state-dir DIR`:
+//!
+//! - `config.json`: [`DeviceConfig`] (server, serial, hw_id, product_line,
+//!   channel, token), mode 0600;
+//! - `state/state.json`: the trusted state ([`FileStateStore`]);
+//! - `slots/`: the A/B slots and boot record ([`FileFlasher`]);
+//! - `work/`: partial and complete downloads;
+//! - `unhealthy`: if this flag file exists, the health check after a
+//!   reboot fails and the update is rolled back.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, Result};
+use firmup_client::flash::FinishOutcome;
+use firmup_client::session::{Phase, StepProgress};
+use firmup_client::state::atomic_write;
+use firmup_client::{
+    DeviceConfig, Error, FileFlasher, FileStateStore, HttpTransport, UpdateSession,
+};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// Exit code: refused or rolled back.
+pub const EXIT_REFUSED: u8 = 1;
+/// Exit code: local error.
+pub const EXIT_LOCAL: u8 = 3;
+/// Exit code: try again later.
+pub const EXIT_RETRY: u8 = 4;
+
+/// A failure that carries its own exit code (a rollback is not an error of
+/// any library call, but the command did not do what was asked).
+#[derive(Debug)]
+pub struct Refused(pub String);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refused {}
+
+/// Prints the error and maps it to the documented exit code.
+pub fn exit(res: Result<()>) -> ExitCode {
+    let Err(e) = res else {
+        return ExitCode::SUCCESS;
+    };
+    let code = if e.downcast_ref::<Refused>().is_some() {
+        EXIT_REFUSED
+    } else if let Some(ce) = e.chain().find_map(|c| c.downcast_ref::<Error>()) {
+        classify(ce)
+    } else {
+        EXIT_LOCAL
+    };
+    match e.chain().find_map(|c| c.downcast_ref::<Error>()) {
+        Some(ce) => eprintln!("error ({}): {e:#}", ce.code()),
+        None => eprintln!("error: {e:#}"),
+    }
+    ExitCode::from(code)
+}
+
+/// The exit code for a library error.
+pub fn classify(e: &Error) -> u8 {
+    match e.code() {
+        "corrupt_state" | "invalid_update_state" | "unsupported_spec_version" | "storage_full" => {
+            EXIT_LOCAL
+        }
+        _ if e.retryable() => EXIT_RETRY,
+        _ => EXIT_REFUSED,
+    }
+}
+
+/// The paths of a state directory.
+#[derive(Debug, Clone)]
+pub struct Device {
+    /// The state directory.
+    pub dir: PathBuf,
+}
+
+impl Device {
+    /// The device in `dir`.
+    pub fn new(dir: &Path) -> Self {
+        Device {
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// `config.json`.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("config.json")
+    }
+
+    /// Reads `config.json`.
+    pub fn config(&self) -> Result<DeviceConfig> {
+        let path = self.config_path();
+        let bytes = std::fs::read(&path).with_context(|| {
+            format!(
+                "reading {} (is the device provisioned? see `firmup-device provision --help`)",
+                path.display()
+            )
+        })?;
+        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+    }
+
+    /// Writes `config.json` atomically, readable only by its owner.
+    pub fn save_config(&self, config: &DeviceConfig) -> Result<()> {
+        let path = self.config_path();
+        let mut bytes = serde_json::to_vec_pretty(config)?;
+        bytes.push(b'\n');
+        atomic_write(&path, &bytes)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                .with_context(|| format!("restricting {}", path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// The trusted state store.
+    pub fn store(&self) -> Result<FileStateStore> {
+        Ok(FileStateStore::open(self.dir.join("state"))?)
+    }
+
+    /// The simulated slots.
+    pub fn flasher(&self) -> Result<FileFlasher> {
+        Ok(FileFlasher::open(self.dir.join("slots"))?)
+    }
+
+    /// The download directory.
+    pub fn work_dir(&self) -> PathBuf {
+        self.dir.join("work")
+    }
+
+    /// The simulated health check of the running slot: healthy unless the
+    /// `unhealthy` flag file exists.
+    pub fn healthy(&self) -> bool {
+        !self.dir.join("unhealthy").exists()
+    }
+}
+
+/// Everything a session borrows, owned in one place.
+pub struct Parts {
+    /// The device.
+    pub device: Device,
+    /// Its configuration.
+    pub config: DeviceConfig,
+    /// HTTP to the configured server.
+    pub transport: HttpTransport,
+    /// Trusted state.
+    pub store: FileStateStore,
+    /// Slots.
+    pub flasher: FileFlasher,
+}
+
+impl Parts {
+    /// Opens the device in `dir`.
+    pub fn open(dir: &Path) -> Result<Parts> {
+        let device = Device::new(dir);
+        let config = device.config()?;
+        let transport = HttpTransport::new(&config.server)?;
+        let store = device.store()?;
+        let flasher = device.flasher()?;
+        Ok(Parts {
+            device,
+            config,
+            transport,
+            store,
+            flasher,
+        })
+    }
+
+    /// A session over these parts.
+    pub fn session(&mut self) -> UpdateSession<'_> {
+        UpdateSession::new(
+            self.config.clone(),
+            &self.transport,
+            &self.store,
+            &mut self.flasher,
+            self.device.work_dir(),
+        )
+    }
+}
+
+/// A simulated reboot followed by the health check and commit or rollback;
+/// after a rollback the device reboots once more into the committed slot.
+pub fn reboot_and_finish(
+    session: &mut UpdateSession<'_>,
+    device: &Device,
+) -> Result<FinishOutcome> {
+    let boot = session.flasher_mut().boot()?;
+    eprintln!("rebooted: {boot:?}");
+    let out = session.finish_after_boot(device.healthy())?;
+    if let FinishOutcome::RolledBack { .. } = out {
+        let boot = session.flasher_mut().boot()?;
+        eprintln!("rebooted after rollback: {boot:?}");
+    }
+    Ok(out)
+}
+
+/// On start: finishes an update a crash or power cut interrupted.
+pub fn finish_interrupted(session: &mut UpdateSession<'_>, device: &Device) -> Result<()> {
+    match session.finish_after_boot(device.healthy())? {
+        FinishOutcome::AwaitingBoot(_) => {
+            report_finish(&reboot_and_finish(session, device)?)?;
+        }
+        FinishOutcome::Idle => {}
+        other => report_finish(&other)?,
+    }
+    Ok(())
+}
+
+/// Prints how an update ended; a rollback is [`Refused`].
+pub fn report_finish(out: &FinishOutcome) -> Result<()> {
+    match out {
+        FinishOutcome::Committed(p) => {
+            println!("installed {} on slot {} (committed)", p.version, p.slot);
+            Ok(())
+        }
+        FinishOutcome::RolledBack { update, reason } => Err(Refused(format!(
+            "update to {} rolled back ({}); the previous slot runs",
+            update.version,
+            reason.code()
+        ))
+        .into()),
+        FinishOutcome::AwaitingBoot(p) => {
+            println!("{} in slot {} awaits a reboot", p.version, p.slot);
+            Ok(())
+        }
+        FinishOutcome::Idle => Ok(()),
+    }
+}
+
+/// A progress bar on stderr (hidden when stderr is not a terminal), fed
+/// with download and flash progress.
+pub struct Bar {
+    bar: ProgressBar,
+    phase: Option<Phase>,
+}
+
+impl Default for Bar {
+    fn default() -> Self {
+        Bar::new()
+    }
+}
+
+impl Bar {
+    /// A bar with no length yet.
+    pub fn new() -> Bar {
+        let bar = ProgressBar::new(0);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{msg:>11} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("valid template")
+            .progress_chars("=> "),
+        );
+        Bar { bar, phase: None }
+    }
+
+    /// Updates the bar.
+    pub fn update(&mut self, p: &StepProgress) {
+        if self.phase != Some(p.phase) {
+            self.phase = Some(p.phase);
+            self.bar.reset();
+            self.bar.set_length(p.total);
+            self.bar.set_message(match p.phase {
+                Phase::Download => "downloading",
+                Phase::Flash => "flashing",
+            });
+        }
+        self.bar.set_position(p.done);
+    }
+
+    /// Removes the bar.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

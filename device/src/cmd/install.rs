@@ -1,0 +1,36 @@
+//! `firmup-device install --bundle DIR`: the offline (USB) path.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+
+use crate::agent::{Bar, Parts, finish_interrupted, reboot_and_finish, report_finish};
+
+/// Installs from an offline bundle: a directory holding `manifest.json`
+/// (the signed envelope), the images it names, and optionally root
+/// documents `root.v<N>.json` newer than the device's root.
+///
+/// Expiry is not checked (the device may have been offline for years);
+/// signatures, hardware, channel, replay, counter and version checks are.
+/// Then reboot (simulated), health check, commit or roll back. Reports are
+/// queued and sent when the server is reachable.
+#[derive(Debug, clap::Args)]
+pub struct Args {
+    /// The bundle directory.
+    #[arg(long)]
+    bundle: PathBuf,
+}
+
+/// Runs `install`.
+pub fn run(dir: &Path, a: Args) -> Result<()> {
+    let mut parts = Parts::open(dir)?;
+    let device = parts.device.clone();
+    let mut session = parts.session();
+    finish_interrupted(&mut session, &device)?;
+    let mut bar = Bar::new();
+    let res = session.install_bundle(&a.bundle, |p| bar.update(p));
+    bar.finish();
+    let p = res?;
+    println!("wrote {} to slot {}; rebooting", p.version, p.slot);
+    report_finish(&reboot_and_finish(&mut session, &device)?)
+}

@@ -1,0 +1,262 @@
+//! The `firmup-device` agent against a real `firmup-server` process: an
+//! operator sets up the catalogue and a device, a release engineer
+//! publishes a signed release, and the agent provisions, checks, updates
+//! into slot B (or rolls back when the health check fails), shows its
+//! status and reports, which the server's report summary counts. Also the
+//! offline bundle path without any server.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use firmup_client::Sha256Digest;
+use firmup_fixtures::{ReleaseBuilder, RootBuilder, SignedRelease};
+use firmup_tests::{Server, bin};
+use reqwest::Method;
+use serde_json::{Value, json};
+
+struct World {
+    dir: tempfile::TempDir,
+    server: Server,
+    device_token: String,
+    root: std::path::PathBuf,
+}
+
+/// Catalogue, a registered device, and a published 2.1.0 release
+/// (security counter `counter`).
+fn world(counter: u32) -> (World, SignedRelease) {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.v1.json");
+    std::fs::write(&root, RootBuilder::standard().build()).unwrap();
+    let server = Server::start(dir.path(), &root);
+    let admin = server.admin.clone();
+    let (s, b) = server.json(
+        Method::PUT,
+        "/v1/admin/product-lines/encoders",
+        &admin,
+        Some(&json!({ "name": "Encoders", "kind": "hardware", "warranty_months": 12 })),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = server.json(
+        Method::PUT,
+        "/v1/admin/models/E4K",
+        &admin,
+        Some(&json!({ "product_line": "encoders", "name": "E4K", "hw_ids": ["enc-4k-r2"] })),
+    );
+    assert_eq!(s, 201, "{b}");
+    let (s, b) = server.json(
+        Method::POST,
+        "/v1/admin/devices",
+        &admin,
+        Some(
+            &json!({ "devices": [{ "serial": "SN-0001", "model_id": "E4K", "hw_id": "enc-4k-r2" }],
+                      "issue_tokens": true }),
+        ),
+    );
+    assert_eq!(s, 201, "{b}");
+    let device_token = b["devices"][0]["token"].as_str().unwrap().to_string();
+
+    let mut builder = ReleaseBuilder::standard();
+    builder.image_len = firmup_fixtures::images::MEDIUM;
+    builder.manifest.security_counter = counter;
+    let release = builder.build();
+    let sha = Sha256Digest::of(&release.image);
+    let releng = server.cli_token("release_engineer", None);
+    let client = reqwest::blocking::Client::new();
+    let res = client
+        .put(format!("{}/v1/uploads/{sha}", server.url))
+        .bearer_auth(&releng)
+        .body(release.image.clone())
+        .send()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201, "{}", res.text().unwrap());
+    let res = client
+        .post(format!("{}/v1/product-lines/encoders/releases", server.url))
+        .bearer_auth(&releng)
+        .body(release.envelope.clone())
+        .send()
+        .unwrap();
+    assert_eq!(res.status().as_u16(), 201, "{}", res.text().unwrap());
+    (
+        World {
+            dir,
+            server,
+            device_token,
+            root,
+        },
+        release,
+    )
+}
+
+fn agent(state_dir: &Path, args: &[&str]) -> Output {
+    Command::new(bin("firmup-device", "firmup-device"))
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(args)
+        .env_remove("FIRMUP_DEVICE_TOKEN")
+        .output()
+        .expect("firmup-device runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn provision(state_dir: &Path, server: &str, token: &str, root: &Path) {
+    let out = agent(
+        state_dir,
+        &[
+            "provision",
+            "--server",
+            server,
+            "--serial",
+            "SN-0001",
+            "--hw-id",
+            "enc-4k-r2",
+            "--product-line",
+            "encoders",
+            "--channel",
+            "stable",
+            "--token",
+            token,
+            "--root",
+            root.to_str().unwrap(),
+            "--version",
+            "2.0.0",
+            "--security-counter",
+            "3",
+        ],
+    );
+    assert!(ok(&out).contains("provisioned SN-0001 at 2.0.0"));
+}
+
+fn status(state_dir: &Path) -> Value {
+    serde_json::from_str(&ok(&agent(state_dir, &["status", "--json"]))).unwrap()
+}
+
+fn summary(w: &World) -> Value {
+    let (s, b) = w.server.json(
+        Method::GET,
+        "/v1/product-lines/encoders/releases/stable/2.1.0/reports",
+        &w.server.admin,
+        None,
+    );
+    assert_eq!(s, 200, "{b}");
+    b
+}
+
+#[test]
+fn agent_provisions_checks_updates_to_slot_b_and_reports_installed() {
+    let (w, release) = world(3);
+    let dev = w.dir.path().join("device");
+    provision(&dev, &w.server.url, &w.device_token, &w.root);
+    let st = status(&dev);
+    assert_eq!(
+        (st["version"].as_str(), st["active_slot"].as_str()),
+        (Some("2.0.0"), Some("a"))
+    );
+
+    let out = ok(&agent(&dev, &["check"]));
+    assert!(out.contains("update available: 2.1.0"), "{out}");
+    assert!(out.contains("entitlement (in_production)"), "{out}");
+
+    let out = ok(&agent(&dev, &["update"]));
+    assert!(out.contains("installed 2.1.0 on slot b"), "{out}");
+    assert_eq!(
+        std::fs::read(dev.join("slots/slot-b.img")).unwrap(),
+        release.image
+    );
+
+    let st = status(&dev);
+    assert_eq!(st["version"], "2.1.0");
+    assert_eq!(st["active_slot"], "b");
+    assert_eq!(st["running_slot"], "b");
+    assert_eq!(st["manifest_versions"]["stable"], 7);
+    assert_eq!(st["pending"], Value::Null);
+    assert_eq!(st["queued_reports"], 0);
+    let text = ok(&agent(&dev, &["status"]));
+    assert!(
+        text.contains("version: 2.1.0") && text.contains("slot: b"),
+        "{text}"
+    );
+
+    let sum = summary(&w);
+    assert_eq!(sum["installed"], 1, "{sum}");
+    assert_eq!(sum["failed"], 0, "{sum}");
+
+    // The poll loop: nothing newer, two cycles, no waiting in the test.
+    let out = ok(&agent(
+        &dev,
+        &["run", "--max-cycles", "2", "--max-sleep-secs", "0"],
+    ));
+    assert_eq!(out.matches("up to date").count(), 2, "{out}");
+    // The server recorded the new running version.
+    let (_, device) = w
+        .server
+        .json(Method::GET, "/v1/devices/SN-0001", &w.server.admin, None);
+    assert_eq!(device["current_version"], "2.1.0", "{device}");
+}
+
+#[test]
+fn failed_health_check_rolls_back_keeps_slot_a_and_reports_rolled_back() {
+    let (w, _release) = world(5);
+    let dev = w.dir.path().join("device");
+    provision(&dev, &w.server.url, &w.device_token, &w.root);
+    std::fs::write(dev.join("unhealthy"), b"").unwrap();
+
+    let out = agent(&dev, &["update"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("health_check_failed"),
+        "{out:?}"
+    );
+    let st = status(&dev);
+    assert_eq!(st["version"], "2.0.0");
+    assert_eq!(st["security_counter"], 3, "the counter did not move");
+    assert_eq!(st["active_slot"], "a");
+    assert_eq!(st["running_slot"], "a");
+    let sum = summary(&w);
+    assert_eq!(sum["rolled_back"], 1, "{sum}");
+    assert_eq!(sum["failures_by_reason"]["health_check_failed"], 1, "{sum}");
+}
+
+#[test]
+fn offline_bundle_installs_without_a_server_and_queues_its_reports() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.v1.json");
+    std::fs::write(&root, RootBuilder::standard().build()).unwrap();
+    let release = ReleaseBuilder::standard().build();
+    let bundle = dir.path().join("bundle");
+    std::fs::create_dir(&bundle).unwrap();
+    std::fs::write(bundle.join("manifest.json"), &release.envelope).unwrap();
+    std::fs::write(bundle.join("firmware.img"), &release.image).unwrap();
+
+    let dev = dir.path().join("device");
+    // Nothing listens on port 9 of loopback: the server is unreachable.
+    provision(&dev, "http://127.0.0.1:9", "device-token", &root);
+    let out = ok(&agent(
+        &dev,
+        &["install", "--bundle", bundle.to_str().unwrap()],
+    ));
+    assert!(out.contains("installed 2.1.0 on slot b"), "{out}");
+    let st = status(&dev);
+    assert_eq!(st["version"], "2.1.0");
+    assert!(st["queued_reports"].as_u64().unwrap() >= 2, "{st}");
+
+    // The same bundle again is refused: not newer than what runs.
+    let out = agent(&dev, &["install", "--bundle", bundle.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("downgrade"),
+        "{out:?}"
+    );
+    // Not provisioned: a local error.
+    let out = agent(&dir.path().join("nowhere"), &["status"]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+}
