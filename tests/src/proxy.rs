@@ -141,6 +141,10 @@ pub struct ConnLog {
 struct State {
     script: Vec<Plan>,
     replacements: Vec<(String, Vec<u8>)>,
+    /// When set, the script applies only to requests whose path starts
+    /// with this prefix, counted among themselves.
+    script_path: Option<String>,
+    path_next: usize,
     next: usize,
     per_path: BTreeMap<String, u64>,
     log: Vec<ConnLog>,
@@ -180,7 +184,11 @@ impl Proxy {
                     let mut s = st.lock().unwrap();
                     let i = s.next;
                     s.next += 1;
-                    let plan = s.script.get(i).cloned().unwrap_or_default();
+                    let plan = if s.script_path.is_some() {
+                        Plan::pass()
+                    } else {
+                        s.script.get(i).cloned().unwrap_or_default()
+                    };
                     (i, plan, s.replacements.clone())
                 };
                 let up = upstream.clone();
@@ -201,6 +209,21 @@ impl Proxy {
             }
         });
         Proxy { addr, state, stop }
+    }
+
+    /// Like [`Proxy::start`], but the script applies only to requests whose
+    /// path starts with `path_prefix`: the `i`-th such request gets
+    /// `script[i]`; every other request (and later matching ones) passes
+    /// through. For clients that interleave other requests (reports)
+    /// with the ones under test.
+    pub fn start_on_path(upstream: &str, seed: u64, path_prefix: &str, script: Vec<Plan>) -> Proxy {
+        let proxy = Proxy::start(upstream, seed, Vec::new());
+        {
+            let mut s = proxy.state.lock().unwrap();
+            s.script = script;
+            s.script_path = Some(path_prefix.to_string());
+        }
+        proxy
     }
 
     /// Base URL of the proxy, e.g. `http://127.0.0.1:40123`.
@@ -371,6 +394,17 @@ impl Handler {
         let target = parts.next().unwrap_or_default().to_string();
         let path = target.split('?').next().unwrap_or_default().to_string();
         let range = req.get("range").map(str::to_string);
+        {
+            let mut s = self.state.lock().unwrap();
+            if s.script_path
+                .as_ref()
+                .is_some_and(|p| path.starts_with(p.as_str()))
+            {
+                let i = s.path_next;
+                s.path_next += 1;
+                self.plan = s.script.get(i).cloned().unwrap_or_default();
+            }
+        }
         let mut req_body = vec![0u8; req.content_length().unwrap_or(0) as usize];
         from_client.read_exact(&mut req_body)?;
         if self.plan.drop_range {
