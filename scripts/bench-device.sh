@@ -66,8 +66,8 @@ FIRMUP_TOKEN=$releng "$bin/firmup-signer" publish --server "$base" --manifest im
 measure() { /usr/bin/time -f '%e %M' -o time.out "$@" >/dev/null 2>&1; cat time.out; }
 calc() { awk "BEGIN { printf \"%.${2:-2}f\", $1 }"; }
 
-best_agent=999999 best_base=999999 rss_agent=0
-printf '%-6s %10s %12s %10s %12s %12s\n' round 'agent s' 'agent MiB' 'curl s' 'openssl s' 'baseline s'
+best_agent=999999 best_base=999999 best_durable=999999 rss_agent=0
+printf '%-6s %9s %10s %8s %10s %8s %11s %14s\n' round 'agent s' 'agent MiB' 'curl s' 'openssl s' 'sync s' 'baseline s' 'durable base s'
 for i in $(seq 1 "$rounds"); do
   serial=DEV-$i
   token=$(jq -r --arg s "$serial" '.devices[] | select(.serial == $s) | .token' tokens.json)
@@ -83,17 +83,23 @@ for i in $(seq 1 "$rounds"); do
   rm -f fetched.bin
   read -r t_curl _ < <(measure curl -fsS -o fetched.bin "$base$url")
   read -r t_ssl _ < <(measure openssl dgst -sha256 fetched.bin)
+  read -r t_sync _ < <(measure sync fetched.bin)
   read -r t_agent m_agent < <(measure "$bin/firmup-device" --state-dir "$state" update)
   "$bin/firmup-device" --state-dir "$state" status | grep -q '^version: 2.0.0' \
     || { echo "round $i: the agent did not install 2.0.0" >&2; exit 1; }
   t_base=$(calc "$t_curl + $t_ssl")
-  printf '%-6s %10s %12s %10s %12s %12s\n' "$i" "$t_agent" "$(calc "$m_agent/1024" 1)" "$t_curl" "$t_ssl" "$t_base"
+  t_durable=$(calc "$t_curl + $t_ssl + $t_sync")
+  printf '%-6s %9s %10s %8s %10s %8s %11s %14s\n' "$i" "$t_agent" "$(calc "$m_agent/1024" 1)" \
+    "$t_curl" "$t_ssl" "$t_sync" "$t_base" "$t_durable"
   best_agent=$(awk -v a="$t_agent" -v b="$best_agent" 'BEGIN { print (a < b) ? a : b }')
   best_base=$(awk -v a="$t_base" -v b="$best_base" 'BEGIN { print (a < b) ? a : b }')
+  best_durable=$(awk -v a="$t_durable" -v b="$best_durable" 'BEGIN { print (a < b) ? a : b }')
   [ "$m_agent" -gt "$rss_agent" ] && rss_agent=$m_agent
   rm -rf "$state/work" fetched.bin
 done
 echo
 printf 'best agent update           : %6.2f s, peak RSS %.1f MiB\n' "$best_agent" "$(calc "$rss_agent/1024" 1)"
 printf 'best curl -o + openssl dgst : %6.2f s\n' "$best_base"
+printf 'best ... + sync FILE         : %6.2f s\n' "$best_durable"
 printf 'agent time / baseline time  : %.2fx (target <= 1.5x)\n' "$(calc "$best_agent/$best_base")"
+printf 'agent time / durable baseline: %.2fx\n' "$(calc "$best_agent/$best_durable")"

@@ -301,7 +301,60 @@ impl Downloader {
         }
 
         let partial_path = self.partial_path(spec);
-        let mut part = Partial::open(&partial_path, spec, self.sync_every_bytes)?;
+        let (sha256, stats, part) =
+            self.fetch_into(transport, url, spec, &partial_path, started, &mut progress)?;
+        let complete = self.complete_path(spec);
+        fs::rename(&partial_path, &complete).map_err(|e| {
+            Error::storage_io(format!("renaming {} into place", partial_path.display()), e)
+        })?;
+        sync_dir(&self.work_dir)?;
+        drop(part);
+        Ok(Downloaded {
+            path: complete,
+            sha256,
+            length: spec.length,
+            stats,
+        })
+    }
+
+    /// Downloads (or resumes) the image straight into `dest`, which is both
+    /// the partial and the final file (for example an A/B slot file, see
+    /// [`crate::flash::install_streamed`]): no copy, no rename. The same
+    /// rules as [`Downloader::download`] apply; on a hash mismatch or an
+    /// oversize answer `dest` is removed.
+    pub fn download_to(
+        &self,
+        transport: &dyn Transport,
+        url: &str,
+        spec: &ImageSpec,
+        dest: &Path,
+        mut progress: impl FnMut(&Progress),
+    ) -> Result<Downloaded> {
+        let started = self.time.now();
+        let (sha256, stats, part) =
+            self.fetch_into(transport, url, spec, dest, started, &mut progress)?;
+        drop(part);
+        Ok(Downloaded {
+            path: dest.to_path_buf(),
+            sha256,
+            length: spec.length,
+            stats,
+        })
+    }
+
+    /// The resumable loop: fills `path` up to the signed length and checks
+    /// the sha256. Returns the open partial (it holds the lock) so the
+    /// caller can move the file into place before releasing it.
+    fn fetch_into(
+        &self,
+        transport: &dyn Transport,
+        url: &str,
+        spec: &ImageSpec,
+        path: &Path,
+        started: Instant,
+        progress: &mut dyn FnMut(&Progress),
+    ) -> Result<(Sha256Digest, DownloadStats, Partial)> {
+        let mut part = Partial::open(path, spec, self.sync_every_bytes)?;
         let mut run = Run {
             transport,
             url,
@@ -312,7 +365,7 @@ impl Downloader {
             },
             meter: RateMeter::new(started),
             buf: vec![0u8; CHUNK_BYTES],
-            progress: &mut progress,
+            progress,
             time: self.time.as_ref(),
         };
         run.report(part.len());
@@ -394,18 +447,7 @@ impl Downloader {
                 return Err(e);
             }
         };
-        let complete = self.complete_path(spec);
-        fs::rename(&partial_path, &complete).map_err(|e| {
-            Error::storage_io(format!("renaming {} into place", partial_path.display()), e)
-        })?;
-        sync_dir(&self.work_dir)?;
-        drop(part);
-        Ok(Downloaded {
-            path: complete,
-            sha256,
-            length: spec.length,
-            stats,
-        })
+        Ok((sha256, stats, part))
     }
 
     /// A complete file from an earlier call, re-verified. One that fails
@@ -469,7 +511,7 @@ impl Failure {
 }
 
 /// The state of one `download` call shared by its attempts.
-struct Run<'a, P: FnMut(&Progress)> {
+struct Run<'a, P: FnMut(&Progress) + ?Sized> {
     transport: &'a dyn Transport,
     url: &'a str,
     spec: &'a ImageSpec,
@@ -480,7 +522,7 @@ struct Run<'a, P: FnMut(&Progress)> {
     time: &'a dyn TimeSource,
 }
 
-impl<P: FnMut(&Progress)> Run<'_, P> {
+impl<P: FnMut(&Progress) + ?Sized> Run<'_, P> {
     fn report(&mut self, done: u64) {
         (self.progress)(&Progress {
             done,

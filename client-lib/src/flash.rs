@@ -160,6 +160,17 @@ pub trait Flasher {
         Ok(self.status()?.active.other())
     }
 
+    /// The file behind the inactive slot, prepared for writing (any pending
+    /// mark on it cleared), when the slot is a file the downloader may
+    /// stream into directly: that saves a copy and a hash pass (see
+    /// [`install_streamed`]). `None` (the default) for slots that are not
+    /// plain files; [`install_verified`] then writes through
+    /// [`Flasher::write_inactive`].
+    fn inactive_slot_file(&mut self, spec: &ImageSpec) -> Result<Option<PathBuf>> {
+        let _ = spec;
+        Ok(None)
+    }
+
     /// Writes the image from `reader` into the inactive slot while hashing
     /// it, calling `progress` with the bytes written so far. Reads at most
     /// one byte past the signed length; fails with
@@ -334,17 +345,11 @@ fn read_error(name: &str, e: std::io::Error) -> Error {
     Error::io(format!("reading image {name:?}"), e)
 }
 
-impl Flasher for FileFlasher {
-    fn status(&self) -> Result<SlotStatus> {
-        Ok(self.status)
-    }
-
-    fn write_inactive(
-        &mut self,
-        reader: &mut dyn Read,
-        spec: &ImageSpec,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<Sha256Digest> {
+impl FileFlasher {
+    /// Checks the inactive slot may be written now and can hold `spec`, and
+    /// clears any pending mark on it: a half-written slot must never stay
+    /// marked bootable.
+    fn prepare_inactive(&mut self, spec: &ImageSpec) -> Result<Slot> {
         let st = self.status;
         if st.running != st.active || (st.pending.is_some() && st.tried) {
             return Err(update_state(format!(
@@ -363,14 +368,33 @@ impl Flasher for FileFlasher {
         }
         let slot = st.active.other();
         if st.pending == Some(slot) {
-            // A half-written slot must never stay marked bootable.
             self.set_status(SlotStatus {
                 pending: None,
                 tried: false,
                 ..st
             })?;
         }
+        Ok(slot)
+    }
+}
 
+impl Flasher for FileFlasher {
+    fn status(&self) -> Result<SlotStatus> {
+        Ok(self.status)
+    }
+
+    fn inactive_slot_file(&mut self, spec: &ImageSpec) -> Result<Option<PathBuf>> {
+        let slot = self.prepare_inactive(spec)?;
+        Ok(Some(self.slot_path(slot)))
+    }
+
+    fn write_inactive(
+        &mut self,
+        reader: &mut dyn Read,
+        spec: &ImageSpec,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Sha256Digest> {
+        let slot = self.prepare_inactive(spec)?;
         let path = self.slot_path(slot);
         let ctx = || format!("writing slot {slot} ({})", path.display());
         let mut file = OpenOptions::new()
@@ -554,8 +578,54 @@ where
     F: FnMut(&ImageSpec) -> Result<Box<dyn Read>>,
     P: FnMut(&ImageSpec, u64),
 {
+    let (image, state, pending) = prepare_install(flasher, store, plan, allow_downgrade)?;
+    let mut reader = open_image(image)?;
+    flasher.write_inactive(&mut *reader, image, &mut |n| progress(image, n))?;
+    finish_install(flasher, store, state, pending, image)
+}
+
+/// Like [`install_verified`], for flashers whose inactive slot is a file
+/// ([`Flasher::inactive_slot_file`]): `stream` writes the image straight
+/// into that file while hashing it (the resumable downloader does, with the
+/// signed length and sha256), then the slot is read back and hashed again
+/// before it is marked pending. One write and two hash passes instead of a
+/// download, a copy and three. Returns `Ok(None)`, having written nothing,
+/// when the flasher has no such file.
+pub fn install_streamed<S>(
+    flasher: &mut dyn Flasher,
+    store: &dyn StateStore,
+    plan: &UpdatePlan,
+    allow_downgrade: bool,
+    stream: S,
+) -> Result<Option<PendingUpdate>>
+where
+    S: FnOnce(&ImageSpec, &Path) -> Result<Sha256Digest>,
+{
+    let (image, state, pending) = prepare_install(flasher, store, plan, allow_downgrade)?;
+    let Some(path) = flasher.inactive_slot_file(image)? else {
+        return Ok(None);
+    };
+    let written = stream(image, &path)?;
+    if written != image.sha256 {
+        return Err(Error::ImageHashMismatch {
+            name: image.name.clone(),
+            expected: image.sha256.to_hex(),
+            actual: written.to_hex(),
+        });
+    }
+    finish_install(flasher, store, state, pending, image).map(Some)
+}
+
+/// Checks before anything is written: a single rootfs image, a provisioned
+/// device with no update in flight, and a plan the ratchet allows.
+fn prepare_install<'p>(
+    flasher: &mut dyn Flasher,
+    store: &dyn StateStore,
+    plan: &'p UpdatePlan,
+    allow_downgrade: bool,
+) -> Result<(&'p ImageSpec, TrustedState, PendingUpdate)> {
     let image = rootfs_image(&plan.manifest)?;
-    let mut state = load_provisioned(store)?;
+    let state = load_provisioned(store)?;
     if let Some(p) = state.pending() {
         return Err(update_state(format!(
             "update to {} in slot {} is still pending; finish it first",
@@ -574,9 +644,19 @@ where
         latest_known_time: plan.latest_known_time,
     };
     state.check_ratchet(&pending)?;
+    Ok((image, state, pending))
+}
 
-    let mut reader = open_image(image)?;
-    flasher.write_inactive(&mut *reader, image, &mut |n| progress(image, n))?;
+/// After the slot is written: hash it again from the slot (RAUC
+/// CVE-2020-25860), record the pending update, then mark the slot pending.
+fn finish_install(
+    flasher: &mut dyn Flasher,
+    store: &dyn StateStore,
+    mut state: TrustedState,
+    pending: PendingUpdate,
+    image: &ImageSpec,
+) -> Result<PendingUpdate> {
+    let slot = pending.slot;
     let read_back = flasher.read_back_digest(slot, image.length)?;
     if read_back != image.sha256 {
         return Err(Error::ReadBackMismatch {
@@ -586,7 +666,6 @@ where
             actual: read_back.to_hex(),
         });
     }
-
     state.set_pending(pending.clone())?;
     store.save(&state)?;
     if let Err(e) = flasher.mark_pending(slot) {

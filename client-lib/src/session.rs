@@ -66,7 +66,7 @@ use time::OffsetDateTime;
 
 use crate::download::{Downloaded, Downloader, Progress, RetryPolicy};
 use crate::error::{Error, Result};
-use crate::flash::{FinishOutcome, Flasher, install_verified, rootfs_image};
+use crate::flash::{FinishOutcome, Flasher, install_streamed, install_verified, rootfs_image};
 use crate::manifest::{ImageSpec, MAX_MANIFEST_BYTES};
 use crate::protocol::{
     CHECK_PATH, CheckRequest, CheckResponse, CheckStatus, DeviceEntitlement,
@@ -458,6 +458,66 @@ impl<'a> UpdateSession<'a> {
         self.report_failure(offer, res)
     }
 
+    /// Downloads the offer's image and installs it: straight into the
+    /// inactive slot when the flasher's slot is a file
+    /// ([`install_streamed`]: one write and two hash passes, no copy in the
+    /// work directory), otherwise through the work directory
+    /// ([`Self::download`] then [`Self::install`]). Either way the slot is
+    /// hashed while written and again from the slot before it is marked
+    /// pending. Reboot afterwards, then call [`Self::finish_after_boot`].
+    pub fn download_and_install(
+        &mut self,
+        offer: &Offer,
+        mut progress: impl FnMut(&StepProgress),
+    ) -> Result<PendingUpdate> {
+        self.report_stage(offer, ReportStage::Downloading);
+        let downloader = &self.downloader;
+        let transport = self.transport;
+        let streamed = install_streamed(
+            &mut *self.flasher,
+            self.store,
+            &offer.plan,
+            false,
+            |image, slot_file| {
+                downloader
+                    .download_to(transport, &offer.url, image, slot_file, |p: &Progress| {
+                        progress(&StepProgress {
+                            phase: Phase::Download,
+                            done: p.done,
+                            total: p.total,
+                            rate_bytes_per_sec: p.rate_bytes_per_sec,
+                        })
+                    })
+                    .map(|d| d.sha256)
+            },
+        );
+        match streamed {
+            Ok(Some(pending)) => {
+                self.report_stage(offer, ReportStage::Verifying);
+                self.report_stage(offer, ReportStage::Installing);
+                Ok(pending)
+            }
+            Ok(None) => {
+                let res = self.downloader.download(
+                    self.transport,
+                    &offer.url,
+                    &offer.image,
+                    |p: &Progress| {
+                        progress(&StepProgress {
+                            phase: Phase::Download,
+                            done: p.done,
+                            total: p.total,
+                            rate_bytes_per_sec: p.rate_bytes_per_sec,
+                        })
+                    },
+                );
+                let downloaded = self.report_failure(offer, res)?;
+                self.install(offer, &downloaded, progress)
+            }
+            Err(e) => self.report_failure(offer, Err(e)),
+        }
+    }
+
     /// One cycle: check, consent, download, install. Fails early if an
     /// earlier update is still pending.
     pub fn update(&mut self, mut progress: impl FnMut(&StepProgress)) -> Result<Cycle> {
@@ -480,8 +540,7 @@ impl<'a> UpdateSession<'a> {
                 {
                     CycleOutcome::Declined(offer)
                 } else {
-                    let downloaded = self.download(&offer, &mut progress)?;
-                    CycleOutcome::Installed(self.install(&offer, &downloaded, &mut progress)?)
+                    CycleOutcome::Installed(self.download_and_install(&offer, &mut progress)?)
                 }
             }
         };

@@ -398,3 +398,80 @@ fn server_errors_are_typed_and_say_whether_to_retry() {
     let err = dev.session(&server).check().unwrap_err();
     assert_eq!(err.code(), "malformed");
 }
+
+/// A flasher whose slots are not plain files (like a raw partition): it
+/// wraps a `FileFlasher` but does not offer the slot file for streaming.
+struct RawSlots<'a>(&'a mut FileFlasher);
+
+impl Flasher for RawSlots<'_> {
+    fn status(&self) -> Result<firmup_client::SlotStatus> {
+        self.0.status()
+    }
+    fn write_inactive(
+        &mut self,
+        reader: &mut dyn std::io::Read,
+        spec: &firmup_client::ImageSpec,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<firmup_client::Sha256Digest> {
+        self.0.write_inactive(reader, spec, progress)
+    }
+    fn read_back_digest(&self, slot: Slot, len: u64) -> Result<firmup_client::Sha256Digest> {
+        self.0.read_back_digest(slot, len)
+    }
+    fn mark_pending(&mut self, slot: Slot) -> Result<()> {
+        self.0.mark_pending(slot)
+    }
+    fn boot(&mut self) -> Result<firmup_client::BootOutcome> {
+        self.0.boot()
+    }
+    fn commit(&mut self) -> Result<()> {
+        self.0.commit()
+    }
+    fn rollback(&mut self) -> Result<()> {
+        self.0.rollback()
+    }
+}
+
+#[test]
+fn file_slots_are_streamed_into_and_other_slots_go_through_the_work_directory() {
+    let release = ReleaseBuilder::standard().build();
+    let sha = firmup_client::Sha256Digest::of(&release.image).to_hex();
+
+    // File slots: the image goes straight into slot B; no copy is kept.
+    let server = FakeServer::offering(&release);
+    let mut dev = Device::new();
+    installed(dev.session(&server).update(|_| {}).unwrap().outcome);
+    assert_eq!(
+        std::fs::read(dev.flasher.slot_path(Slot::B)).unwrap(),
+        release.image
+    );
+    let work = dev.dir.path().join("work");
+    assert!(!work.join(&sha).exists(), "streamed installs keep no copy");
+
+    // Raw slots: downloaded into the work directory, then written.
+    let server = FakeServer::offering(&release);
+    let mut dev = Device::new();
+    let config = DeviceConfig {
+        server: "http://fake.invalid".into(),
+        serial: "SN-0001".into(),
+        hw_id: "enc-4k-r2".into(),
+        product_line: "encoders".into(),
+        channel: "stable".into(),
+        token: "device-token".into(),
+    };
+    let work = dev.dir.path().join("work");
+    let mut raw = RawSlots(&mut dev.flasher);
+    let mut session = UpdateSession::new(config, &server, &dev.store, &mut raw, work.clone());
+    let pending = installed(session.update(|_| {}).unwrap().outcome);
+    assert_eq!(pending.slot, Slot::B);
+    drop(session);
+    assert_eq!(
+        std::fs::read(dev.flasher.slot_path(Slot::B)).unwrap(),
+        release.image
+    );
+    assert!(
+        work.join(&sha).exists(),
+        "the verified download is in the work directory"
+    );
+    assert_eq!(server.stages(), ["downloading", "verifying", "installing"]);
+}

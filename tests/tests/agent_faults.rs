@@ -331,6 +331,10 @@ fn agent_refuses_tampered_image() {
     // kept for a later run to resume from.
     assert_factory(&dev);
     assert_eq!(work_files(&dev), Vec::<String>::new());
+    assert!(
+        !slot(&dev, "b").exists(),
+        "the tampered bytes were removed from slot b"
+    );
 }
 
 #[test]
@@ -383,14 +387,14 @@ fn agent_refuses_wrong_content_range() {
     for c in &log[1..] {
         assert_eq!(c.range.as_deref(), Some(resume.as_str()), "{log:?}");
     }
-    // Nothing of the misplaced bodies was kept: the one partial file is
-    // exactly the image's first `had` bytes.
-    let files = work_files(&dev);
-    assert_eq!(files.len(), 1, "{files:?}");
-    let partial = std::fs::read(dev.join("work").join(&files[0])).unwrap();
+    // Nothing of the misplaced bodies was kept: the image streams into the
+    // inactive slot (never marked bootable), which holds exactly the
+    // image's first `had` bytes, and no copy is kept in the work directory.
+    assert_eq!(work_files(&dev), Vec::<String>::new());
+    let partial = std::fs::read(slot(&dev, "b")).unwrap();
     assert!(
         partial == w.release.image[..had as usize],
-        "partial file ({} bytes) is not the image's first {had} bytes",
+        "slot b ({} bytes) is not the image's first {had} bytes",
         partial.len()
     );
     assert_factory(&dev);
