@@ -385,7 +385,26 @@ impl Flasher for FileFlasher {
 
     fn inactive_slot_file(&mut self, spec: &ImageSpec) -> Result<Option<PathBuf>> {
         let slot = self.prepare_inactive(spec)?;
-        Ok(Some(self.slot_path(slot)))
+        let path = self.slot_path(slot);
+        // The downloader resumes from whatever the file holds, which is
+        // only right if it holds the start of *this* image: a marker names
+        // the image the slot is being filled with. Anything else (the old
+        // firmware, another image) is emptied first, then the marker set.
+        let marker = path.with_extension("target");
+        let wanted = spec.sha256.to_hex();
+        let current = std::fs::read_to_string(&marker).unwrap_or_default();
+        if current.trim() != wanted {
+            let ctx = || format!("preparing slot {slot} ({})", path.display());
+            OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(|e| Error::storage_io(ctx(), e))?;
+            atomic_write(&marker, wanted.as_bytes())?;
+        }
+        Ok(Some(path))
     }
 
     fn write_inactive(
@@ -396,6 +415,8 @@ impl Flasher for FileFlasher {
     ) -> Result<Sha256Digest> {
         let slot = self.prepare_inactive(spec)?;
         let path = self.slot_path(slot);
+        // Rewritten from the start: a streaming marker no longer applies.
+        let _ = std::fs::remove_file(path.with_extension("target"));
         let ctx = || format!("writing slot {slot} ({})", path.display());
         let mut file = OpenOptions::new()
             .write(true)
@@ -932,6 +953,55 @@ mod tests {
         // The next update goes to A.
         let img2 = image_bytes(1000, 2);
         assert_eq!(dev.install(&img2, "2.1.0", 7).unwrap().slot, Slot::A);
+    }
+
+    /// Streams like the resumable downloader: appends what is missing to
+    /// what the file already holds, and returns the digest of the whole.
+    fn resume_into(bytes: &[u8], path: &Path) -> Result<Sha256Digest> {
+        let have = fs::read(path).unwrap_or_default();
+        let mut whole = have.clone();
+        whole.extend_from_slice(&bytes[have.len().min(bytes.len())..]);
+        fs::write(path, &whole).unwrap();
+        Ok(Sha256Digest::of(&whole))
+    }
+
+    #[test]
+    fn streamed_installs_never_resume_from_another_image() {
+        let mut dev = Device::new();
+        // The inactive slot holds bytes of something else (old firmware).
+        fs::write(
+            dev.flasher.slot_path(Slot::B),
+            b"old firmware, not this image",
+        )
+        .unwrap();
+        let img = image_bytes(2 * CHUNK_BYTES + 3, 4);
+        let p = plan(vec![spec_of(&img)], "2.0.0", 7, 6);
+        let pending = install_streamed(&mut dev.flasher, &dev.store, &p, false, |spec, path| {
+            assert_eq!(spec.length, img.len() as u64);
+            resume_into(&img, path)
+        })
+        .unwrap()
+        .expect("file slots stream");
+        assert_eq!(pending.slot, Slot::B);
+        assert_eq!(fs::read(dev.flasher.slot_path(Slot::B)).unwrap(), img);
+
+        // A cut download of the same image resumes from its own bytes.
+        let mut dev = Device::new();
+        let half = &img[..img.len() / 2];
+        let p = plan(vec![spec_of(&img)], "2.0.0", 7, 6);
+        let first = install_streamed(&mut dev.flasher, &dev.store, &p, false, |_, path| {
+            fs::write(path, half).unwrap();
+            Err(Error::io("cut", std::io::ErrorKind::ConnectionReset.into()))
+        });
+        assert!(matches!(first, Err(Error::Io { .. })), "{first:?}");
+        let resumed_from = std::cell::Cell::new(0);
+        install_streamed(&mut dev.flasher, &dev.store, &p, false, |_, path| {
+            resumed_from.set(fs::metadata(path).unwrap().len());
+            resume_into(&img, path)
+        })
+        .unwrap();
+        assert_eq!(resumed_from.get(), half.len() as u64);
+        assert_eq!(fs::read(dev.flasher.slot_path(Slot::B)).unwrap(), img);
     }
 
     #[test]

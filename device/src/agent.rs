@@ -17,7 +17,7 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use firmup_client::flash::FinishOutcome;
 use firmup_client::session::{Phase, StepProgress};
-use firmup_client::state::atomic_write;
+use firmup_client::state::atomic_write_private;
 use firmup_client::{
     DeviceConfig, Error, FileFlasher, FileStateStore, HttpTransport, UpdateSession,
 };
@@ -64,6 +64,21 @@ pub fn exit(res: Result<()>) -> ExitCode {
 
 /// The exit code for a library error.
 pub fn classify(e: &Error) -> u8 {
+    // The server refused the device's credentials or role: the token in
+    // config.json needs fixing; nothing about a release was judged.
+    if let Error::UnexpectedStatus {
+        status,
+        server_code,
+        ..
+    } = e
+        && (*status == 401
+            || matches!(
+                server_code.as_deref(),
+                Some("wrong_role" | "token_serial_mismatch")
+            ))
+    {
+        return EXIT_LOCAL;
+    }
     match e.code() {
         "corrupt_state" | "invalid_update_state" | "unsupported_spec_version" | "storage_full" => {
             EXIT_LOCAL
@@ -110,13 +125,9 @@ impl Device {
         let path = self.config_path();
         let mut bytes = serde_json::to_vec_pretty(config)?;
         bytes.push(b'\n');
-        atomic_write(&path, &bytes)?;
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-                .with_context(|| format!("restricting {}", path.display()))?;
-        }
+        // Created 0600 from the start: the token is never readable by
+        // others, not even in the temporary file.
+        atomic_write_private(&path, &bytes)?;
         Ok(())
     }
 
@@ -154,6 +165,8 @@ pub struct Parts {
     pub store: FileStateStore,
     /// Slots.
     pub flasher: FileFlasher,
+    /// Held for as long as the parts live: one agent process per device.
+    _lock: std::fs::File,
 }
 
 impl Parts {
@@ -161,6 +174,21 @@ impl Parts {
     pub fn open(dir: &Path) -> Result<Parts> {
         let device = Device::new(dir);
         let config = device.config()?;
+        // Two agents on one state directory would each act on a stale view
+        // of the slots and the trusted state: refuse the second one.
+        let lock_path = dir.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("opening {}", lock_path.display()))?;
+        lock.try_lock().map_err(|_| {
+            anyhow::anyhow!(
+                "another firmup-device is using {}; wait for it to finish",
+                dir.display()
+            )
+        })?;
         let transport = HttpTransport::new(&config.server)?;
         let store = device.store()?;
         let flasher = device.flasher()?;
@@ -170,6 +198,7 @@ impl Parts {
             transport,
             store,
             flasher,
+            _lock: lock,
         })
     }
 
@@ -203,6 +232,14 @@ pub fn reboot_and_finish(
 
 /// On start: finishes an update a crash or power cut interrupted.
 pub fn finish_interrupted(session: &mut UpdateSession<'_>, device: &Device) -> Result<()> {
+    // A slot found on trial at start means the process that booted it
+    // stopped before committing: that is a reboot during the trial, and the
+    // bootloader falls back to the committed slot. Simulate that boot first.
+    let st = session.flasher_mut().status()?;
+    if st.pending.is_some() && st.tried {
+        let boot = session.flasher_mut().boot()?;
+        eprintln!("trial boot was interrupted; rebooted: {boot:?}");
+    }
     match session.finish_after_boot(device.healthy())? {
         FinishOutcome::AwaitingBoot(_) => {
             report_finish(&reboot_and_finish(session, device)?)?;

@@ -260,3 +260,45 @@ fn offline_bundle_installs_without_a_server_and_queues_its_reports() {
     let out = agent(&dir.path().join("nowhere"), &["status"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
 }
+
+#[test]
+fn one_agent_per_state_directory_and_config_is_private() {
+    let (w, _release) = world(3);
+    let dev = w.dir.path().join("device");
+    provision(&dev, &w.server.url, &w.device_token, &w.root);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dev.join("config.json"))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "config.json holds the token: mode {mode:o}"
+        );
+    }
+    // Another process holds the device: a second agent refuses, exit 3.
+    let held = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dev.join("lock"))
+        .unwrap();
+    held.lock().unwrap();
+    let out = agent(&dev, &["update"]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("another firmup-device"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    drop(held);
+    let out = ok(&agent(&dev, &["update"]));
+    assert!(out.contains("installed 2.1.0 on slot b"), "{out}");
+}

@@ -8,10 +8,12 @@ use anyhow::Result;
 use crate::agent::Parts;
 
 /// Runs update cycles forever (or `--max-cycles` times), waiting between
-/// them as long as the server's answer asks (`poll_after_secs`), at most
-/// `--max-sleep-secs`. A failed cycle is printed and the loop goes on: a
-/// retryable failure waits and tries again, a refused release waits for
-/// the next one. Exits 0 when the cycles are done.
+/// them as long as the server's answer asks (`poll_after_secs`), never less
+/// than `--min-sleep-secs` (a server asking for 0 must not turn the loop
+/// into a flood) and at most `--max-sleep-secs`. A failed cycle is printed
+/// and the loop goes on: a retryable failure waits and tries again, a
+/// refused release waits for the next one. With `--max-cycles`, exits with
+/// the code of the last cycle.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Stop after this many cycles (default: never).
@@ -20,6 +22,9 @@ pub struct Args {
     /// Never wait longer than this between cycles.
     #[arg(long, default_value_t = 86_400)]
     max_sleep_secs: u64,
+    /// Never wait less than this between cycles, whatever the server says.
+    #[arg(long, default_value_t = 60)]
+    min_sleep_secs: u64,
     /// Wait after a failed cycle (before the cap).
     #[arg(long, default_value_t = 300)]
     retry_after_secs: u64,
@@ -33,17 +38,18 @@ pub fn run(dir: &Path, a: Args) -> Result<()> {
     let mut n = 0u64;
     loop {
         n += 1;
-        let wait = match super::update::cycle(&mut session, &device) {
-            Ok(poll) => poll,
+        let outcome = super::update::cycle(&mut session, &device);
+        let wait = match &outcome {
+            Ok(poll) => *poll,
             Err(e) => {
                 eprintln!("cycle {n} failed: {e:#}");
                 a.retry_after_secs
             }
         };
         if a.max_cycles.is_some_and(|m| n >= m) {
-            return Ok(());
+            return outcome.map(|_| ());
         }
-        let wait = wait.min(a.max_sleep_secs);
+        let wait = wait.max(a.min_sleep_secs).min(a.max_sleep_secs);
         eprintln!("next check in {wait} s");
         std::thread::sleep(Duration::from_secs(wait));
     }
