@@ -398,7 +398,9 @@ impl Downloader {
             } else {
                 mismatches = 0;
             }
-            if !failure.error.retryable() {
+            // An expired grant is retryable, but not by asking the same
+            // URL again: the caller's next check hands out a fresh one.
+            if !failure.error.retryable() || failure.error.is_grant_expired() {
                 return Err(failure.error);
             }
 
@@ -603,8 +605,12 @@ impl<P: FnMut(&Progress) + ?Sized> Run<'_, P> {
                 Ok(n) => n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
-                    let context = format!("reading {}", redact_url(self.url));
-                    return Err(Failure::remote(Error::io(context, e)));
+                    // The body comes from the network: a cut or a stall is
+                    // the link's failure, not the device's storage.
+                    return Err(Failure::remote(Error::Network {
+                        context: format!("reading {}", redact_url(self.url)),
+                        detail: e.to_string(),
+                    }));
                 }
             };
             self.stats.bytes_received = self.stats.bytes_received.saturating_add(n as u64);

@@ -400,6 +400,15 @@ impl Error {
         }
     }
 
+    /// A 403 because the download link's grant ran out: retry after a new
+    /// update check, which hands out a fresh link.
+    pub fn is_grant_expired(&self) -> bool {
+        matches!(
+            self,
+            Error::UnexpectedStatus { status: 403, server_code: Some(c), .. } if c == "grant_expired"
+        )
+    }
+
     /// Whether the same operation may succeed if tried again later.
     ///
     /// Verification verdicts are final for the bytes they judged: fetching
@@ -407,7 +416,10 @@ impl Error {
     /// A truncated image is retryable because the usual cause is a cut
     /// download, and a resumed download can complete it. A full disk is
     /// retryable because space is usually freed (old partial downloads,
-    /// logs). A read-back mismatch is not: the device wrote the signed bytes
+    /// logs). A 403 with the server code `grant_expired` is retryable: the
+    /// download link's grant ran out (a slow download), a fresh check hands
+    /// out a new link and the download resumes from the partial file. A
+    /// read-back mismatch is not: the device wrote the signed bytes
     /// and its slot holds others (failing storage or tampering on the
     /// device), which needs a person, not a loop.
     pub fn retryable(&self) -> bool {
@@ -420,10 +432,18 @@ impl Error {
             // later (another connection, another node) can succeed.
             Error::RangeMismatch { .. } => true,
             // 408 timeout, 425 too early, 429 too many requests, 5xx: the
-            // server says "later". Other 4xx: the request must change (a
-            // 403 grant_expired needs a new update check, not a retry).
-            Error::UnexpectedStatus { status, .. } => {
-                matches!(*status, 408 | 425 | 429) || (500..600).contains(status)
+            // server says "later". A 403 `grant_expired` means the download
+            // link's grant ran out during a slow download: trying again
+            // (the next update check hands out a fresh link) resumes from
+            // the partial file. Other 4xx: the request must change.
+            Error::UnexpectedStatus {
+                status,
+                server_code,
+                ..
+            } => {
+                matches!(*status, 408 | 425 | 429)
+                    || (500..600).contains(status)
+                    || (*status == 403 && server_code.as_deref() == Some("grant_expired"))
             }
             _ => false,
         }
@@ -468,3 +488,26 @@ impl Error {
 
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(status: u16, server_code: Option<&str>) -> Error {
+        Error::UnexpectedStatus {
+            url: "http://server/v1/images/ab".into(),
+            status,
+            server_code: server_code.map(str::to_owned),
+        }
+    }
+
+    #[test]
+    fn an_expired_download_grant_is_retryable_other_403s_are_not() {
+        assert!(status(403, Some("grant_expired")).retryable());
+        assert!(!status(403, None).retryable());
+        assert!(!status(403, Some("grant_invalid")).retryable());
+        assert!(!status(404, Some("grant_expired")).retryable());
+        assert!(status(503, None).retryable());
+        assert!(status(429, None).retryable());
+    }
+}

@@ -72,9 +72,9 @@ use crate::protocol::{
     CHECK_PATH, CheckRequest, CheckResponse, CheckStatus, DeviceEntitlement,
     MAX_CHECK_RESPONSE_BYTES, MAX_REPORT_RESPONSE_BYTES, REPORTS_PATH, ReportRequest,
 };
-use crate::root::MAX_ROOT_BYTES;
+use crate::root::{MAX_ROOT_BYTES, MAX_ROOT_ROTATIONS};
 use crate::state::{PendingUpdate, QueuedReport, ReportStage, StateStore, TrustedState};
-use crate::transport::{FileTransport, Transport};
+use crate::transport::{FileTransport, Transport, error_code_from_json};
 use crate::verify::{Clock, UpdatePlan, VerifyRequest, verify_manifest};
 
 /// File name of the manifest envelope in an offline bundle.
@@ -616,7 +616,9 @@ impl<'a> UpdateSession<'a> {
 
     /// Sends the queued reports, oldest first, until one cannot be
     /// delivered (unreachable server, 5xx: kept for the next try). Reports
-    /// the server refuses for good (400, 404, 422, 429) are dropped.
+    /// the server refuses for good (400, 404, 422, and a 429 with the
+    /// server's code `too_many_reports`) are dropped. Any other 429 (a
+    /// proxy's or load balancer's rate limit) keeps the queue for later.
     pub fn flush_reports(&mut self) -> Result<FlushStats> {
         let mut state = self.state()?;
         let mut stats = FlushStats::default();
@@ -635,7 +637,10 @@ impl<'a> UpdateSession<'a> {
             };
             match reply.status {
                 200..=299 => stats.sent += 1,
-                400 | 404 | 422 | 429 => stats.dropped += 1,
+                400 | 404 | 422 => stats.dropped += 1,
+                429 if error_code_from_json(&reply.body).as_deref() == Some("too_many_reports") => {
+                    stats.dropped += 1
+                }
                 _ => break,
             }
             done += 1;
@@ -745,11 +750,18 @@ fn match_offer(plan: UpdatePlan, offer: crate::protocol::UpdateOffer) -> Result<
     })
 }
 
-/// Root envelopes `root.v<N>.json` in a bundle with `N` above `stored`,
-/// in version order (the walk refuses gaps).
+/// Root envelopes `root.v<N>.json` in a bundle for the consecutive
+/// versions `stored + 1`, `stored + 2`, ... in version order, stopping at
+/// the first missing version. A bundle with more than
+/// [`MAX_ROOT_ROTATIONS`] root files above `stored` is refused with
+/// [`Error::RootChainTooLong`] before any of them is read, so at most
+/// `MAX_ROOT_ROTATIONS` files of up to [`MAX_ROOT_BYTES`] each are read.
 fn bundle_roots(dir: &Path, stored: u64) -> Result<Vec<Vec<u8>>> {
     let entries =
         std::fs::read_dir(dir).map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
+    let too_long = || Error::RootChainTooLong {
+        limit: MAX_ROOT_ROTATIONS,
+    };
     let mut found = Vec::new();
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
@@ -761,13 +773,25 @@ fn bundle_roots(dir: &Path, stored: u64) -> Result<Vec<Vec<u8>>> {
         if let Some(v) = version
             && v > stored
         {
+            if found.len() >= MAX_ROOT_ROTATIONS {
+                return Err(too_long());
+            }
             found.push((v, entry.path()));
         }
     }
     found.sort();
-    found
-        .into_iter()
-        .map(|(_, path)| {
+    // Only stored+1 ..= stored+MAX_ROOT_ROTATIONS, consecutive: at most
+    // MAX_ROOT_ROTATIONS files above `stored` were listed, so a run of
+    // consecutive versions from stored+1 cannot leave that window.
+    let mut next = stored.checked_add(1);
+    let consecutive = found.into_iter().map_while(|(v, path)| {
+        (Some(v) == next).then(|| {
+            next = v.checked_add(1);
+            path
+        })
+    });
+    consecutive
+        .map(|path| {
             let mut bytes = Vec::new();
             File::open(&path)
                 .and_then(|f| f.take(MAX_ROOT_BYTES + 1).read_to_end(&mut bytes))
@@ -786,4 +810,56 @@ fn bundle_roots(dir: &Path, stored: u64) -> Result<Vec<Vec<u8>>> {
 
 fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bundle_with(versions: impl IntoIterator<Item = u64>) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for v in versions {
+            std::fs::write(dir.path().join(format!("root.v{v}.json")), format!("v{v}")).unwrap();
+        }
+        dir
+    }
+
+    fn read(dir: &Path, stored: u64) -> Result<Vec<String>> {
+        bundle_roots(dir, stored).map(|roots| {
+            roots
+                .into_iter()
+                .map(|b| String::from_utf8(b).unwrap())
+                .collect()
+        })
+    }
+
+    #[test]
+    fn bundle_roots_are_consecutive_from_the_stored_version_and_bounded() {
+        // Older roots are ignored; the walk stops at the first gap.
+        let dir = bundle_with([1, 2, 3, 4, 5, 7, 8]);
+        assert_eq!(read(dir.path(), 2).unwrap(), ["v3", "v4", "v5"]);
+        assert!(read(dir.path(), 8).unwrap().is_empty());
+        // Nothing right after the stored version: nothing is read.
+        assert!(read(dir.path(), 5).unwrap().is_empty());
+
+        // Exactly MAX_ROOT_ROTATIONS rotations fit.
+        let max = MAX_ROOT_ROTATIONS as u64;
+        let dir = bundle_with(2..=max + 1);
+        assert_eq!(read(dir.path(), 1).unwrap().len(), MAX_ROOT_ROTATIONS);
+
+        // One root file more above the stored version: refused, typed.
+        let dir = bundle_with(2..=max + 2);
+        let err = read(dir.path(), 1).unwrap_err();
+        assert_eq!(err.code(), "root_chain_too_long", "{err}");
+        // The same bundle for a device further along is fine.
+        assert_eq!(read(dir.path(), 2).unwrap().len(), MAX_ROOT_ROTATIONS);
+
+        // No overflow at the top of the version space.
+        let dir = bundle_with([u64::MAX]);
+        assert_eq!(
+            read(dir.path(), u64::MAX - 1).unwrap(),
+            ["v18446744073709551615"]
+        );
+        assert!(read(dir.path(), u64::MAX).unwrap().is_empty());
+    }
 }

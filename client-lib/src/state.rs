@@ -548,9 +548,34 @@ impl StateStore for MemoryStateStore {
 /// removed on any failure. Shared by the state store and the simulated
 /// flasher's boot record.
 pub fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_write_with_mode(path, bytes, None)
+}
+
+/// [`atomic_write`] for a file holding a secret (for example the agent's
+/// configuration with its device token): on unix the temporary file is
+/// created with mode `0600` from the start, so neither it nor the renamed
+/// file is ever readable by group or others, whatever the umask. On other
+/// platforms it is the same as [`atomic_write`].
+pub fn atomic_write_private(path: &Path, bytes: &[u8]) -> Result<()> {
+    atomic_write_with_mode(path, bytes, Some(0o600))
+}
+
+/// The one implementation of [`atomic_write`] and [`atomic_write_private`]:
+/// `mode` (unix only) is the permission the temporary file is created with;
+/// `None` leaves it to the umask.
+fn atomic_write_with_mode(path: &Path, bytes: &[u8], mode: Option<u32>) -> Result<()> {
     let tmp = temp_path(path)?;
     let written = (|| {
-        let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        let mut options = OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        if let Some(mode) = mode {
+            use std::os::unix::fs::OpenOptionsExt as _;
+            options.mode(mode);
+        }
+        #[cfg(not(unix))]
+        let _ = mode;
+        let mut f = options.open(&tmp)?;
         f.write_all(bytes)?;
         // Data on disk before the rename: otherwise a crash could leave the
         // new name pointing at an empty or partial file.
@@ -952,6 +977,21 @@ mod tests {
         let mut f = OpenOptions::new().write(true).open("/dev/full").unwrap();
         let e = f.write_all(b"state").and_then(|()| f.flush()).unwrap_err();
         assert_eq!(Error::storage_io("test", e).code(), "storage_full");
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn private_writes_are_owner_only_whatever_the_umask() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.toml");
+        // An existing world-readable file is replaced, not chmod-ed in place.
+        fs::write(&path, b"old").unwrap();
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o644)).unwrap();
+        atomic_write_private(&path, b"token = \"secret\"").unwrap();
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "mode is {mode:o}");
+        assert_eq!(fs::read(&path).unwrap(), b"token = \"secret\"");
     }
 
     #[test]

@@ -711,19 +711,48 @@ fn final_statuses_are_not_retried() {
         c.answer(
             "403 Forbidden",
             &[],
-            br#"{"error":{"code":"grant_expired","message":"check again"}}"#,
+            br#"{"error":{"code":"forbidden","message":"no"}}"#,
         )
     });
     let err = downloader(dir.path(), &time)
         .download(&http(&server), &url_of(&spec), &spec, |_| {})
         .unwrap_err();
     assert!(
-        matches!(&err, Error::UnexpectedStatus { status: 403, server_code: Some(c), .. } if c == "grant_expired"),
+        matches!(&err, Error::UnexpectedStatus { status: 403, server_code: Some(c), .. } if c == "forbidden"),
         "{err:?}"
     );
     assert!(!err.retryable());
     assert_eq!(server.seen().len(), 1);
     assert!(time.sleeps().is_empty());
+}
+
+#[test]
+fn an_expired_download_grant_is_retryable() {
+    // The grant ran out during a slow download: the caller checks again for
+    // a fresh link and resumes from the partial file.
+    let img = image(64 * KIB);
+    let spec = spec_of(&img);
+    let dir = tempfile::tempdir().unwrap();
+    let time = FakeTime::new();
+    let server = Hostile::start(|_, _, c| {
+        c.answer(
+            "403 Forbidden",
+            &[],
+            br#"{"error":{"code":"grant_expired","message":"check again"}}"#,
+        )
+    });
+    let err = downloader(dir.path(), &time)
+        .download(&http(&server), &url_of(&spec), &spec, |_| {})
+        .unwrap_err();
+    let last = match &err {
+        Error::DownloadBudgetExhausted { last, .. } => last.as_ref(),
+        other => other,
+    };
+    assert!(
+        matches!(last, Error::UnexpectedStatus { status: 403, server_code: Some(c), .. } if c == "grant_expired"),
+        "{err:?}"
+    );
+    assert!(err.retryable(), "{err:?}");
 }
 
 #[test]

@@ -13,8 +13,8 @@ use firmup_client::protocol::{CHECK_PATH, REPORTS_PATH};
 use firmup_client::session::{CheckOutcome, CycleOutcome, DeviceConfig, UpdateSession};
 use firmup_client::transport::{JsonReply, RangeReply};
 use firmup_client::{
-    Error, FileFlasher, FileStateStore, Flasher, PendingUpdate, Result, Slot, StateStore,
-    Transport, TrustedRoot, TrustedState,
+    Error, FileFlasher, FileStateStore, Flasher, PendingUpdate, QueuedReport, ReportStage, Result,
+    Slot, StateStore, Transport, TrustedRoot, TrustedState,
 };
 use firmup_fixtures::{ReleaseBuilder, RootBuilder, SignedRelease};
 use semver::Version;
@@ -30,6 +30,8 @@ struct FakeServer {
     checks: Mutex<Vec<Value>>,
     image_requests: AtomicUsize,
     down: AtomicBool,
+    /// When set, the status and body every report POST is answered with.
+    report_answer: Mutex<Option<(u16, Value)>>,
 }
 
 impl FakeServer {
@@ -136,6 +138,13 @@ impl Transport for FakeServer {
                 self.check_answer.lock().unwrap().clone()
             }
             REPORTS_PATH => {
+                if let Some((status, answer)) = self.report_answer.lock().unwrap().clone() {
+                    return Ok(JsonReply {
+                        status,
+                        retry_after: None,
+                        body: serde_json::to_vec(&answer).unwrap(),
+                    });
+                }
                 self.reports.lock().unwrap().push(body);
                 json!({ "id": 1 })
             }
@@ -305,6 +314,38 @@ fn replayed_older_manifest_is_refused_before_any_download() {
     assert_eq!(reports.len(), 1);
     assert_eq!(reports[0]["stage"], "failed");
     assert_eq!(reports[0]["reason_code"], "manifest_replay");
+}
+
+#[test]
+fn only_the_servers_own_429_drops_a_report() {
+    let server = FakeServer::default();
+    let mut dev = Device::new();
+    let mut s = dev.state();
+    s.queue_report(QueuedReport::new(
+        Version::new(2, 1, 0),
+        ReportStage::Installed,
+        time::OffsetDateTime::now_utc(),
+    ));
+    dev.store.save(&s).unwrap();
+
+    // A proxy's rate limit (no code, or another code): kept for later.
+    for answer in [
+        json!("Too Many Requests"),
+        json!({ "error": { "code": "rate_limited", "message": "slow down" } }),
+    ] {
+        *server.report_answer.lock().unwrap() = Some((429, answer));
+        let stats = dev.session(&server).flush_reports().unwrap();
+        assert_eq!((stats.sent, stats.dropped, stats.remaining), (0, 0, 1));
+    }
+
+    // The server's own refusal: dropped so it does not block the queue.
+    *server.report_answer.lock().unwrap() = Some((
+        429,
+        json!({ "error": { "code": "too_many_reports", "message": "quota" } }),
+    ));
+    let stats = dev.session(&server).flush_reports().unwrap();
+    assert_eq!((stats.sent, stats.dropped, stats.remaining), (0, 1, 0));
+    assert!(dev.state().queued_reports().is_empty());
 }
 
 #[test]

@@ -241,7 +241,15 @@ impl HttpTransport {
         }
         let retry_after = retry_after(res.headers());
         let mut body = res.into_body().into_reader();
-        let body = read_capped(&mut body, max_response, "server answer")?;
+        // A failure reading the answer is on the network side (a reset, an
+        // idle timeout), not the device's storage.
+        let body = read_capped(&mut body, max_response, "server answer").map_err(|e| match e {
+            Error::Io { context, source } => Error::Network {
+                context: format!("{method} {}: {context}", redact_url(target)),
+                detail: source.to_string(),
+            },
+            other => other,
+        })?;
         Ok(JsonReply {
             status,
             retry_after,
@@ -260,13 +268,18 @@ fn bad_url(url: &str) -> Error {
     )
 }
 
-/// Maps a ureq failure (no answer had) to the crate's error. I/O and
-/// network failures are retryable; a URL or header that cannot be sent is
-/// not.
+/// Maps a ureq failure (no answer had) to the crate's error. Everything on
+/// the network side (connect, DNS, timeouts, resets, TLS, a protocol error)
+/// is [`Error::Network`], which is retryable; [`Error::Io`] stays reserved
+/// for the device's own storage. A URL or header that cannot be sent is not
+/// retryable.
 fn map_err(err: ureq::Error, method: &str, url: &str) -> Error {
     let context = format!("{method} {}", redact_url(url));
     match err {
-        ureq::Error::Io(e) => Error::io(context, e),
+        ureq::Error::Io(e) => Error::Network {
+            context,
+            detail: e.to_string(),
+        },
         ureq::Error::BadUri(_) => bad_url(url),
         ureq::Error::Http(e) => Error::invalid("request", format!("{context}: {e}")),
         other => Error::Network {
@@ -440,6 +453,44 @@ mod tests {
             .unwrap_err();
         assert_eq!(err.code(), "invalid_field");
         assert!(!err.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn network_failures_are_network_errors_not_io() {
+        use std::io::Write as _;
+        use std::net::TcpListener;
+
+        // Connection refused: nothing listens on the port any more.
+        let port = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let t = HttpTransport::new(&format!("http://127.0.0.1:{port}")).unwrap();
+        let err = t.get_json("/v1/x?sig=s", None, 1024).unwrap_err();
+        assert_eq!(err.code(), "network", "{err:?}");
+        assert!(err.retryable());
+        assert!(!err.to_string().contains("sig=s"));
+        let err = t.get_range("/v1/images/ab", 0, None).err().unwrap();
+        assert_eq!(err.code(), "network", "{err:?}");
+
+        // The answer is cut mid-body.
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut buf = [0u8; 4096];
+            let _ = conn.read(&mut buf);
+            let _ = conn.write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n{\"a\":",
+            );
+        });
+        let t = HttpTransport::new(&format!("http://{addr}")).unwrap();
+        let err = t
+            .post_json("/v1/device/check", None, b"{}", 1024)
+            .unwrap_err();
+        server.join().unwrap();
+        assert_eq!(err.code(), "network", "{err:?}");
+        assert!(err.retryable());
     }
 
     #[test]
