@@ -80,9 +80,12 @@ pub fn classify(e: &Error) -> u8 {
         return EXIT_LOCAL;
     }
     match e.code() {
-        "corrupt_state" | "invalid_update_state" | "unsupported_spec_version" | "storage_full" => {
-            EXIT_LOCAL
-        }
+        // The device's own storage or state, not the server or the link.
+        "corrupt_state"
+        | "invalid_update_state"
+        | "unsupported_spec_version"
+        | "storage_full"
+        | "io" => EXIT_LOCAL,
         _ if e.retryable() => EXIT_RETRY,
         _ => EXIT_REFUSED,
     }

@@ -11,7 +11,7 @@
 //! | 0 | success: installed, up to date, not entitled, or nothing to do |
 //! | 1 | refused or rolled back: the offer failed verification, the image did not match, or the new slot failed its health check |
 //! | 2 | usage error: unknown flag, missing or unparseable argument |
-//! | 3 | local error: not provisioned, unreadable config or bundle, corrupt state, an update still pending |
+//! | 3 | local error: not provisioned, unreadable config or bundle, corrupt state, the device's storage failing, an update still pending, another agent on the same state directory, the server refusing the device's token |
 //! | 4 | try again later: server unreachable, 5xx, download budget used up |
 //!
 //! This binary must never decide trust itself (every verdict comes from

@@ -20,7 +20,8 @@ EXIT CODES:
      or the new slot failed its health check
   2  usage error: unknown flag, missing or unparseable argument
   3  local error: not provisioned, unreadable config or bundle, corrupt
-     state, an update still pending
+     state, the device's storage failing, an update still pending, another
+     agent on the same state directory, the server refusing the token
   4  try again later: server unreachable, 5xx, download budget used up";
 
 /// Firmup device agent: checks for, downloads, verifies and installs signed
