@@ -207,6 +207,15 @@ pub enum Error {
         /// Computed digest (hex).
         actual: String,
     },
+    /// The offered release already failed its health check on this device;
+    /// it is not installed again until a newer manifest_version comes.
+    #[error(
+        "release {version} failed its health check on this device before; waiting for a newer release"
+    )]
+    FailedBefore {
+        /// The release version.
+        version: semver::Version,
+    },
     /// An I/O error while reading an image or a document.
     #[error("{context}: {source}")]
     Io {
@@ -383,6 +392,7 @@ impl Error {
             Error::ImageTruncated { .. } => "image_truncated",
             Error::ImageOversize { .. } => "image_oversize",
             Error::ImageHashMismatch { .. } => "image_hash_mismatch",
+            Error::FailedBefore { .. } => "failed_before",
             Error::Io { .. } => "io",
             Error::StorageFull { .. } => "storage_full",
             Error::CorruptState { .. } => "corrupt_state",

@@ -801,6 +801,11 @@ fn roll_back(
 ) -> Result<FinishOutcome> {
     flasher.rollback()?;
     state.clear_pending();
+    // A slot that booted and failed its check would fail again: remember it.
+    // One that was never committed (power cut, watchdog) may be retried.
+    if reason == RollbackReason::HealthCheckFailed {
+        state.record_failed_release(&update);
+    }
     store.save(&state)?;
     Ok(FinishOutcome::RolledBack { update, reason })
 }

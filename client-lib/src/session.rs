@@ -403,7 +403,21 @@ impl<'a> UpdateSession<'a> {
                 let verified = verify_manifest(&root, &vreq, offer.manifest.get().as_bytes())
                     .and_then(|plan| match_offer(plan, offer));
                 match verified {
-                    Ok(o) => CheckOutcome::Update(Box::new(o)),
+                    Ok(o) => {
+                        let m = &o.plan.manifest;
+                        if let Some(f) = state.failed_release()
+                            && f.version == m.version
+                            && f.channel == m.channel
+                            && f.manifest_version >= m.manifest_version
+                        {
+                            // Not reported: the rollback was, and a report
+                            // per poll would only repeat it.
+                            return Err(Error::FailedBefore {
+                                version: m.version.clone(),
+                            });
+                        }
+                        CheckOutcome::Update(Box::new(o))
+                    }
                     Err(e) => {
                         if let Some(v) = claimed {
                             let mut r = QueuedReport::failure(v, ReportStage::Failed, &e, now());

@@ -198,6 +198,21 @@ pub struct TrustedState {
     pending: Option<PendingUpdate>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     reports: Vec<QueuedReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    failed_release: Option<FailedRelease>,
+}
+
+/// A release whose slot booted but failed its health check. The device does
+/// not install it again (it would fail the same way, once per poll) until a
+/// release with a higher manifest_version is committed or offered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FailedRelease {
+    /// The release version.
+    pub version: Version,
+    /// The channel it was offered on.
+    pub channel: String,
+    /// Its manifest_version.
+    pub manifest_version: u64,
 }
 
 impl TrustedState {
@@ -213,7 +228,23 @@ impl TrustedState {
             latest_known_time: None,
             pending: None,
             reports: Vec::new(),
+            failed_release: None,
         }
+    }
+
+    /// Remembers that `update` failed its health check after booting.
+    pub fn record_failed_release(&mut self, update: &PendingUpdate) {
+        self.failed_release = Some(FailedRelease {
+            version: update.version.clone(),
+            channel: update.channel.clone(),
+            manifest_version: update.manifest_version,
+        });
+    }
+
+    /// The release that last failed its health check, if no newer release
+    /// was committed since.
+    pub fn failed_release(&self) -> Option<&FailedRelease> {
+        self.failed_release.as_ref()
     }
 
     /// The trusted root, checked again from the stored envelope (its own
@@ -366,6 +397,7 @@ impl TrustedState {
         if self.pending.as_ref() == Some(committed) {
             self.pending = None;
         }
+        self.failed_release = None;
         Ok(())
     }
 

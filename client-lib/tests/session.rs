@@ -280,6 +280,17 @@ fn failed_health_check_rolls_back_and_keeps_the_counter() {
     assert_eq!(last["stage"], "rolled_back");
     assert_eq!(last["reason_code"], "health_check_failed");
     assert_eq!(last["version"], "2.1.0");
+
+    // Offered again, the release that failed is not installed again (it
+    // would fail the same way, once per poll), and nothing is reported.
+    let reports_before = server.reports.lock().unwrap().len();
+    let mut session = dev.session(&server);
+    let err = session.update(|_| {}).unwrap_err();
+    assert_eq!(err.code(), "failed_before", "{err}");
+    assert!(!err.retryable());
+    drop(session);
+    assert_eq!(server.reports.lock().unwrap().len(), reports_before);
+    assert_eq!(dev.flasher.status().unwrap().pending, None);
 }
 
 #[test]
