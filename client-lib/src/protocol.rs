@@ -16,10 +16,11 @@ use serde_json::value::RawValue;
 
 use crate::state::{QueuedReport, ReportStage};
 
-/// Path of the update check.
-pub const CHECK_PATH: &str = "/v1/device/check";
-/// Path of progress reports.
-pub const REPORTS_PATH: &str = "/v1/device/reports";
+/// Path of the update check, relative to the server's base URL (so a
+/// server under a prefix such as `https://host/firmup/` works).
+pub const CHECK_PATH: &str = "v1/device/check";
+/// Path of progress reports, relative to the server's base URL.
+pub const REPORTS_PATH: &str = "v1/device/reports";
 /// Largest check answer read, in bytes: a manifest (64 KiB) plus a root
 /// chain of up to 32 rotations (256 KiB each) fits below it.
 pub const MAX_CHECK_RESPONSE_BYTES: u64 = 12 * 1024 * 1024;
