@@ -217,7 +217,7 @@ impl std::fmt::Debug for Downloader {
 }
 
 /// Default interval between two `fdatasync`s of the partial file.
-pub const DEFAULT_SYNC_INTERVAL_BYTES: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_SYNC_INTERVAL_BYTES: u64 = 64 * 1024 * 1024;
 
 impl Downloader {
     /// A downloader keeping its files in `work_dir` (created if missing),
