@@ -320,3 +320,78 @@ impl Bar {
         self.bar.finish_and_clear();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use firmup_client::flash::install_verified;
+    use firmup_client::state::StateStore as _;
+    use firmup_client::{Clock, Flasher as _, Slot, TrustedRoot, VerifyRequest, verify_manifest};
+    use firmup_fixtures::adversarial::device_request;
+    use firmup_fixtures::release::FIXTURE_NOW;
+    use firmup_fixtures::{ReleaseBuilder, RootBuilder};
+
+    /// The process that booted the new slot on trial died before the health
+    /// check: at the next start the agent must reboot (the bootloader falls
+    /// back), not commit what never proved healthy.
+    #[test]
+    fn an_interrupted_trial_boot_falls_back_at_the_next_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let device = Device::new(dir.path());
+        let root = TrustedRoot::from_pinned(&RootBuilder::standard().build()).unwrap();
+        let store = device.store().unwrap();
+        store
+            .save(&firmup_client::state::TrustedState::new(
+                &root,
+                "2.0.0".parse().unwrap(),
+                3,
+            ))
+            .unwrap();
+        let release = ReleaseBuilder::standard().build();
+        let request = VerifyRequest {
+            clock: Clock::Trusted(FIXTURE_NOW),
+            ..device_request()
+        };
+        let plan = verify_manifest(&root, &request, &release.envelope).unwrap();
+        {
+            let mut flasher = device.flasher().unwrap();
+            let image = release.image.clone();
+            install_verified(
+                &mut flasher,
+                &store,
+                &plan,
+                false,
+                move |_| Ok(Box::new(std::io::Cursor::new(image.clone())) as Box<dyn std::io::Read>),
+                |_, _| {},
+            )
+            .unwrap();
+            flasher.boot().unwrap(); // trial boot of slot B, then the process dies
+        }
+
+        // Next start: healthy or not, what never committed is not committed.
+        let config = DeviceConfig {
+            server: "http://127.0.0.1:9".into(),
+            serial: "SN-0001".into(),
+            hw_id: "enc-4k-r2".into(),
+            product_line: "encoders".into(),
+            channel: "stable".into(),
+            token: "t".into(),
+        };
+        let transport = HttpTransport::new(&config.server).unwrap();
+        let mut flasher = device.flasher().unwrap();
+        let mut session =
+            UpdateSession::new(config, &transport, &store, &mut flasher, device.work_dir());
+        let err = finish_interrupted(&mut session, &device).unwrap_err();
+        assert!(err.downcast_ref::<Refused>().is_some(), "{err:#}");
+        drop(session);
+        let st = flasher.status().unwrap();
+        assert_eq!(
+            (st.active, st.running, st.pending),
+            (Slot::A, Slot::A, None)
+        );
+        let state = store.load().unwrap().unwrap();
+        assert_eq!(state.security_counter(), 3);
+        assert_eq!(state.installed_version().to_string(), "2.0.0");
+        assert_eq!(state.pending(), None);
+    }
+}
