@@ -172,6 +172,97 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Like [`Server::json`], asserting a 2xx answer.
+    pub fn json_ok(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+        body: &serde_json::Value,
+    ) -> serde_json::Value {
+        let (status, answer) = self.json(method, path, token, Some(body));
+        assert!((200..300).contains(&status), "{path}: {status} {answer}");
+        answer
+    }
+
+    /// The catalogue most end-to-end tests need: product line `encoders`,
+    /// model `E4K` (hardware id `enc-4k-r2`), and the device `serial` of
+    /// that model provisioned through the admin API. Returns its token.
+    pub fn seed_encoder_device(&self, serial: &str) -> String {
+        use reqwest::Method;
+        use serde_json::json;
+        let admin = self.admin.clone();
+        self.json_ok(
+            Method::PUT,
+            "/v1/admin/product-lines/encoders",
+            &admin,
+            &json!({ "name": "Encoders", "kind": "hardware", "warranty_months": 12 }),
+        );
+        self.json_ok(
+            Method::PUT,
+            "/v1/admin/models/E4K",
+            &admin,
+            &json!({ "product_line": "encoders", "name": "E4K", "hw_ids": ["enc-4k-r2"] }),
+        );
+        let provisioned = self.json_ok(
+            Method::POST,
+            "/v1/admin/devices",
+            &admin,
+            &json!({ "devices": [{ "serial": serial, "model_id": "E4K", "hw_id": "enc-4k-r2" }],
+                     "issue_tokens": true }),
+        );
+        provisioned["devices"][0]["token"]
+            .as_str()
+            .expect("a device token")
+            .to_string()
+    }
+
+    /// Uploads `image` and publishes the signed `envelope` on
+    /// `product_line` over HTTP with a release engineer's token, asserting
+    /// the upload is stored (201, or 200 when it already was) and the
+    /// release is created (201). Returns whether the image was newly stored.
+    pub fn publish(
+        &self,
+        release_engineer: &str,
+        product_line: &str,
+        image: &[u8],
+        envelope: &[u8],
+    ) -> bool {
+        let client = reqwest::blocking::Client::builder()
+            .timeout(std::time::Duration::from_secs(120))
+            .build()
+            .expect("an HTTP client");
+        let sha = firmup_client::Sha256Digest::of(image);
+        let res = client
+            .put(format!("{}/v1/uploads/{sha}", self.url))
+            .bearer_auth(release_engineer)
+            .body(image.to_vec())
+            .send()
+            .expect("upload is sent");
+        // 200 when the same bytes are already stored (another release).
+        let status = res.status().as_u16();
+        let created = status == 201;
+        assert!(
+            matches!(status, 200 | 201),
+            "upload: {status} {}",
+            res.text().unwrap_or_default()
+        );
+        let res = client
+            .post(format!(
+                "{}/v1/product-lines/{product_line}/releases",
+                self.url
+            ))
+            .bearer_auth(release_engineer)
+            .body(envelope.to_vec())
+            .send()
+            .expect("publish is sent");
+        let status = res.status().as_u16();
+        assert_eq!(status, 201, "publish: {}", res.text().unwrap_or_default());
+        created
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();

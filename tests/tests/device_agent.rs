@@ -8,11 +8,10 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use firmup_client::Sha256Digest;
 use firmup_fixtures::{ReleaseBuilder, RootBuilder, SignedRelease};
 use firmup_tests::{Server, bin};
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 struct World {
     dir: tempfile::TempDir,
@@ -28,54 +27,17 @@ fn world(counter: u32) -> (World, SignedRelease) {
     let root = dir.path().join("root.v1.json");
     std::fs::write(&root, RootBuilder::standard().build()).unwrap();
     let server = Server::start(dir.path(), &root);
-    let admin = server.admin.clone();
-    let (s, b) = server.json(
-        Method::PUT,
-        "/v1/admin/product-lines/encoders",
-        &admin,
-        Some(&json!({ "name": "Encoders", "kind": "hardware", "warranty_months": 12 })),
-    );
-    assert_eq!(s, 201, "{b}");
-    let (s, b) = server.json(
-        Method::PUT,
-        "/v1/admin/models/E4K",
-        &admin,
-        Some(&json!({ "product_line": "encoders", "name": "E4K", "hw_ids": ["enc-4k-r2"] })),
-    );
-    assert_eq!(s, 201, "{b}");
-    let (s, b) = server.json(
-        Method::POST,
-        "/v1/admin/devices",
-        &admin,
-        Some(
-            &json!({ "devices": [{ "serial": "SN-0001", "model_id": "E4K", "hw_id": "enc-4k-r2" }],
-                      "issue_tokens": true }),
-        ),
-    );
-    assert_eq!(s, 201, "{b}");
-    let device_token = b["devices"][0]["token"].as_str().unwrap().to_string();
+    let device_token = server.seed_encoder_device("SN-0001");
 
     let mut builder = ReleaseBuilder::standard();
     builder.image_len = firmup_fixtures::images::MEDIUM;
     builder.manifest.security_counter = counter;
     let release = builder.build();
-    let sha = Sha256Digest::of(&release.image);
     let releng = server.cli_token("release_engineer", None);
-    let client = reqwest::blocking::Client::new();
-    let res = client
-        .put(format!("{}/v1/uploads/{sha}", server.url))
-        .bearer_auth(&releng)
-        .body(release.image.clone())
-        .send()
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201, "{}", res.text().unwrap());
-    let res = client
-        .post(format!("{}/v1/product-lines/encoders/releases", server.url))
-        .bearer_auth(&releng)
-        .body(release.envelope.clone())
-        .send()
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201, "{}", res.text().unwrap());
+    assert!(
+        server.publish(&releng, "encoders", &release.image, &release.envelope),
+        "the image is new to this server"
+    );
     (
         World {
             dir,

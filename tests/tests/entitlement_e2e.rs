@@ -2,20 +2,15 @@
 //! `firmup-server` process: each entitlement outcome, an upgrade path with a
 //! stepping stone, channels and yanking, as devices see them.
 
-use std::time::Duration;
-
-use firmup_client::Sha256Digest;
 use firmup_fixtures::{ReleaseBuilder, RootBuilder};
 use firmup_tests::Server;
 use reqwest::Method;
-use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
 struct World {
     _dir: tempfile::TempDir,
     server: Server,
     releng: String,
-    client: Client,
 }
 
 impl World {
@@ -30,27 +25,9 @@ impl World {
     /// Uploads the image and publishes the signed release.
     fn publish(&self, release: &ReleaseBuilder) {
         let r = release.build();
-        let sha = Sha256Digest::of(&r.image);
-        let res = self
-            .client
-            .put(format!("{}/v1/uploads/{sha}", self.server.url))
-            .bearer_auth(&self.releng)
-            .body(r.image)
-            .send()
-            .unwrap();
-        assert!(res.status().is_success(), "{}", res.text().unwrap());
         let line = &release.manifest.product_line;
-        let res = self
-            .client
-            .post(format!(
-                "{}/v1/product-lines/{line}/releases",
-                self.server.url
-            ))
-            .bearer_auth(&self.releng)
-            .body(r.envelope)
-            .send()
-            .unwrap();
-        assert_eq!(res.status().as_u16(), 201, "{}", res.text().unwrap());
+        self.server
+            .publish(&self.releng, line, &r.image, &r.envelope);
     }
 
     fn releng(&self, method: Method, path: &str, body: Value) {
@@ -86,15 +63,10 @@ fn world() -> World {
     .unwrap();
     let server = Server::start(dir.path(), &root);
     let releng = server.cli_token("release_engineer", None);
-    let client = Client::builder()
-        .timeout(Duration::from_secs(60))
-        .build()
-        .unwrap();
     World {
         _dir: dir,
         server,
         releng,
-        client,
     }
 }
 

@@ -24,7 +24,6 @@ use firmup_fixtures::{ReleaseBuilder, RootBuilder};
 use firmup_tests::Server;
 use firmup_tests::proxy::{At, ConnLog, Plan, Proxy, Rng};
 use reqwest::Method;
-use reqwest::blocking::Client;
 use semver::Version;
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -55,33 +54,7 @@ fn world() -> World {
     let root = RootBuilder::standard().build();
     std::fs::write(&root_path, &root).unwrap();
     let server = Server::start(dir.path(), &root_path);
-    let admin = server.admin.clone();
-
-    let (s, b) = server.json(
-        Method::PUT,
-        "/v1/admin/product-lines/encoders",
-        &admin,
-        Some(&json!({ "name": "Encoders", "kind": "hardware", "warranty_months": 12 })),
-    );
-    assert_eq!(s, 201, "{b}");
-    let (s, b) = server.json(
-        Method::PUT,
-        "/v1/admin/models/E4K",
-        &admin,
-        Some(&json!({ "product_line": "encoders", "name": "E4K", "hw_ids": ["enc-4k-r2"] })),
-    );
-    assert_eq!(s, 201, "{b}");
-    let (s, b) = server.json(
-        Method::POST,
-        "/v1/admin/devices",
-        &admin,
-        Some(
-            &json!({ "devices": [{ "serial": "SN-0001", "model_id": "E4K", "hw_id": "enc-4k-r2" }],
-                      "issue_tokens": true }),
-        ),
-    );
-    assert_eq!(s, 201, "{b}");
-    let device_token = b["devices"][0]["token"].as_str().unwrap().to_string();
+    let device_token = server.seed_encoder_device("SN-0001");
 
     let mut builder = ReleaseBuilder::standard();
     builder.image_len = IMAGE_LEN;
@@ -90,24 +63,10 @@ fn world() -> World {
     assert_eq!(spec.length, IMAGE_LEN);
     assert_eq!(spec.sha256, Sha256Digest::of(&release.image));
     let releng = server.cli_token("release_engineer", None);
-    let client = Client::builder()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap();
-    let res = client
-        .put(format!("{}/v1/uploads/{}", server.url, spec.sha256))
-        .bearer_auth(&releng)
-        .body(release.image)
-        .send()
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201, "{}", res.text().unwrap());
-    let res = client
-        .post(format!("{}/v1/product-lines/encoders/releases", server.url))
-        .bearer_auth(&releng)
-        .body(release.envelope)
-        .send()
-        .unwrap();
-    assert_eq!(res.status().as_u16(), 201, "{}", res.text().unwrap());
+    assert!(
+        server.publish(&releng, "encoders", &release.image, &release.envelope),
+        "the image is new to this server"
+    );
 
     let check_body = serde_json::to_vec(&check_request()).unwrap();
     let (s, check) = server.json(
