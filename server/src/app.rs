@@ -56,13 +56,14 @@ pub struct App {
     pub catalogue: CatalogueCell,
     /// Buffered last-seen records, written in batches (see `lastseen`).
     pub last_seen: LastSeen,
+    /// Per-token and per-address rate limits of the device routes.
+    pub rate_limits: crate::ratelimit::RateLimits,
 }
 
 impl App {
     /// Opens the database and storage and loads the trust chain.
     pub async fn build(config: Config) -> anyhow::Result<AppState> {
-        std::fs::create_dir_all(&config.data_dir)
-            .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+        create_data_dir(&config.data_dir)?;
         let db = Db::connect(&config.database_url()).await?;
         let storage = Storage::local(config.blob_dir())
             .await
@@ -95,7 +96,9 @@ impl App {
             .max_capacity(1_000_000)
             .time_to_live(Duration::from_secs(config.device_cache_ttl_secs))
             .build();
+        let rate_limits = crate::ratelimit::RateLimits::new(&config);
         let app = Arc::new(App {
+            rate_limits,
             db,
             storage,
             config,
@@ -161,6 +164,31 @@ impl App {
     pub fn trust(&self) -> std::sync::RwLockReadGuard<'_, TrustState> {
         self.trust.read().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Creates the data directory (and missing parents) with mode 0700, and
+/// warns when an existing one is open to others.
+pub fn create_data_dir(dir: &std::path::Path) -> anyhow::Result<()> {
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("creating data directory {}", dir.display()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                data_dir = %dir.display(),
+                mode = format!("{mode:o}"),
+                "the data directory is open to other users; run `chmod 700` on it"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The pinned root from the configuration (stored as version 1 on first

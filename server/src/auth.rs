@@ -88,6 +88,9 @@ pub struct Actor {
     pub label: String,
     /// Role.
     pub role: Role,
+    /// The request this was done in (`x-request-id`), to find its access
+    /// log line; `None` for the server's own CLI.
+    pub request_id: Option<String>,
 }
 
 impl Actor {
@@ -97,6 +100,7 @@ impl Actor {
             token_id: None,
             label: "server-cli".into(),
             role: Role::Admin,
+            request_id: None,
         }
     }
 }
@@ -114,6 +118,8 @@ pub struct Principal {
     pub serial: Option<String>,
     /// Token expiry.
     pub expires_at: Option<OffsetDateTime>,
+    /// The request's id (`x-request-id`), carried into audit records.
+    pub request_id: Option<String>,
 }
 
 impl Principal {
@@ -154,6 +160,7 @@ impl Principal {
             token_id: Some(self.token_id.clone()),
             label: self.label.clone(),
             role: self.role,
+            request_id: self.request_id.clone(),
         }
     }
 }
@@ -183,28 +190,117 @@ impl FromRequestParts<AppState> for Principal {
     }
 }
 
+/// The roles a [`Caller`] extractor admits.
+pub trait Roles: Send + Sync + 'static {
+    /// The admitted roles (admins pass unless only devices are admitted;
+    /// see [`Principal::require`]).
+    const ROLES: &'static [Role];
+}
+
+/// Admits admins.
+#[derive(Debug)]
+pub struct Admins;
+impl Roles for Admins {
+    const ROLES: &'static [Role] = &[Role::Admin];
+}
+
+/// Admits release engineers (and admins).
+#[derive(Debug)]
+pub struct ReleaseEngineers;
+impl Roles for ReleaseEngineers {
+    const ROLES: &'static [Role] = &[Role::ReleaseEngineer];
+}
+
+/// Admits technicians (and admins).
+#[derive(Debug)]
+pub struct Technicians;
+impl Roles for Technicians {
+    const ROLES: &'static [Role] = &[Role::Technician];
+}
+
+/// Admits staff: release engineers, technicians (and admins).
+#[derive(Debug)]
+pub struct Staff;
+impl Roles for Staff {
+    const ROLES: &'static [Role] = STAFF;
+}
+
+/// Admits device tokens only.
+#[derive(Debug)]
+pub struct Devices;
+impl Roles for Devices {
+    const ROLES: &'static [Role] = &[Role::Device];
+}
+
+/// An authenticated caller whose role `R` admits. As an extractor it runs
+/// before any body extractor, so a caller with the wrong role gets 403
+/// before a byte of the body is read or parsed, and parse errors never
+/// describe a request shape to someone who may not send it.
+#[derive(Debug)]
+pub struct Caller<R: Roles> {
+    principal: Principal,
+    _roles: std::marker::PhantomData<R>,
+}
+
+impl<R: Roles> std::ops::Deref for Caller<R> {
+    type Target = Principal;
+
+    fn deref(&self) -> &Principal {
+        &self.principal
+    }
+}
+
+impl<R: Roles> FromRequestParts<AppState> for Caller<R> {
+    type Rejection = AppError;
+
+    async fn from_request_parts(parts: &mut Parts, app: &AppState) -> Result<Self, AppError> {
+        let principal = authenticate(app, &parts.headers).await?;
+        principal.require(R::ROLES)?;
+        Ok(Caller {
+            principal,
+            _roles: std::marker::PhantomData,
+        })
+    }
+}
+
+/// The token in `Authorization: Bearer <token>`: the scheme is matched
+/// case-insensitively (RFC 9110 section 11.1); a request with two
+/// Authorization headers is refused, since the two could be judged
+/// differently by a proxy and by this server.
+pub fn bearer_token(headers: &HeaderMap) -> AppResult<Option<&str>> {
+    let mut values = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+    let Some(header) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AppError::bad_request(
+            "multiple_authorization_headers",
+            "send exactly one Authorization header",
+        ));
+    }
+    let malformed = || {
+        AppError::unauthorized(
+            "malformed_authorization",
+            "the Authorization header must be `Bearer <token>`",
+        )
+    };
+    let value = header.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(malformed());
+    }
+    Ok(Some(token))
+}
+
 /// Authenticates the bearer token in `headers`.
 pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> AppResult<Principal> {
-    let header = headers
-        .get(axum::http::header::AUTHORIZATION)
-        .ok_or_else(|| {
-            AppError::unauthorized(
-                "missing_token",
-                "send an API token as `Authorization: Bearer <token>`",
-            )
-        })?;
-    let secret = header
-        .to_str()
-        .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .ok_or_else(|| {
-            AppError::unauthorized(
-                "malformed_authorization",
-                "the Authorization header must be `Bearer <token>`",
-            )
-        })?;
+    let secret = bearer_token(headers)?.ok_or_else(|| {
+        AppError::unauthorized(
+            "missing_token",
+            "send an API token as `Authorization: Bearer <token>`",
+        )
+    })?;
     let hash = hash_token(secret);
     let principal = match app.token_cache.get(&hash) {
         Some(cached) => cached,
@@ -232,7 +328,12 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> AppResult<Prin
             "this API token has expired; ask an administrator for a new one",
         ));
     }
-    Ok((*principal).clone())
+    let mut principal = (*principal).clone();
+    principal.request_id = headers
+        .get(crate::router::REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    Ok(principal)
 }
 
 async fn lookup(app: &AppState, hash: &str) -> AppResult<Option<Arc<Principal>>> {
@@ -250,5 +351,6 @@ async fn lookup(app: &AppState, hash: &str) -> AppResult<Option<Arc<Principal>>>
         role,
         serial: row.serial,
         expires_at: row.expires_at,
+        request_id: None,
     })))
 }

@@ -142,6 +142,10 @@ pub enum TokenCommand {
 impl Cli {
     /// Runs the command.
     pub async fn run(self) -> anyhow::Result<()> {
+        // Everything this process creates (the data directory, the
+        // database and its WAL, blobs, keys) is private to its user.
+        #[cfg(unix)]
+        rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
         let config = Config::load(self.config.as_deref(), &self.overrides)?;
         crate::telemetry::init(config.log_format);
         match self.command {
@@ -221,7 +225,6 @@ impl Cli {
 
 /// Opens the configured database (creating the data directory if needed).
 async fn open_db(config: &Config) -> anyhow::Result<Db> {
-    std::fs::create_dir_all(&config.data_dir)
-        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+    crate::app::create_data_dir(&config.data_dir)?;
     Db::connect(&config.database_url()).await
 }

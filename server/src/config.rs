@@ -68,6 +68,34 @@ pub struct Config {
     pub last_seen_flush_ms: u64,
     /// Log format.
     pub log_format: LogFormat,
+    /// Most connections open at once (clamped to what the open-file limit
+    /// allows). At the cap the longest-idle connection is closed for each
+    /// new one.
+    pub max_connections: usize,
+    /// Seconds a request's head may take once its first byte arrived.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a connection with no request in flight may send nothing.
+    pub idle_timeout_secs: u64,
+    /// Seconds an API call (not an image download or upload, nor a bulk
+    /// import) may take, reading its body included.
+    pub request_timeout_secs: u64,
+    /// Least bytes per second a connection with a request in flight must
+    /// move, averaged over `stall_window_secs` (downloads and uploads: a
+    /// stalled one is cut, a slow one that moves continues).
+    pub min_transfer_bytes_per_sec: u64,
+    /// The window, in seconds, that `min_transfer_bytes_per_sec` averages over.
+    pub stall_window_secs: u64,
+    /// Requests per second one token may make on the device routes, on
+    /// average (0 turns the limit off).
+    pub token_rate_per_sec: u32,
+    /// Requests one token may make at once above that rate.
+    pub token_rate_burst: u32,
+    /// Requests per second one client address may make on the device and
+    /// download routes, on average (0 turns the limit off). Many devices
+    /// behind one NAT share an address, so it is generous.
+    pub address_rate_per_sec: u32,
+    /// Requests one address may make at once above that rate.
+    pub address_rate_burst: u32,
 }
 
 impl Default for Config {
@@ -80,13 +108,23 @@ impl Default for Config {
             trust_root: None,
             max_image_bytes: 4 * 1024 * 1024 * 1024,
             grant_key: None,
-            grant_ttl_secs: 3600,
+            grant_ttl_secs: 900,
             poll_interval_secs: 6 * 3600,
             poll_jitter_percent: 20,
             device_cache_ttl_secs: 3600,
             token_cache_ttl_secs: 3600,
             last_seen_flush_ms: 1000,
             log_format: LogFormat::Text,
+            max_connections: 10_000,
+            header_read_timeout_secs: 10,
+            idle_timeout_secs: 20,
+            request_timeout_secs: 30,
+            min_transfer_bytes_per_sec: 1024,
+            stall_window_secs: 30,
+            token_rate_per_sec: 2,
+            token_rate_burst: 10,
+            address_rate_per_sec: 100,
+            address_rate_burst: 400,
         }
     }
 }
@@ -96,7 +134,10 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
-            .field("database_url", &self.database_url)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
             .field("blob_dir", &self.blob_dir)
             .field("trust_root", &self.trust_root)
             .field("max_image_bytes", &self.max_image_bytes)
@@ -108,6 +149,19 @@ impl fmt::Debug for Config {
             .field("token_cache_ttl_secs", &self.token_cache_ttl_secs)
             .field("last_seen_flush_ms", &self.last_seen_flush_ms)
             .field("log_format", &self.log_format)
+            .field("max_connections", &self.max_connections)
+            .field("header_read_timeout_secs", &self.header_read_timeout_secs)
+            .field("idle_timeout_secs", &self.idle_timeout_secs)
+            .field("request_timeout_secs", &self.request_timeout_secs)
+            .field(
+                "min_transfer_bytes_per_sec",
+                &self.min_transfer_bytes_per_sec,
+            )
+            .field("stall_window_secs", &self.stall_window_secs)
+            .field("token_rate_per_sec", &self.token_rate_per_sec)
+            .field("token_rate_burst", &self.token_rate_burst)
+            .field("address_rate_per_sec", &self.address_rate_per_sec)
+            .field("address_rate_burst", &self.address_rate_burst)
             .finish()
     }
 }
@@ -154,6 +208,16 @@ impl Config {
         "token_cache_ttl_secs",
         "last_seen_flush_ms",
         "log_format",
+        "max_connections",
+        "header_read_timeout_secs",
+        "idle_timeout_secs",
+        "request_timeout_secs",
+        "min_transfer_bytes_per_sec",
+        "stall_window_secs",
+        "token_rate_per_sec",
+        "token_rate_burst",
+        "address_rate_per_sec",
+        "address_rate_burst",
     ];
 
     /// Builds the configuration from all layers.
@@ -185,6 +249,28 @@ impl Config {
         );
         anyhow::ensure!(self.grant_ttl_secs > 0, "grant_ttl_secs must be positive");
         anyhow::ensure!(self.max_image_bytes > 0, "max_image_bytes must be positive");
+        anyhow::ensure!(self.max_connections > 0, "max_connections must be positive");
+        for (name, secs) in [
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("idle_timeout_secs", self.idle_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+            ("stall_window_secs", self.stall_window_secs),
+        ] {
+            anyhow::ensure!((1..=3600).contains(&secs), "{name} must be 1-3600 seconds");
+        }
+        for (name, rate, burst) in [
+            ("token", self.token_rate_per_sec, self.token_rate_burst),
+            (
+                "address",
+                self.address_rate_per_sec,
+                self.address_rate_burst,
+            ),
+        ] {
+            anyhow::ensure!(
+                rate == 0 || burst >= 1,
+                "{name}_rate_burst must be at least 1 while {name}_rate_per_sec is set"
+            );
+        }
         // Invalidation rows are pruned after RETENTION: an entry that lived
         // longer could miss the row that should have dropped it.
         let max_ttl = crate::invalidation::RETENTION.as_secs();
@@ -207,6 +293,25 @@ impl Config {
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("firmup.db").display()))
     }
 
+    /// The connection limits in effect, with `max_connections` clamped to
+    /// `open_files` less a reserve for the database, blobs and logs.
+    pub fn connection_limits(&self, open_files: Option<u64>) -> crate::conn::Limits {
+        let reserve = 128;
+        let max = match open_files {
+            Some(n) => usize::try_from(n.saturating_sub(reserve))
+                .unwrap_or(usize::MAX)
+                .clamp(1, self.max_connections),
+            None => self.max_connections,
+        };
+        crate::conn::Limits {
+            max_connections: max,
+            header_read_timeout: std::time::Duration::from_secs(self.header_read_timeout_secs),
+            idle_timeout: std::time::Duration::from_secs(self.idle_timeout_secs),
+            min_transfer_bytes_per_sec: self.min_transfer_bytes_per_sec,
+            stall_window: std::time::Duration::from_secs(self.stall_window_secs),
+        }
+    }
+
     /// The blob directory in effect.
     pub fn blob_dir(&self) -> PathBuf {
         self.blob_dir
@@ -215,9 +320,54 @@ impl Config {
     }
 }
 
+/// A URL with its password (if any) replaced by `***`, for logs and errors.
+pub fn redact_url(url: &str) -> String {
+    // scheme://user:password@host...: only the part before the first '@'
+    // after the scheme can hold a password.
+    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
+        return url.to_string();
+    };
+    let rest = &url[scheme_end..];
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let authority = &rest[..authority_end];
+    match authority.rfind('@') {
+        Some(at) => {
+            let userinfo = &authority[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let redacted = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                user.to_string()
+            };
+            format!("{}{}{}", &url[..scheme_end], redacted, &rest[at..])
+        }
+        None => url.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn database_passwords_never_reach_debug_output() {
+        assert_eq!(
+            redact_url("postgres://firmup:s3cret@db:5432/firmup?sslmode=require"),
+            "postgres://firmup:***@db:5432/firmup?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("sqlite:///var/lib/firmup.db"),
+            "sqlite:///var/lib/firmup.db"
+        );
+        let c = Config {
+            database_url: Some("postgres://u:hunter2@h/d".into()),
+            grant_key: Some("00".repeat(32)),
+            ..Config::default()
+        };
+        let debug = format!("{c:?}");
+        assert!(!debug.contains("hunter2"), "{debug}");
+        assert!(!debug.contains(&"00".repeat(32)), "{debug}");
+    }
 
     #[test]
     fn every_field_can_come_from_the_environment() {

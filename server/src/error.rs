@@ -77,6 +77,8 @@ pub enum AppError {
         code: &'static str,
         /// What limit was reached.
         message: String,
+        /// Seconds until a retry can succeed (`Retry-After`).
+        retry_after_secs: u64,
     },
     /// 416: the Range cannot be satisfied; carries the full length.
     #[error("{message}")]
@@ -100,6 +102,9 @@ pub enum AppError {
     /// 503: a dependency (database, storage) is unavailable; retry later.
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// 503: the request took longer than `request_timeout_secs`.
+    #[error("the request took longer than {0} s; retry it")]
+    TimedOut(u64),
     /// 500: a bug or an unexpected failure. Logged, never shown.
     #[error("internal error: {0:#}")]
     Internal(#[from] anyhow::Error),
@@ -182,7 +187,7 @@ impl AppError {
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            AppError::Unavailable(_) | AppError::TimedOut(_) => StatusCode::SERVICE_UNAVAILABLE,
             AppError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -200,6 +205,7 @@ impl AppError {
             | AppError::Unprocessable { code, .. }
             | AppError::RangeNotSatisfiable { code, .. } => code,
             AppError::Unavailable(_) => "unavailable",
+            AppError::TimedOut(_) => "request_timeout",
             AppError::Internal(_) => "internal",
         }
     }
@@ -281,10 +287,17 @@ impl IntoResponse for AppError {
                 .headers_mut()
                 .insert(axum::http::header::CONTENT_RANGE, v);
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        let retry_after = match self {
+            AppError::TooManyRequests {
+                retry_after_secs, ..
+            } => Some(retry_after_secs),
+            _ if status == StatusCode::SERVICE_UNAVAILABLE => Some(5),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             response.headers_mut().insert(
                 axum::http::header::RETRY_AFTER,
-                axum::http::HeaderValue::from_static("5"),
+                axum::http::HeaderValue::from(secs),
             );
         }
         response

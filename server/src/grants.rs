@@ -46,10 +46,19 @@ pub struct GrantParams {
 }
 
 impl GrantKey {
-    /// From 64 hex digits.
+    /// From 64 hex digits. A key with fewer than 12 distinct byte values
+    /// (all zeros, a repeated pattern, a typed-in phrase) is refused: 32
+    /// random bytes have about 30, and the chance that random bytes have
+    /// fewer than 12 is below 10^-20.
     pub fn from_hex(s: &str) -> anyhow::Result<Self> {
         let mut k = [0u8; 32];
         hex::decode_to_slice(s.trim(), &mut k).context("grant_key must be 64 hex digits")?;
+        let distinct = k.iter().collect::<std::collections::BTreeSet<_>>().len();
+        anyhow::ensure!(
+            distinct >= 12,
+            "grant_key has too little entropy ({distinct} distinct bytes of 32); make one with \
+             `openssl rand -hex 32`"
+        );
         Ok(GrantKey(k))
     }
 
@@ -61,7 +70,10 @@ impl GrantKey {
         }
         let path = data_dir.join("grant.key");
         match std::fs::read_to_string(&path) {
-            Ok(s) => Self::from_hex(&s).with_context(|| format!("reading {}", path.display())),
+            Ok(s) => {
+                refuse_loose_mode(&path)?;
+                Self::from_hex(&s).with_context(|| format!("reading {}", path.display()))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut k = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut k);
@@ -126,6 +138,27 @@ impl GrantKey {
     }
 }
 
+/// Refuses a key file that others may read or write.
+fn refuse_loose_mode(path: &Path) -> anyhow::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode = std::fs::metadata(path)
+            .with_context(|| format!("reading {}", path.display()))?
+            .permissions()
+            .mode()
+            & 0o777;
+        anyhow::ensure!(
+            mode & 0o077 == 0,
+            "{} has mode {mode:o}: others may read the download-grant key; run `chmod 600 {}` \
+             (and replace the key if it may have leaked)",
+            path.display(),
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 fn bad_grant() -> AppError {
     AppError::forbidden(
         "invalid_grant",
@@ -170,6 +203,32 @@ mod tests {
                 .code(),
             "invalid_grant"
         );
+    }
+
+    #[test]
+    fn weak_or_exposed_keys_are_refused() {
+        let e = GrantKey::from_hex(&"00".repeat(32))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("too little entropy"), "{e}");
+        assert!(GrantKey::from_hex(&"0123456789abcdef".repeat(4)).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let created = GrantKey::load_or_create(None, dir.path()).unwrap();
+        let path = dir.path().join("grant.key");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+            // Reloading the private file gives the same key.
+            let again = GrantKey::load_or_create(None, dir.path()).unwrap();
+            assert_eq!(again.0, created.0);
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+            let e = GrantKey::load_or_create(None, dir.path())
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("mode 644") && e.contains("chmod 600"), "{e}");
+        }
     }
 
     #[test]

@@ -2,12 +2,18 @@
 //! their OpenAPI descriptions; the merged document is served at
 //! `/openapi.json`.
 
+use axum::Extension;
+use axum::http::HeaderName;
 use axum::http::StatusCode;
+use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::trace::TraceLayer;
+use tower_http::request_id::{
+    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
+};
+use tracing::Instrument as _;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
 use utoipa_axum::router::OpenApiRouter;
@@ -45,16 +51,106 @@ impl Modify for BearerAuth {
 }
 
 /// All routes with their OpenAPI descriptions.
+///
+/// API calls are bounded by `request_timeout_secs`; image transfers and
+/// bulk imports are not (their bodies are large), and rely on the
+/// connection layer's progress rule instead (see [`crate::conn`]). The
+/// device routes and downloads are rate limited ([`crate::ratelimit`]).
 pub fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
+    let limited = || axum::middleware::from_fn(crate::ratelimit::limit);
+    let timed = OpenApiRouter::new()
         .merge(controllers::health::routes())
         .merge(controllers::trust::routes())
         .merge(controllers::tokens::routes())
         .merge(controllers::audit::routes())
         .merge(controllers::catalogue::routes())
         .merge(controllers::release::routes())
-        .merge(controllers::images::routes())
         .merge(controllers::device::routes())
+        .merge(controllers::device::device_routes().layer(limited()))
+        .layer(axum::middleware::from_fn(request_timeout));
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(timed)
+        .merge(controllers::catalogue::bulk_routes())
+        .merge(controllers::images::routes())
+        .merge(controllers::images::download_routes().layer(limited()))
+}
+
+/// Answers 503 `request_timeout` when a call outlives `request_timeout_secs`.
+async fn request_timeout(
+    Extension(app): Extension<AppState>,
+    req: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let secs = app.config.request_timeout_secs;
+    match tokio::time::timeout(std::time::Duration::from_secs(secs), next.run(req)).await {
+        Ok(res) => res,
+        Err(_) => AppError::TimedOut(secs).into_response(),
+    }
+}
+
+/// The access log: one line per request at `info`, with the path but never
+/// the query (download grants live there), and the request id that audit
+/// records carry too. Tokens and bodies are never logged.
+async fn access_log(req: axum::extract::Request, next: Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let request_id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_owned();
+    let span = tracing::info_span!("request", %method, %path, %request_id);
+    let res = next.run(req).instrument(span).await;
+    let bytes = res
+        .headers()
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    tracing::info!(
+        target: "firmup_server::access",
+        %method,
+        %path,
+        status = res.status().as_u16(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        size_bytes = bytes,
+        %request_id,
+        "request"
+    );
+    res
+}
+
+/// The request id header: taken from the client if it sent one of sane
+/// length, otherwise made here, and echoed in the answer.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// Makes request ids: a client's own if short and printable, else a UUID.
+#[derive(Debug, Clone, Copy, Default)]
+struct MakeId;
+
+impl MakeRequestId for MakeId {
+    fn make_request_id<B>(&mut self, _req: &axum::http::Request<B>) -> Option<RequestId> {
+        let id = uuid::Uuid::new_v4().to_string();
+        axum::http::HeaderValue::from_str(&id)
+            .ok()
+            .map(RequestId::new)
+    }
+}
+
+/// Drops a client's request id that is too long or not printable, so the
+/// server makes its own (ids end up in logs and audit records).
+async fn sanitise_request_id(mut req: axum::extract::Request, next: Next) -> Response {
+    let ok = req.headers().get(REQUEST_ID).is_some_and(|v| {
+        v.len() <= 64
+            && v.as_bytes()
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+    });
+    if !ok {
+        req.headers_mut().remove(REQUEST_ID);
+    }
+    next.run(req).await
 }
 
 /// The router with middleware and the OpenAPI document.
@@ -75,7 +171,16 @@ pub fn build(app: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             AppError::Internal(anyhow::anyhow!("handler panicked")).into_response()
         }))
-        .layer(TraceLayer::new_for_http())
+        .layer(PropagateRequestIdLayer::new(HeaderName::from_static(
+            REQUEST_ID,
+        )))
+        .layer(axum::middleware::from_fn(access_log))
+        .layer(SetRequestIdLayer::new(
+            HeaderName::from_static(REQUEST_ID),
+            MakeId,
+        ))
+        .layer(axum::middleware::from_fn(sanitise_request_id))
+        .layer(Extension(app.clone()))
         .with_state(app)
 }
 

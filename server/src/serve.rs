@@ -9,6 +9,15 @@ use crate::config::Config;
 /// Serves until a shutdown signal.
 pub async fn run(config: Config) -> anyhow::Result<()> {
     let listen = config.listen;
+    let open_files = raise_open_file_limit();
+    let limits = config.connection_limits(open_files);
+    if limits.max_connections < config.max_connections {
+        tracing::warn!(
+            max_connections = limits.max_connections,
+            configured = config.max_connections,
+            "max_connections lowered to fit the open-file limit"
+        );
+    }
     let app = App::build(config).await?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -19,6 +28,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         address = %local,
         trust_root_version = root_version,
         data_dir = %app.config.data_dir.display(),
+        max_connections = limits.max_connections,
         "firmup-server listening"
     );
     if root_version == 0 {
@@ -28,10 +38,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let router = crate::router::build(app.clone());
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .context("serving")?;
+    crate::ratelimit::spawn_sweeper(std::sync::Arc::downgrade(&app));
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let signal = shutdown.clone();
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        signal.cancel();
+    });
+    crate::conn::serve(listener, router, limits, shutdown).await;
     // In-flight checks have drained; write the last-seen records they queued.
     if let Err(e) = app.invalidations.flush().await {
         tracing::warn!(error = format!("{e:#}"), "final invalidation flush failed");
@@ -42,6 +56,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     }
     tracing::info!("shut down");
     Ok(())
+}
+
+/// Raises the open-file soft limit to the hard limit (each connection is
+/// a descriptor) and logs what it got; `None` where there is no such limit.
+fn raise_open_file_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        let before = rlimit::getrlimit(rlimit::Resource::NOFILE).ok();
+        match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(now) => {
+                tracing::info!(
+                    open_files = now,
+                    before = before.map(|(soft, _)| soft),
+                    "open-file limit"
+                );
+                Some(now)
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "could not raise the open-file limit");
+                before.map(|(soft, _)| soft)
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    None
 }
 
 async fn shutdown_signal() {

@@ -7,7 +7,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::{Admins, Caller};
 use crate::db::{self, audit::AuditEntry};
 use crate::error::AppResult;
 use crate::extract::Query;
@@ -31,10 +31,9 @@ pub struct AuditQuery {
     responses((status = 200, body = Vec<AuditEntry>)), security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
-    principal: Principal,
+    _principal: Caller<Admins>,
     Query(q): Query<AuditQuery>,
 ) -> AppResult<Json<Vec<AuditEntry>>> {
-    principal.require(&[Role::Admin])?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     Ok(Json(db::audit::list(&app.db, limit, q.before).await?))
 }

@@ -10,7 +10,8 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::Role;
+use crate::auth::{Admins, Caller};
 use crate::db;
 use crate::error::AppResult;
 use crate::extract::{JsonBody, Path, Query};
@@ -32,10 +33,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
     security(("bearer" = [])))]
 pub async fn create(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<Admins>,
     JsonBody(req): JsonBody<NewToken>,
 ) -> AppResult<(StatusCode, Json<CreatedToken>)> {
-    principal.require(&[Role::Admin])?;
     let created = create_token(&app.db, &principal.actor(), req).await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
@@ -99,10 +99,9 @@ pub struct ListQuery {
     security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
-    principal: Principal,
+    _principal: Caller<Admins>,
     Query(q): Query<ListQuery>,
 ) -> AppResult<Json<Vec<TokenInfo>>> {
-    principal.require(&[Role::Admin])?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT).clamp(1, MAX_LIMIT);
     let filter = db::tokens::TokenFilter {
         role: q.role,
@@ -133,10 +132,9 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn revoke(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<Admins>,
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
-    principal.require(&[Role::Admin])?;
     revoke_token(&app, &principal.actor(), &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -13,7 +13,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::{Admins, Caller};
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::extract::Query;
@@ -91,10 +91,9 @@ pub struct RootAdded {
     security(("bearer" = [])))]
 pub async fn add_root(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<Admins>,
     body: Result<Bytes, BytesRejection>,
 ) -> AppResult<(StatusCode, Json<RootAdded>)> {
-    principal.require(&[Role::Admin])?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             AppError::PayloadTooLarge {

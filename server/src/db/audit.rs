@@ -19,8 +19,9 @@ pub async fn record(
     detail: serde_json::Value,
 ) -> Result<(), sqlx::Error> {
     sqlx::query(
-        "INSERT INTO audit_log (at, actor_id, actor_label, actor_role, action, target, detail)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (at, actor_id, actor_label, actor_role, action, target, detail,
+                                request_id)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(OffsetDateTime::now_utc())
     .bind(&actor.token_id)
@@ -29,6 +30,7 @@ pub async fn record(
     .bind(action)
     .bind(target)
     .bind(detail.to_string())
+    .bind(&actor.request_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -54,6 +56,9 @@ pub struct AuditEntry {
     pub target: String,
     /// Details as JSON text.
     pub detail: String,
+    /// The request it was done in (`x-request-id`, also in the access
+    /// log); absent for server CLI actions.
+    pub request_id: Option<String>,
 }
 
 /// The most recent records, newest first, optionally after id `before`.
@@ -64,7 +69,7 @@ pub async fn list(
     before: Option<i64>,
 ) -> Result<Vec<AuditEntry>, sqlx::Error> {
     sqlx::query_as(
-        "SELECT id, at, actor_id, actor_label, actor_role, action, target, detail
+        "SELECT id, at, actor_id, actor_label, actor_role, action, target, detail, request_id
          FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?",
     )
     .bind(before.unwrap_or(i64::MAX))

@@ -19,6 +19,17 @@ pub async fn length(db: &Db, sha256: &str) -> Result<Option<u64>, sqlx::Error> {
     Ok(row.map(|(l,)| l.max(0) as u64))
 }
 
+/// Whether any published release (yanked ones included) lists the image.
+#[tracing::instrument(skip(db))]
+pub async fn in_a_release(db: &Db, sha256: &str) -> Result<bool, sqlx::Error> {
+    let row: Option<(i64,)> =
+        sqlx::query_as("SELECT 1 FROM release_images WHERE sha256 = ? LIMIT 1")
+            .bind(sha256)
+            .fetch_optional(db.pool())
+            .await?;
+    Ok(row.is_some())
+}
+
 /// Records an image storage has verified; returns false when the row
 /// already existed (uploads are idempotent, content-addressed).
 #[tracing::instrument(skip(tx))]

@@ -47,7 +47,7 @@ impl Db {
     /// Connects (creating the file if needed) and applies migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Db> {
         let options = SqliteConnectOptions::from_str(url)
-            .with_context(|| format!("database URL {url:?}"))?
+            .with_context(|| format!("database URL {:?}", crate::config::redact_url(url)))?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
@@ -58,7 +58,7 @@ impl Db {
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
-            .with_context(|| format!("opening database {url}"))?;
+            .with_context(|| format!("opening database {}", crate::config::redact_url(url)))?;
         sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await

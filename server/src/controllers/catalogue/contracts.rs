@@ -13,9 +13,9 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-use super::{require_admin, unknown_serial};
+use super::unknown_serial;
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::{Admins, Caller};
 use crate::db::{self, contracts::ContractRow};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
@@ -90,11 +90,10 @@ fn audit_detail(c: &ContractRow) -> serde_json::Value {
     security(("bearer" = [])))]
 pub async fn create(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<Admins>,
     Path(serial): Path<String>,
     JsonBody(body): JsonBody<ContractInput>,
 ) -> AppResult<(StatusCode, Json<ContractView>)> {
-    require_admin(&principal)?;
     let serial = Name::parse("serial", &serial)?;
     let input = body;
     let terms = provisioning::parse_contract(&input.id, &input.kind, &input.starts, &input.ends)?;
@@ -132,10 +131,9 @@ pub async fn create(
     security(("bearer" = [])))]
 pub async fn delete(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<Admins>,
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
-    require_admin(&principal)?;
     let mut tx = app.db.begin().await?;
     let row = db::contracts::find_contract_tx(&mut tx, &id)
         .await?

@@ -15,9 +15,9 @@ use time::OffsetDateTime;
 
 use super::contracts::{ContractView, contract_view};
 use super::licences::{LicenceView, licence_view};
-use super::{require_admin, require_reader, unknown_serial};
+use super::unknown_serial;
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::{Admins, Caller, Staff};
 use crate::db::{self, Db};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
@@ -92,10 +92,9 @@ pub struct ProvisionResponse {
     security(("bearer" = [])))]
 pub async fn provision(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<Admins>,
     JsonBody(body): JsonBody<ProvisionRequest>,
 ) -> AppResult<(StatusCode, Json<ProvisionResponse>)> {
-    require_admin(&principal)?;
     let req = body;
     if req.devices.len() > MAX_DEVICES_PER_REQUEST {
         return Err(AppError::PayloadTooLarge {
@@ -254,10 +253,9 @@ pub async fn load_view(db: &Db, serial: &str) -> AppResult<DeviceView> {
     security(("bearer" = [])))]
 pub async fn get(
     State(app): State<AppState>,
-    principal: Principal,
+    _principal: Caller<Staff>,
     Path(serial): Path<String>,
 ) -> AppResult<Json<DeviceView>> {
-    require_reader(&principal)?;
     let serial = Name::parse("serial", &serial)?;
     Ok(Json(load_view(&app.db, serial.as_str()).await?))
 }
@@ -284,11 +282,10 @@ pub struct ChannelInput {
     security(("bearer" = [])))]
 pub async fn set_channel(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<Admins>,
     Path(serial): Path<String>,
     JsonBody(body): JsonBody<ChannelInput>,
 ) -> AppResult<Json<DeviceView>> {
-    require_admin(&principal)?;
     let serial = Name::parse("serial", &serial)?;
     let channel = Name::parse("channel", &body.channel)?;
     let mut tx = app.db.begin().await?;
@@ -323,10 +320,9 @@ pub async fn set_channel(
     security(("bearer" = [])))]
 pub async fn register(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<Admins>,
     Path(serial): Path<String>,
 ) -> AppResult<Json<DeviceView>> {
-    require_admin(&principal)?;
     let serial = Name::parse("serial", &serial)?;
     let mut tx = app.db.begin().await?;
     let row = db::devices::find_tx(&mut tx, serial.as_str())

@@ -15,10 +15,10 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::models::{ModelInput, apply as apply_model};
+use super::patch;
 use super::product_lines::{ProductLineInput, apply as apply_line};
-use super::{patch, require_admin};
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::{Admins, Caller};
 use crate::db;
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
@@ -144,10 +144,9 @@ pub struct ImportSummary {
     security(("bearer" = [])))]
 pub async fn import(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<Admins>,
     JsonBody(body): JsonBody<CatalogueImport>,
 ) -> AppResult<Json<ImportSummary>> {
-    require_admin(&principal)?;
     let doc = body;
     let mut summary = ImportSummary::default();
     let mut tx = app.db.begin().await?;

@@ -10,9 +10,9 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use super::{require_admin, unknown_serial};
+use super::unknown_serial;
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::{Admins, Caller};
 use crate::db::{self, contracts::LicenceRow};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
@@ -80,11 +80,10 @@ fn audit_detail(l: &LicenceRow) -> serde_json::Value {
     security(("bearer" = [])))]
 pub async fn create(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<Admins>,
     Path(serial): Path<String>,
     JsonBody(body): JsonBody<LicenceInput>,
 ) -> AppResult<(StatusCode, Json<LicenceView>)> {
-    require_admin(&principal)?;
     let serial = Name::parse("serial", &serial)?;
     let input = body;
     let id = Name::parse("licence id", &input.id)?;
@@ -160,10 +159,9 @@ pub async fn create(
     security(("bearer" = [])))]
 pub async fn delete(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<Admins>,
     Path(id): Path<String>,
 ) -> AppResult<StatusCode> {
-    require_admin(&principal)?;
     let mut tx = app.db.begin().await?;
     let row = db::contracts::find_licence_tx(&mut tx, &id)
         .await?

@@ -14,9 +14,9 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::Date;
 
-use super::{display_name, patch, require_admin, require_reader};
+use super::{display_name, patch};
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::{Admins, Caller, Staff};
 use crate::db::catalogue::ModelRow;
 use crate::db::{self, Tx};
 use crate::domain::Name;
@@ -277,11 +277,10 @@ pub async fn apply(tx: &mut Tx, id: &Name, input: &ModelInput) -> AppResult<Mode
     security(("bearer" = [])))]
 pub async fn put(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<Admins>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<ModelInput>,
 ) -> AppResult<(StatusCode, Json<ModelView>)> {
-    require_admin(&principal)?;
     let id = Name::parse("model id", &id)?;
     let input = body;
     let mut tx = app.db.begin().await?;
@@ -339,11 +338,10 @@ pub struct EolInput {
     security(("bearer" = [])))]
 pub async fn put_eol(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<Admins>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<EolInput>,
 ) -> AppResult<Json<ModelView>> {
-    require_admin(&principal)?;
     let id = Name::parse("model id", &id)?;
     let input = body;
     let Some(eol) = input.eol else {
@@ -386,10 +384,9 @@ pub async fn put_eol(
     security(("bearer" = [])))]
 pub async fn get(
     State(app): State<AppState>,
-    principal: Principal,
+    _principal: Caller<Staff>,
     Path(id): Path<String>,
 ) -> AppResult<Json<ModelView>> {
-    require_reader(&principal)?;
     let id = Name::parse("model id", &id)?;
     let row = db::catalogue::find_model(&app.db, id.as_str())
         .await?

@@ -21,7 +21,7 @@ use time::OffsetDateTime;
 
 use super::{cached_facts, catalogue_for, model_and_line, product_facts};
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::{Caller, Devices};
 use crate::config::Config;
 use crate::controllers::trust::raw_envelopes;
 use crate::domain::{Name, parse_version};
@@ -159,7 +159,7 @@ pub struct CheckResponse {
     security(("bearer" = [])))]
 pub async fn check(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<Devices>,
     JsonBody(req): JsonBody<CheckRequest>,
 ) -> AppResult<Json<CheckResponse>> {
     principal.require_device(&req.serial)?;

@@ -17,7 +17,7 @@ use time::OffsetDateTime;
 
 use super::{catalogue_for, model_and_line, product_facts, unknown_serial};
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::{Caller, Technicians};
 use crate::db;
 use crate::domain::Name;
 use crate::entitlement::Decision;
@@ -134,11 +134,10 @@ pub struct EntitlementView {
     security(("bearer" = [])))]
 pub async fn entitlement(
     State(app): State<AppState>,
-    principal: Principal,
+    _principal: Caller<Technicians>,
     Path(serial): Path<String>,
     Query(q): Query<EntitlementQuery>,
 ) -> AppResult<Json<EntitlementView>> {
-    principal.require(&[Role::Technician])?;
     let serial = Name::parse("serial", &serial)?;
     let channel = q
         .channel

@@ -25,10 +25,15 @@ use crate::snapshot::{self, Catalogue, DeviceFacts, ModelInfo, ProductKind, Prod
 /// Routes of this module.
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(check::check))
-        .routes(routes!(report::report))
         .routes(routes!(summary::summary))
         .routes(routes!(entitlement::entitlement))
+}
+
+/// The routes device tokens call (rate limited in [`crate::router`]).
+pub fn device_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(check::check))
+        .routes(routes!(report::report))
 }
 
 /// 404 for a serial that is not provisioned.

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 
 use super::{cached_facts, catalogue_for, model_and_line};
 use crate::app::AppState;
-use crate::auth::Principal;
+use crate::auth::{Caller, Devices};
 use crate::db;
 use crate::domain::{Name, parse_version};
 use crate::error::{AppError, AppResult};
@@ -142,7 +142,7 @@ pub fn parse_reason_code(s: &str) -> AppResult<&str> {
     security(("bearer" = [])))]
 pub async fn report(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<Devices>,
     JsonBody(req): JsonBody<ReportRequest>,
 ) -> AppResult<(StatusCode, Json<ReportAccepted>)> {
     principal.require_device(&req.serial)?;
@@ -205,6 +205,8 @@ pub async fn report(
                 "this device already sent {MAX_REPORTS_PER_RELEASE} reports for release \
                  {version}; further reports are refused"
             ),
+            // Retrying cannot help; a day keeps well-behaved clients away.
+            retry_after_secs: 86_400,
         });
     }
     let id = db::reports::insert(

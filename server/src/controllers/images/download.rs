@@ -21,7 +21,8 @@ use http_range_header::RangeUnsatisfiableError;
 use serde::Deserialize;
 
 use crate::app::AppState;
-use crate::auth::{STAFF, authenticate};
+use crate::auth::{Role, STAFF, authenticate};
+use crate::db;
 use crate::domain::parse_sha256;
 use crate::error::{AppError, AppResult};
 use crate::extract::{Path, Query};
@@ -153,7 +154,20 @@ pub async fn download(
                 .verify(&digest, &GrantParams { sub, exp, sig }, now)?;
         }
         (None, None, None) => {
-            authenticate(&app, &headers).await?.require(STAFF)?;
+            let staff = authenticate(&app, &headers).await?;
+            staff.require(STAFF)?;
+            // An image no release lists yet (uploaded, not published) is
+            // for the release engineers who publish it, not for everyone
+            // who may read releases.
+            if !matches!(staff.role, Role::Admin | Role::ReleaseEngineer)
+                && !db::images::in_a_release(&app.db, &digest.to_hex()).await?
+            {
+                return Err(AppError::forbidden(
+                    "unreleased_image",
+                    "this image is in no published release yet; only release engineers and \
+                     admins may download it",
+                ));
+            }
         }
         _ => {
             return Err(AppError::bad_request(

@@ -11,7 +11,11 @@ use crate::app::AppState;
 
 /// Routes of this module.
 pub fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(download::download))
-        .routes(routes!(upload::put_image, upload::head_upload))
+    OpenApiRouter::new().routes(routes!(upload::put_image, upload::head_upload))
+}
+
+/// The download route, which devices reach with their grants (rate
+/// limited by address in [`crate::router`]).
+pub fn download_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(download::download))
 }

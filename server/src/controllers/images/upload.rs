@@ -18,7 +18,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
+use crate::auth::{Caller, ReleaseEngineers};
 use crate::db;
 use crate::domain::parse_sha256;
 use crate::error::{AppError, AppResult};
@@ -54,12 +55,11 @@ pub struct Uploaded {
     security(("bearer" = [])))]
 pub async fn put_image(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<ReleaseEngineers>,
     Path(sha256): Path<String>,
     headers: HeaderMap,
     body: Body,
 ) -> AppResult<(StatusCode, Json<Uploaded>)> {
-    principal.require(&[Role::ReleaseEngineer])?;
     let digest = parse_sha256(&sha256)?;
     let hex = digest.to_hex();
     let max = app.config.max_image_bytes;
@@ -116,10 +116,9 @@ pub async fn put_image(
     security(("bearer" = [])))]
 pub async fn head_upload(
     State(app): State<AppState>,
-    principal: Principal,
+    _principal: Caller<ReleaseEngineers>,
     Path(sha256): Path<String>,
 ) -> AppResult<Response> {
-    principal.require(&[Role::ReleaseEngineer])?;
     let digest = parse_sha256(&sha256)?;
     // Both must hold: the row is what publishing checks, the blob is what
     // devices download. If either is missing, a new upload repairs it.

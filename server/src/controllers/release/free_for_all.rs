@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{ReleaseInfo, ReleaseKey, ReleasePath, find_release, load_info};
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::{Caller, ReleaseEngineers};
 use crate::db;
 use crate::error::AppResult;
 use crate::extract::{JsonBody, Path};
@@ -35,11 +35,10 @@ pub struct FreeForAllRequest {
     security(("bearer" = [])))]
 pub async fn set_free_for_all(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<ReleaseEngineers>,
     Path(path): Path<ReleasePath>,
     JsonBody(body): JsonBody<FreeForAllRequest>,
 ) -> AppResult<Json<ReleaseInfo>> {
-    principal.require(&[Role::ReleaseEngineer])?;
     let key = ReleaseKey::parse(&path)?;
     let req = body;
     let row = find_release(&app, &key).await?;

@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use super::publish::LinePath;
 use super::{ReleaseInfo, ReleaseKey, ReleasePath, find_release, load_info, release_info};
 use crate::app::AppState;
-use crate::auth::{Principal, STAFF};
+use crate::auth::{Caller, Staff};
 use crate::db;
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
@@ -33,10 +33,9 @@ use crate::extract::Path;
     security(("bearer" = [])))]
 pub async fn list(
     State(app): State<AppState>,
-    principal: Principal,
+    _principal: Caller<Staff>,
     Path(path): Path<LinePath>,
 ) -> AppResult<Json<Vec<ReleaseInfo>>> {
-    principal.require(STAFF)?;
     let line = Name::parse("product line", &path.line)?;
     if !db::releases::product_line_exists(&app.db, line.as_str()).await? {
         return Err(AppError::not_found(
@@ -78,10 +77,9 @@ pub async fn list(
     security(("bearer" = [])))]
 pub async fn detail(
     State(app): State<AppState>,
-    principal: Principal,
+    _principal: Caller<Staff>,
     Path(path): Path<ReleasePath>,
 ) -> AppResult<Json<ReleaseInfo>> {
-    principal.require(STAFF)?;
     let key = ReleaseKey::parse(&path)?;
     let row = find_release(&app, &key).await?;
     Ok(Json(load_info(&app, row).await?))
@@ -100,10 +98,9 @@ pub async fn detail(
     security(("bearer" = [])))]
 pub async fn manifest(
     State(app): State<AppState>,
-    principal: Principal,
+    _principal: Caller<Staff>,
     Path(path): Path<ReleasePath>,
 ) -> AppResult<Response> {
-    principal.require(STAFF)?;
     let key = ReleaseKey::parse(&path)?;
     let row = find_release(&app, &key).await?;
     let envelope = db::releases::envelope(&app.db, row.id)

@@ -19,7 +19,7 @@ use bytes::Bytes;
 use super::publish::{PublishOutcome, store_release, verify_submission};
 use super::{ReleaseKey, ReleasePath, find_release, manifest_body};
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::{Caller, ReleaseEngineers};
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::extract::Path;
@@ -46,11 +46,10 @@ use crate::extract::Path;
     security(("bearer" = [])))]
 pub async fn promote(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<ReleaseEngineers>,
     Path(path): Path<ReleasePath>,
     body: Result<Bytes, BytesRejection>,
 ) -> AppResult<(StatusCode, Json<PublishOutcome>)> {
-    principal.require(&[Role::ReleaseEngineer])?;
     let key = ReleaseKey::parse(&path)?;
     let envelope = manifest_body(body)?;
     let source = find_release(&app, &key).await?;

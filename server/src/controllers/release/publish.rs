@@ -29,7 +29,8 @@ use time::OffsetDateTime;
 
 use super::{ReleaseInfo, audit_target, load_info, manifest_body};
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::Principal;
+use crate::auth::{Caller, ReleaseEngineers};
 use crate::db::{self, releases::NewRelease, releases::ReleaseRow};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
@@ -83,12 +84,11 @@ pub struct LinePath {
     security(("bearer" = [])))]
 pub async fn publish(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<ReleaseEngineers>,
     Path(path): Path<LinePath>,
     Query(query): Query<PublishQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> AppResult<(StatusCode, Json<PublishOutcome>)> {
-    principal.require(&[Role::ReleaseEngineer])?;
     let line = Name::parse("product line", &path.line)?;
     let envelope = manifest_body(body)?;
     let plan = verify_submission(&app, &line, &envelope).await?;

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 
 use super::{ReleaseInfo, ReleaseKey, ReleasePath, find_release, load_info};
 use crate::app::AppState;
-use crate::auth::{Principal, Role};
+use crate::auth::{Caller, ReleaseEngineers};
 use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::extract::{JsonBody, Path};
@@ -37,11 +37,10 @@ pub struct YankRequest {
     security(("bearer" = [])))]
 pub async fn yank(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<ReleaseEngineers>,
     Path(path): Path<ReleasePath>,
     JsonBody(body): JsonBody<YankRequest>,
 ) -> AppResult<Json<ReleaseInfo>> {
-    principal.require(&[Role::ReleaseEngineer])?;
     let key = ReleaseKey::parse(&path)?;
     let req = body;
     let reason = req.reason.trim();
@@ -88,10 +87,9 @@ pub async fn yank(
     security(("bearer" = [])))]
 pub async fn unyank(
     State(app): State<AppState>,
-    principal: Principal,
+    principal: Caller<ReleaseEngineers>,
     Path(path): Path<ReleasePath>,
 ) -> AppResult<Json<ReleaseInfo>> {
-    principal.require(&[Role::ReleaseEngineer])?;
     let key = ReleaseKey::parse(&path)?;
     let row = find_release(&app, &key).await?;
     let mut tx = app.db.begin().await?;
