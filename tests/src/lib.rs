@@ -80,10 +80,21 @@ impl Server {
     /// Starts a server over `dir/data` pinned to `trust_root`, creates an
     /// admin token, and waits until `/readyz` answers.
     pub fn start(dir: &std::path::Path, trust_root: &std::path::Path) -> Server {
+        Self::start_with(dir, trust_root, &[])
+    }
+
+    /// [`Server::start`] with extra environment variables (`FIRMUP_*`
+    /// settings, `FIRMUP_LOG`).
+    pub fn start_with(
+        dir: &std::path::Path,
+        trust_root: &std::path::Path,
+        env: &[(&str, &str)],
+    ) -> Server {
         let data_dir = dir.join("data");
         let port = free_port();
         let mut server = Server {
             child: Command::new(bin("firmup-server", "firmup-server"))
+                .envs(env.iter().copied())
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
                 .arg("--data-dir")
                 .arg(&data_dir)
