@@ -38,14 +38,65 @@ impl fmt::Display for Name {
     }
 }
 
-/// Parses a semver version from a request field.
+/// Longest version accepted from a client, in characters.
+pub const MAX_VERSION_CHARS: usize = 64;
+
+/// Parses a semver version from a request field (at most
+/// [`MAX_VERSION_CHARS`] characters).
 pub fn parse_version(field: &'static str, value: &str) -> AppResult<semver::Version> {
+    if value.chars().count() > MAX_VERSION_CHARS {
+        return Err(AppError::bad_request(
+            "invalid_version",
+            format!("{field} is longer than {MAX_VERSION_CHARS} characters"),
+        ));
+    }
     value.parse().map_err(|e| {
         AppError::bad_request(
             "invalid_version",
             format!("{field} {value:?} is not a semantic version (like 2.1.0): {e}"),
         )
     })
+}
+
+/// Whether `c` may not appear in text a person reads in a log, a terminal
+/// or a web page: control characters (NUL, CR, LF, ESC of ANSI sequences,
+/// C1) and the bidirectional overrides and isolates that make text display
+/// differently from what it is (CVE-2021-42574). `multiline` allows LF and
+/// tab.
+fn forbidden_char(c: char, multiline: bool) -> bool {
+    if multiline && matches!(c, '\n' | '\t') {
+        return false;
+    }
+    c.is_control() || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+}
+
+/// Checks free text (a display name, label, reason or detail): trimmed, 1
+/// to `max_chars` characters, no control characters or bidi overrides.
+/// Refusals are 400 with `code`.
+pub fn check_text<'a>(
+    code: &'static str,
+    field: &str,
+    value: &'a str,
+    max_chars: usize,
+    multiline: bool,
+) -> AppResult<&'a str> {
+    let trimmed = value.trim();
+    if trimmed.is_empty() || trimmed.chars().count() > max_chars {
+        return Err(AppError::bad_request(
+            code,
+            format!("{field} must be 1-{max_chars} characters"),
+        ));
+    }
+    if let Some(c) = trimmed.chars().find(|&c| forbidden_char(c, multiline)) {
+        return Err(AppError::bad_request(
+            code,
+            format!(
+                "{field} contains the control or direction character U+{:04X}; send plain text",
+                c as u32
+            ),
+        ));
+    }
+    Ok(trimmed)
 }
 
 /// Parses a sha256 hex digest from a path segment.
@@ -56,4 +107,42 @@ pub fn parse_sha256(value: &str) -> AppResult<firmup_client::Sha256Digest> {
             format!("{value:?} is not a sha256 digest (64 lowercase hex digits)"),
         )
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_refuses_controls_escapes_and_bidi_overrides() {
+        for bad in [
+            "a\0b",
+            "line\r\nInjected: yes",
+            "\u{1b}[31mred",
+            "evil\u{202E}txt.exe",
+            "iso\u{2066}late",
+            "c1\u{9b}x",
+        ] {
+            let e = check_text("invalid_label", "label", bad, 200, false).unwrap_err();
+            assert_eq!(e.code(), "invalid_label", "{bad:?}");
+        }
+        assert_eq!(
+            check_text("c", "f", "  Zoë's encoder  ", 200, false).unwrap(),
+            "Zoë's encoder"
+        );
+        assert!(check_text("c", "f", "two\nlines\tok", 200, true).is_ok());
+        assert!(check_text("c", "f", "two\nlines", 200, false).is_err());
+        // Characters, not bytes.
+        assert!(check_text("c", "f", &"é".repeat(200), 200, false).is_ok());
+        assert!(check_text("c", "f", &"é".repeat(201), 200, false).is_err());
+    }
+
+    #[test]
+    fn long_versions_are_refused_without_echoing_them() {
+        let long = format!("1.0.0-{}", "a".repeat(2_000_000));
+        let e = parse_version("current_version", &long).unwrap_err();
+        assert_eq!(e.code(), "invalid_version");
+        assert!(e.to_string().len() < 200, "{e}");
+        assert!(parse_version("v", &format!("1.0.0-{}", "a".repeat(58))).is_ok());
+    }
 }

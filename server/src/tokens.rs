@@ -70,13 +70,7 @@ pub async fn create_token(db: &Db, actor: &Actor, req: NewToken) -> AppResult<Cr
 /// Errors (400): `invalid_label`, `serial_required`, `serial_not_allowed`,
 /// `invalid_name` (serial), `invalid_expiry`.
 pub async fn create_token_tx(tx: &mut Tx, actor: &Actor, req: NewToken) -> AppResult<CreatedToken> {
-    let label = req.label.trim();
-    if label.is_empty() || label.len() > 200 {
-        return Err(AppError::bad_request(
-            "invalid_label",
-            "label must be 1-200 characters",
-        ));
-    }
+    let label = crate::domain::check_text("invalid_label", "label", &req.label, 200, false)?;
     let serial = match (req.role, req.serial.as_deref()) {
         (Role::Device, Some(s)) => Some(Name::parse("serial", s)?.into_string()),
         (Role::Device, None) => {

@@ -236,3 +236,71 @@ async fn audit_records_carry_the_request_id() {
     assert!(ids.contains(&"req-42"), "{audit}");
     assert!(ids.contains(&made.as_str()), "{audit}");
 }
+
+#[tokio::test]
+async fn strings_are_capped_and_control_characters_refused() {
+    let t = TestApp::new().await;
+    let device = t.device_token("SN-1").await;
+    let huge = format!("2.0.0-{}", "a".repeat(1_900_000));
+    let res = t
+        .post_json(
+            "/v1/device/check",
+            Some(&device),
+            &json!({ "serial": "SN-1", "hw_id": "enc-4k-r2", "current_version": huge,
+                     "security_counter": 0, "root_version": 1 }),
+        )
+        .await;
+    assert_eq!(res.status, StatusCode::BAD_REQUEST);
+    assert_eq!(res.error_code(), "invalid_version");
+    assert!(res.body.len() < 1000, "the answer echoes the version");
+
+    for label in [
+        "ops\r\nrole: admin",
+        "\u{1b}[2Jops",
+        "ops\u{202E}nimda",
+        "nul\0",
+    ] {
+        let res = t
+            .post_json(
+                "/v1/admin/tokens",
+                Some(&t.admin),
+                &json!({ "role": "technician", "label": label }),
+            )
+            .await;
+        assert_eq!(res.status, StatusCode::BAD_REQUEST, "{label:?}");
+        assert_eq!(res.error_code(), "invalid_label", "{label:?}");
+    }
+    let res = t
+        .put_json(
+            "/v1/admin/product-lines/encoders",
+            Some(&t.admin),
+            &json!({ "name": "Enc\u{1b}[31moders", "kind": "hardware" }),
+        )
+        .await;
+    assert_eq!(res.error_code(), "invalid_display_name");
+}
+
+#[tokio::test]
+async fn device_routes_ignore_unknown_fields_alike() {
+    let t = TestApp::new().await;
+    let device = t.device_token("SN-1").await;
+    let res = t
+        .post_json(
+            "/v1/device/check",
+            Some(&device),
+            &json!({ "serial": "SN-1", "hw_id": "enc-4k-r2", "current_version": "2.0.0",
+                     "security_counter": 0, "root_version": 1, "from_the_future": true }),
+        )
+        .await;
+    // Not provisioned, so 404: the unknown field itself was no objection.
+    assert_eq!(res.error_code(), "unknown_serial");
+    let res = t
+        .post_json(
+            "/v1/device/reports",
+            Some(&device),
+            &json!({ "serial": "SN-1", "version": "2.1.0", "stage": "downloading",
+                     "from_the_future": true }),
+        )
+        .await;
+    assert_eq!(res.error_code(), "unknown_serial");
+}

@@ -69,14 +69,7 @@ where
 
 /// Checks a display name (not an id): 1-200 characters after trimming.
 pub fn display_name(field: &str, value: &str) -> AppResult<String> {
-    let trimmed = value.trim();
-    if trimmed.is_empty() || trimmed.chars().count() > 200 {
-        return Err(AppError::bad_request(
-            "invalid_display_name",
-            format!("{field} must be 1-200 characters"),
-        ));
-    }
-    Ok(trimmed.to_string())
+    crate::domain::check_text("invalid_display_name", field, value, 200, false).map(str::to_owned)
 }
 
 /// 404 `unknown_serial`.

@@ -86,6 +86,9 @@ impl Stage {
 }
 
 /// A progress report.
+///
+/// Unknown fields are ignored, as in the update check: the same rule for
+/// every device route, since devices in the field run firmware of many ages.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct ReportRequest {
     /// The device's serial; must be the one its token is bound to.
@@ -162,13 +165,16 @@ pub async fn report(
         }
         (None, false) => None,
     };
-    if let Some(detail) = &req.detail
-        && detail.chars().count() > MAX_DETAIL
-    {
-        return Err(AppError::bad_request(
-            "detail_too_long",
-            format!("detail is limited to {MAX_DETAIL} characters; shorten it"),
-        ));
+    if let Some(detail) = &req.detail {
+        if detail.chars().count() > MAX_DETAIL {
+            return Err(AppError::bad_request(
+                "detail_too_long",
+                format!("detail is limited to {MAX_DETAIL} characters; shorten it"),
+            ));
+        }
+        if !detail.trim().is_empty() {
+            crate::domain::check_text("invalid_detail", "detail", detail, MAX_DETAIL, true)?;
+        }
     }
     let channel = req
         .channel

@@ -43,13 +43,13 @@ pub async fn yank(
 ) -> AppResult<Json<ReleaseInfo>> {
     let key = ReleaseKey::parse(&path)?;
     let req = body;
-    let reason = req.reason.trim();
-    if reason.is_empty() || reason.len() > 1000 {
-        return Err(AppError::bad_request(
-            "invalid_reason",
-            "reason must be 1-1000 characters saying why the release is withdrawn",
-        ));
-    }
+    let reason = crate::domain::check_text(
+        "invalid_reason",
+        "reason (saying why the release is withdrawn)",
+        &req.reason,
+        1000,
+        true,
+    )?;
     let row = find_release(&app, &key).await?;
     let mut tx = app.db.begin().await?;
     if !db::releases::yank(&mut tx, row.id, OffsetDateTime::now_utc(), reason).await? {
