@@ -162,7 +162,7 @@ impl Cli {
                     out.write_record(["serial", "token"])?;
                     for d in &done {
                         let token = d.token.as_ref().map_or("", |t| t.token.as_str());
-                        out.write_record([d.serial.as_str(), token])?;
+                        out.write_record([spreadsheet_safe(&d.serial).as_ref(), token])?;
                     }
                     out.flush()?;
                 }
@@ -223,8 +223,32 @@ impl Cli {
     }
 }
 
+/// A CSV cell a spreadsheet will not run as a formula: a cell starting with
+/// `=`, `+`, `-`, `@` (or a tab or carriage return) gets a leading `'`, as
+/// OWASP advises against CSV injection. Serials may start with `-` or `+`.
+pub fn spreadsheet_safe(cell: &str) -> std::borrow::Cow<'_, str> {
+    if cell.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        std::borrow::Cow::Owned(format!("'{cell}"))
+    } else {
+        std::borrow::Cow::Borrowed(cell)
+    }
+}
+
 /// Opens the configured database (creating the data directory if needed).
 async fn open_db(config: &Config) -> anyhow::Result<Db> {
     crate::app::create_data_dir(&config.data_dir)?;
     Db::connect(&config.database_url()).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::spreadsheet_safe;
+
+    #[test]
+    fn csv_cells_never_start_a_formula() {
+        for cell in ["=HYPERLINK(\"x\")", "+1", "-SN", "@SUM(A1)", "\tx"] {
+            assert!(spreadsheet_safe(cell).starts_with('\''), "{cell}");
+        }
+        assert_eq!(spreadsheet_safe("SN-0001"), "SN-0001");
+    }
 }

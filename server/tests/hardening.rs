@@ -304,3 +304,48 @@ async fn device_routes_ignore_unknown_fields_alike() {
         .await;
     assert_eq!(res.error_code(), "unknown_serial");
 }
+
+#[tokio::test]
+async fn concurrent_uploads_of_one_image_are_stored_and_audited_once() {
+    let t = TestApp::new().await;
+    let bytes: Vec<u8> = (0..3_000_000u32).map(|i| (i % 253) as u8).collect();
+    let sha = firmup_client::Sha256Digest::of(&bytes).to_hex();
+    let uri = format!("/v1/uploads/{sha}");
+    let uploads = (0..4).map(|_| {
+        t.send(
+            Method::PUT,
+            &uri,
+            Some(&t.release_engineer),
+            &[("content-type", "application/octet-stream")],
+            bytes.clone(),
+        )
+    });
+    let statuses: Vec<StatusCode> = futures_util::future::join_all(uploads)
+        .await
+        .into_iter()
+        .map(|r| r.status)
+        .collect();
+    assert!(
+        statuses
+            .iter()
+            .all(|s| matches!(*s, StatusCode::CREATED | StatusCode::OK)),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == StatusCode::CREATED)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+    let audit = t.get("/v1/admin/audit", Some(&t.admin)).await.json();
+    let uploads = audit["entries"]
+        .as_array()
+        .or_else(|| audit.as_array())
+        .expect("audit entries")
+        .iter()
+        .filter(|e| e["action"] == "image.upload")
+        .count();
+    assert_eq!(uploads, 1, "{audit}");
+}

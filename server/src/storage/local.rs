@@ -71,11 +71,22 @@ impl LocalStore {
                 if let Some(dir) = dest.parent() {
                     tokio::fs::create_dir_all(dir).await?;
                 }
-                // Rename is atomic within one filesystem: readers see the
-                // whole verified object or nothing.
-                tokio::fs::rename(&part, &dest).await?;
-                sync_dir(dest.parent()).await;
-                Ok(PutOutcome::Created { length })
+                // A hard link is atomic within one filesystem (readers see
+                // the whole verified object or nothing) and, unlike a
+                // rename, never replaces: of two concurrent uploads of the
+                // same bytes exactly one creates the object.
+                let linked = tokio::fs::hard_link(&part, &dest).await;
+                let _ = tokio::fs::remove_file(&part).await;
+                match linked {
+                    Ok(()) => {
+                        sync_dir(dest.parent()).await;
+                        Ok(PutOutcome::Created { length })
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                        Ok(PutOutcome::AlreadyExists { length })
+                    }
+                    Err(e) => Err(e.into()),
+                }
             }
             Err(e) => {
                 let _ = tokio::fs::remove_file(&part).await;
@@ -231,6 +242,39 @@ mod tests {
             }
         );
         assert_eq!(read_all(&s, d, 4, 5).await, b"quick");
+    }
+
+    #[tokio::test]
+    async fn concurrent_uploads_of_the_same_bytes_create_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = std::sync::Arc::new(LocalStore::open(dir.path().to_path_buf()).await.unwrap());
+        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+        let d = Sha256Digest::of(&data);
+        // Each upload is past the existence check before any finishes.
+        let uploads: Vec<_> = (0..8)
+            .map(|_| {
+                let (s, data) = (s.clone(), data.clone());
+                tokio::spawn(async move {
+                    let slow = chunks(&data).then(|c| async move {
+                        tokio::task::yield_now().await;
+                        c
+                    });
+                    s.put_image(d, None, 1 << 20, Box::pin(slow)).await.unwrap()
+                })
+            })
+            .collect();
+        let mut created = 0;
+        for u in uploads {
+            if matches!(u.await.unwrap(), PutOutcome::Created { .. }) {
+                created += 1;
+            }
+        }
+        assert_eq!(created, 1, "exactly one upload creates the object");
+        assert_eq!(read_all(&s, d, 0, 5).await, data[..5]);
+        let leftovers = std::fs::read_dir(dir.path().join("uploads"))
+            .unwrap()
+            .count();
+        assert_eq!(leftovers, 0);
     }
 
     #[tokio::test]

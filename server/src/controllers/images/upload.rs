@@ -146,7 +146,12 @@ async fn record(
 ) -> AppResult<()> {
     let mut tx = app.db.begin().await?;
     let inserted = db::images::insert_if_absent(&mut tx, sha256, length).await?;
-    if created || inserted {
+    // The row's insert is where concurrent uploads of the same bytes are
+    // serialised: exactly one of them inserts it and writes the record.
+    if created && !inserted {
+        tracing::info!(sha256, "image bytes stored again for an existing row");
+    }
+    if inserted {
         db::audit::record(
             &mut tx,
             &principal.actor(),

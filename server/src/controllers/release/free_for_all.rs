@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
-use super::{ReleaseInfo, ReleaseKey, ReleasePath, find_release, load_info};
+use super::{ReleaseInfo, ReleaseKey, ReleasePath, find_release, find_release_tx, load_info};
 use crate::app::AppState;
 use crate::auth::{Caller, ReleaseEngineers};
 use crate::db;
@@ -41,9 +41,9 @@ pub async fn set_free_for_all(
 ) -> AppResult<Json<ReleaseInfo>> {
     let key = ReleaseKey::parse(&path)?;
     let req = body;
-    let row = find_release(&app, &key).await?;
+    let mut tx = app.db.begin().await?;
+    let row = find_release_tx(&mut tx, &key).await?;
     if row.free_for_all != req.free_for_all {
-        let mut tx = app.db.begin().await?;
         db::releases::set_free_for_all(&mut tx, row.id, req.free_for_all).await?;
         db::audit::record(
             &mut tx,
@@ -55,6 +55,8 @@ pub async fn set_free_for_all(
         .await?;
         tx.commit().await?;
         app.catalogue_changed();
+    } else {
+        tx.rollback().await?;
     }
     let row = find_release(&app, &key).await?;
     Ok(Json(load_info(&app, row).await?))

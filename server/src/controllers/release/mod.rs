@@ -172,14 +172,31 @@ pub fn audit_target(line: &str, channel: &str, version: &semver::Version) -> Str
 
 /// The stored release at `key`, or 404 `unknown_release`.
 pub async fn find_release(app: &AppState, key: &ReleaseKey) -> AppResult<ReleaseRow> {
-    db::releases::find(
+    let found = db::releases::find(
         app.db.pool(),
         key.line.as_str(),
         key.channel.as_str(),
         &key.version.to_string(),
     )
-    .await?
-    .ok_or_else(|| {
+    .await?;
+    found.ok_or_else(|| unknown_release(key))
+}
+
+/// [`find_release`] inside a write transaction, for changes that depend on
+/// what they read (nothing can change it before the commit).
+pub async fn find_release_tx(tx: &mut crate::db::Tx, key: &ReleaseKey) -> AppResult<ReleaseRow> {
+    let found = db::releases::find(
+        &mut **tx,
+        key.line.as_str(),
+        key.channel.as_str(),
+        &key.version.to_string(),
+    )
+    .await?;
+    found.ok_or_else(|| unknown_release(key))
+}
+
+fn unknown_release(key: &ReleaseKey) -> AppError {
+    {
         AppError::not_found(
             "unknown_release",
             format!(
@@ -188,7 +205,7 @@ pub async fn find_release(app: &AppState, key: &ReleaseKey) -> AppResult<Release
                 key.version, key.channel, key.line, key.line
             ),
         )
-    })
+    }
 }
 
 /// The API view of a stored release, with its images.

@@ -9,7 +9,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::{ReleaseInfo, ReleaseKey, ReleasePath, find_release, load_info};
+use super::{ReleaseInfo, ReleaseKey, ReleasePath, find_release, find_release_tx, load_info};
 use crate::app::AppState;
 use crate::auth::{Caller, ReleaseEngineers};
 use crate::db;
@@ -50,8 +50,8 @@ pub async fn yank(
         1000,
         true,
     )?;
-    let row = find_release(&app, &key).await?;
     let mut tx = app.db.begin().await?;
+    let row = find_release_tx(&mut tx, &key).await?;
     if !db::releases::yank(&mut tx, row.id, OffsetDateTime::now_utc(), reason).await? {
         return Err(AppError::conflict(
             "already_yanked",
@@ -91,8 +91,8 @@ pub async fn unyank(
     Path(path): Path<ReleasePath>,
 ) -> AppResult<Json<ReleaseInfo>> {
     let key = ReleaseKey::parse(&path)?;
-    let row = find_release(&app, &key).await?;
     let mut tx = app.db.begin().await?;
+    let row = find_release_tx(&mut tx, &key).await?;
     if !db::releases::unyank(&mut tx, row.id).await? {
         return Err(AppError::conflict(
             "not_yanked",
