@@ -4,7 +4,8 @@
 #   scripts/test.sh
 #
 # Works on a fresh Debian machine with the Rust toolchain from
-# rust-toolchain.toml; it installs anything else it needs itself.
+# rust-toolchain.toml; it installs anything else it needs itself (curl,
+# and cargo-fuzz into ~/.cargo/bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -37,3 +38,6 @@ cargo build --workspace --bins --locked --quiet
 
 step "tests"
 cargo test --workspace --locked
+
+step "fuzz targets (a few seconds each, so they keep building and running)"
+scripts/fuzz.sh 5

@@ -56,6 +56,33 @@ pub struct CheckRequest {
     pub manifest_version: Option<u64>,
 }
 
+/// The fields of a [`CheckRequest`] parsed ("parse, don't validate").
+#[derive(Debug)]
+pub struct ParsedCheck {
+    /// The version the device runs.
+    pub current: semver::Version,
+    /// Its hardware id.
+    pub hw_id: Name,
+    /// The channel it asks for, if any.
+    pub channel: Option<Name>,
+}
+
+impl CheckRequest {
+    /// Parses the fields a check decides on; 400 on the first bad one.
+    pub fn parse(&self) -> AppResult<ParsedCheck> {
+        Name::parse("serial", &self.serial)?;
+        Ok(ParsedCheck {
+            current: parse_version("current_version", &self.current_version)?,
+            hw_id: Name::parse("hw_id", &self.hw_id)?,
+            channel: self
+                .channel
+                .as_deref()
+                .map(|c| Name::parse("channel", c))
+                .transpose()?,
+        })
+    }
+}
+
 /// The kind of answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -163,13 +190,11 @@ pub async fn check(
     JsonBody(req): JsonBody<CheckRequest>,
 ) -> AppResult<Json<CheckResponse>> {
     principal.require_device(&req.serial)?;
-    let current = parse_version("current_version", &req.current_version)?;
-    let hw_id = Name::parse("hw_id", &req.hw_id)?;
-    let channel = req
-        .channel
-        .as_deref()
-        .map(|c| Name::parse("channel", c))
-        .transpose()?;
+    let ParsedCheck {
+        current,
+        hw_id,
+        channel,
+    } = req.parse()?;
     let facts = cached_facts(&app, &req.serial).await?;
     if hw_id.as_str() != facts.hw_id {
         return Err(AppError::conflict(
