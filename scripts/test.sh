@@ -26,6 +26,7 @@ need curl curl
 
 step "rustfmt"
 cargo fmt --all --check
+rustfmt --edition 2024 --check fuzz/fuzz_targets/*.rs
 
 step "clippy (-D warnings)"
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -151,6 +151,7 @@ fn the_connection_cap_holds_and_new_clients_are_still_served() {
     assert!(is_open(&idle[59]));
     let log = std::fs::read_to_string(dir.path().join("server.log")).unwrap();
     assert!(log.contains("connection limit reached"), "{log}");
+    assert!(log.contains("open-file limit"), "{log}");
 }
 
 #[test]
