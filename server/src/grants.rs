@@ -77,16 +77,30 @@ impl GrantKey {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let mut k = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut k);
+                // Written whole to a private temporary file, then linked
+                // into place (atomic, never replacing): a second process
+                // starting at the same moment reads the winner's key, never
+                // a half-written one.
+                let tmp = data_dir.join(format!("grant.key.{}.tmp", uuid::Uuid::new_v4()));
                 let mut opts = std::fs::OpenOptions::new();
                 opts.write(true).create_new(true);
                 #[cfg(unix)]
                 std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                let mut f = opts
-                    .open(&path)
-                    .with_context(|| format!("creating {}", path.display()))?;
-                f.write_all(hex::encode(k).as_bytes())?;
-                f.sync_all()?;
-                Ok(GrantKey(k))
+                let written = opts
+                    .open(&tmp)
+                    .and_then(|mut f| {
+                        f.write_all(hex::encode(k).as_bytes())?;
+                        f.sync_all()
+                    })
+                    .and_then(|()| std::fs::hard_link(&tmp, &path));
+                let _ = std::fs::remove_file(&tmp);
+                match written {
+                    Ok(()) => Ok(GrantKey(k)),
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                        Self::load_or_create(None, data_dir)
+                    }
+                    Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+                }
             }
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }

@@ -43,6 +43,40 @@ pub struct Db {
 /// record in one.
 pub type Tx = Transaction<'static, Sqlite>;
 
+/// The database file of a SQLite URL, if it names one.
+fn options_filename(url: &str) -> Option<std::path::PathBuf> {
+    let options = SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    let memory = path.as_os_str().is_empty() || path.as_os_str() == ":memory:";
+    (!memory).then(|| path.to_path_buf())
+}
+
+/// Takes the exclusive migration lock beside `db_file` (`<file>.lock`),
+/// waiting for another process that holds it. Released when dropped.
+async fn migration_lock(
+    db_file: Option<std::path::PathBuf>,
+) -> anyhow::Result<Option<std::fs::File>> {
+    let Some(db_file) = db_file else {
+        return Ok(None);
+    };
+    let mut name = db_file.into_os_string();
+    name.push(".lock");
+    let path = std::path::PathBuf::from(name);
+    tokio::task::spawn_blocking(move || {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .with_context(|| format!("opening the migration lock {}", path.display()))?;
+        file.lock()
+            .with_context(|| format!("locking {}", path.display()))?;
+        Ok(Some(file))
+    })
+    .await
+    .context("waiting for the migration lock")?
+}
+
 impl Db {
     /// Connects (creating the file if needed) and applies migrations.
     pub async fn connect(url: &str) -> anyhow::Result<Db> {
@@ -53,16 +87,26 @@ impl Db {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        // Two processes opening a fresh database at once (`serve` and
+        // `token create` started together) race on creating the file,
+        // switching it to WAL and applying the schema: both would see no
+        // migrations table. An exclusive lock on a file beside the database,
+        // held from before the first connection until the migrations are
+        // done, makes the second wait and then find everything in place
+        // (sqlx's migrator takes no lock on SQLite).
+        let lock = migration_lock(options_filename(url)).await?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(5))
             .connect_with(options)
             .await
             .with_context(|| format!("opening database {}", crate::config::redact_url(url)))?;
-        sqlx::migrate!("./migrations/sqlite")
+        let migrated = sqlx::migrate!("./migrations/sqlite")
             .run(&pool)
             .await
-            .context("applying database migrations")?;
+            .context("applying database migrations");
+        drop(lock);
+        migrated?;
         Ok(Db { pool })
     }
 
