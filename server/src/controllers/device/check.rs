@@ -182,7 +182,9 @@ pub struct CheckResponse {
         (status = 401, body = crate::error::ErrorBody),
         (status = 403, description = "wrong_role, token_serial_mismatch", body = crate::error::ErrorBody),
         (status = 404, description = "unknown_serial", body = crate::error::ErrorBody),
-        (status = 409, description = "hw_id_mismatch", body = crate::error::ErrorBody)),
+        (status = 409, description = "hw_id_mismatch", body = crate::error::ErrorBody),
+        (status = 429, description = "rate_limited_token, rate_limited_address (Retry-After)", body = crate::error::ErrorBody),
+        (status = 503, description = "unavailable, request_timeout (Retry-After)", body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn check(
     State(app): State<AppState>,

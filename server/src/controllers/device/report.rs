@@ -138,10 +138,12 @@ pub fn parse_reason_code(s: &str) -> AppResult<&str> {
 #[utoipa::path(post, path = "/v1/device/reports", tag = "device", request_body = ReportRequest,
     responses(
         (status = 201, body = ReportAccepted),
-        (status = 400, description = "invalid_version, invalid_name, invalid_stage, reason_code_required, invalid_reason_code, detail_too_long", body = crate::error::ErrorBody),
+        (status = 400, description = "invalid_version, invalid_name, invalid_stage, reason_code_required, invalid_reason_code, detail_too_long, invalid_detail", body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody),
         (status = 403, description = "wrong_role, token_serial_mismatch", body = crate::error::ErrorBody),
-        (status = 404, description = "unknown_serial, unknown_release", body = crate::error::ErrorBody)),
+        (status = 404, description = "unknown_serial, unknown_release", body = crate::error::ErrorBody),
+        (status = 429, description = "rate_limited_token, rate_limited_address, too_many_reports (Retry-After)", body = crate::error::ErrorBody),
+        (status = 503, description = "unavailable, request_timeout (Retry-After)", body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn report(
     State(app): State<AppState>,

@@ -135,9 +135,10 @@ pub fn plan_range(headers: &HeaderMap, len: u64, etag: &str) -> AppResult<RangeP
         (status = 304, description = "If-None-Match matched"),
         (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody),
-        (status = 403, body = crate::error::ErrorBody, description = "invalid_grant, grant_expired, wrong_role"),
+        (status = 403, body = crate::error::ErrorBody, description = "invalid_grant, grant_expired, wrong_role, unreleased_image"),
         (status = 404, body = crate::error::ErrorBody, description = "unknown_image"),
-        (status = 416, body = crate::error::ErrorBody, description = "invalid_range, range_not_satisfiable, multiple_ranges_unsupported, multiple_range_headers")),
+        (status = 416, body = crate::error::ErrorBody, description = "invalid_range, range_not_satisfiable, multiple_ranges_unsupported, multiple_range_headers"),
+        (status = 429, body = crate::error::ErrorBody, description = "rate_limited_address (Retry-After)")),
     security((), ("bearer" = [])))]
 pub async fn download(
     State(app): State<AppState>,
