@@ -39,8 +39,14 @@ pub struct EnvelopeSignature {
 }
 
 /// A signed envelope as stored and served, byte for byte.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+///
+/// The envelope itself is read strictly (an object with exactly
+/// `payload_type`, `payload` and `signatures`, no duplicate key anywhere),
+/// but a signature *entry* this verifier cannot read (not an object with
+/// exactly a string `keyid` and a string `sig`) is kept aside in
+/// [`Envelope::unreadable_signatures`] and never counted: a stranger who
+/// appends garbage must not be able to veto a properly signed document.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     /// Media type of the payload, which fixes how it is parsed.
     pub payload_type: String,
@@ -48,6 +54,57 @@ pub struct Envelope {
     pub payload: String,
     /// Signatures over [`pae`] of the payload.
     pub signatures: Vec<EnvelopeSignature>,
+    /// Signature entries of a shape this verifier cannot read, kept as
+    /// JSON values (written back after `signatures`) and never counted.
+    pub unreadable_signatures: Vec<serde_json::Value>,
+}
+
+/// The envelope as written on the wire; entries are sorted into readable
+/// and unreadable ones afterwards.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WireEnvelope<E> {
+    payload_type: String,
+    payload: String,
+    signatures: Vec<E>,
+}
+
+impl Serialize for Envelope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let mut signatures = Vec::with_capacity(self.signatures.len());
+        for entry in &self.signatures {
+            signatures.push(serde_json::to_value(entry).map_err(serde::ser::Error::custom)?);
+        }
+        signatures.extend(self.unreadable_signatures.iter().cloned());
+        WireEnvelope {
+            payload_type: self.payload_type.clone(),
+            payload: self.payload.clone(),
+            signatures,
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Envelope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let wire = WireEnvelope::<serde_json::Value>::deserialize(d)?;
+        let mut signatures = Vec::new();
+        let mut unreadable_signatures = Vec::new();
+        for entry in wire.signatures {
+            // Strict reading of the entry: an array or extra field makes it
+            // unreadable, never a struct read by position.
+            match crate::strict::from_value::<EnvelopeSignature>(&entry) {
+                Ok(sig) => signatures.push(sig),
+                Err(_) => unreadable_signatures.push(entry),
+            }
+        }
+        Ok(Envelope {
+            payload_type: wire.payload_type,
+            payload: wire.payload,
+            signatures,
+            unreadable_signatures,
+        })
+    }
 }
 
 /// The set of keys a role trusts, by id.
@@ -76,11 +133,13 @@ impl Envelope {
             payload_type: payload_type.to_string(),
             payload: B64.encode(payload),
             signatures: Vec::new(),
+            unreadable_signatures: Vec::new(),
         }
     }
 
     /// Parses an envelope from untrusted bytes, enforcing `max_bytes`
-    /// *before* any parsing and checking the payload type.
+    /// *before* any parsing, reading it strictly ([`crate::strict`]) and
+    /// checking the payload type.
     pub fn from_slice(
         bytes: &[u8],
         max_bytes: u64,
@@ -94,7 +153,7 @@ impl Envelope {
                 actual: bytes.len() as u64,
             });
         }
-        let env: Envelope = serde_json::from_slice(bytes).map_err(|e| Error::malformed(what, e))?;
+        let env: Envelope = crate::strict::from_slice(bytes, what)?;
         if env.payload_type != expected_type {
             return Err(Error::UnknownPayloadType {
                 expected: expected_type,
@@ -147,7 +206,7 @@ impl Envelope {
         threshold: u32,
         role: &str,
     ) -> Result<Vec<KeyId>> {
-        if self.signatures.is_empty() {
+        if self.signatures.is_empty() && self.unreadable_signatures.is_empty() {
             return Err(Error::NoSignatures {
                 role: role.to_string(),
             });
@@ -263,6 +322,99 @@ mod tests {
         let trusted: KeySet = [(pk.id().clone(), pk)].into();
         let err = forged.verify_threshold(b"x", &trusted, 1, "r").unwrap_err();
         assert_eq!(err.code(), "threshold_not_met");
+    }
+
+    fn signed(seed: u8) -> (Envelope, KeySet) {
+        let (sk, pk) = key(seed);
+        let mut env = Envelope::new("t", b"{}");
+        env.sign(&sk).unwrap();
+        (env, [(pk.id().clone(), pk)].into())
+    }
+
+    #[test]
+    fn positional_envelope_is_refused() {
+        let (env, _) = signed(4);
+        let positional = serde_json::json!([
+            env.payload_type,
+            env.payload,
+            [[env.signatures[0].keyid, env.signatures[0].sig]]
+        ]);
+        let bytes = serde_json::to_vec(&positional).unwrap();
+        let err = Envelope::from_slice(&bytes, 1 << 16, "envelope", "t").unwrap_err();
+        assert_eq!(err.code(), "malformed");
+        assert!(err.to_string().contains("found an array"), "{err}");
+    }
+
+    #[test]
+    fn positional_signature_entry_is_skipped_not_counted() {
+        let (env, trusted) = signed(5);
+        let mut v: serde_json::Value = serde_json::from_slice(&env.to_json_bytes()).unwrap();
+        let entry = &env.signatures[0];
+        v["signatures"] = serde_json::json!([[entry.keyid, entry.sig]]);
+        let parsed =
+            Envelope::from_slice(&serde_json::to_vec(&v).unwrap(), 1 << 16, "e", "t").unwrap();
+        assert!(parsed.signatures.is_empty());
+        assert_eq!(parsed.unreadable_signatures.len(), 1);
+        let err = parsed
+            .verify_threshold(b"{}", &trusted, 1, "r")
+            .unwrap_err();
+        assert_eq!(err.code(), "threshold_not_met");
+    }
+
+    #[test]
+    fn unreadable_signature_entries_cannot_veto_and_are_kept() {
+        let (env, trusted) = signed(6);
+        let mut v: serde_json::Value = serde_json::from_slice(&env.to_json_bytes()).unwrap();
+        let garbage = [
+            serde_json::json!({"keyid": env.signatures[0].keyid, "sig": "AA==", "extra": 1}),
+            serde_json::json!({"keyid": 5, "sig": true}),
+            serde_json::json!({"keyid": "ab"}),
+            serde_json::json!("just a string"),
+            serde_json::json!(null),
+        ];
+        for g in &garbage {
+            v["signatures"].as_array_mut().unwrap().push(g.clone());
+        }
+        let bytes = serde_json::to_vec(&v).unwrap();
+        let parsed = Envelope::from_slice(&bytes, 1 << 16, "e", "t").unwrap();
+        assert_eq!(parsed.signatures, env.signatures);
+        assert_eq!(parsed.unreadable_signatures, garbage);
+        assert_eq!(
+            parsed.verify_threshold(b"{}", &trusted, 1, "r").unwrap(),
+            vec![env.signatures[0].keyid.clone()]
+        );
+        // Written back unchanged, after the readable entries.
+        let again: serde_json::Value = serde_json::from_slice(&parsed.to_json_bytes()).unwrap();
+        assert_eq!(again, v);
+    }
+
+    #[test]
+    fn only_unreadable_entries_is_a_threshold_failure() {
+        let (env, trusted) = signed(7);
+        let mut v: serde_json::Value = serde_json::from_slice(&env.to_json_bytes()).unwrap();
+        v["signatures"] = serde_json::json!([{"sig": 1}]);
+        let parsed =
+            Envelope::from_slice(&serde_json::to_vec(&v).unwrap(), 1 << 16, "e", "t").unwrap();
+        let err = parsed
+            .verify_threshold(b"{}", &trusted, 1, "r")
+            .unwrap_err();
+        assert_eq!(err.code(), "threshold_not_met");
+    }
+
+    #[test]
+    fn duplicate_keys_anywhere_in_an_envelope_are_refused() {
+        let (env, _) = signed(8);
+        let text = String::from_utf8(env.to_json_bytes()).unwrap();
+        for (from, to) in [
+            ("\"payload\":", "\"payload\": \"e30=\", \"payload\":"),
+            ("\"sig\":", "\"sig\": \"AA==\", \"sig\":"),
+        ] {
+            let dup = text.replacen(from, to, 1);
+            assert_ne!(dup, text);
+            let err = Envelope::from_slice(dup.as_bytes(), 1 << 16, "e", "t").unwrap_err();
+            assert_eq!(err.code(), "malformed");
+            assert!(err.to_string().contains("duplicate key"), "{err}");
+        }
     }
 
     #[test]

@@ -179,6 +179,26 @@ pub enum Error {
         /// The limit.
         limit: usize,
     },
+    /// The root offered as the pinned trust anchor is not version 1: a
+    /// later root is only trusted when reached by rotation from version 1.
+    #[error(
+        "the pinned root must be root version 1, this is version {found}; later versions are \
+         trusted only as rotations from version 1"
+    )]
+    PinnedRootNotV1 {
+        /// The version of the root offered.
+        found: u64,
+    },
+    /// Release notes do not have the SHA-256 the manifest signs.
+    #[error("release notes ({source_name}) have sha256 {actual}, the manifest signs {expected}")]
+    ReleaseNotesMismatch {
+        /// Where the notes came from ("inline release_notes", a file name).
+        source_name: String,
+        /// The signed `release_notes_sha256`.
+        expected: String,
+        /// The digest of the notes given.
+        actual: String,
+    },
     /// The image has fewer bytes than the manifest says.
     #[error("image {name:?} is truncated: {actual} of {expected} bytes")]
     ImageTruncated {
@@ -389,6 +409,8 @@ impl Error {
             Error::RequiresVersion { .. } => "requires_version",
             Error::RootVersionSkip { .. } => "root_version_skip",
             Error::RootChainTooLong { .. } => "root_chain_too_long",
+            Error::PinnedRootNotV1 { .. } => "pinned_root_not_v1",
+            Error::ReleaseNotesMismatch { .. } => "release_notes_mismatch",
             Error::ImageTruncated { .. } => "image_truncated",
             Error::ImageOversize { .. } => "image_oversize",
             Error::ImageHashMismatch { .. } => "image_hash_mismatch",

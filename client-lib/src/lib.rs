@@ -6,6 +6,7 @@
 //! - [`envelope`]: the signed envelope and threshold signature counting;
 //! - [`manifest`]: the release manifest format;
 //! - [`root`]: root documents, rotation and per-product-line delegation;
+//! - [`strict`]: the one strict JSON reading of every signed document;
 //! - [`verify`]: the verification engine every party runs;
 //! - [`image`]: constant-memory streaming image checks;
 //! - [`state`]: the device's trusted state and its crash-safe storage;
@@ -35,6 +36,7 @@ pub mod protocol;
 pub mod root;
 pub mod session;
 pub mod state;
+pub mod strict;
 pub mod transport;
 pub mod verify;
 

@@ -69,10 +69,13 @@ pub struct Manifest {
     pub expires: OffsetDateTime,
     /// Every image the release installs; nothing else is installed.
     pub images: Vec<ImageSpec>,
-    /// Release notes, inline.
+    /// Release notes, inline. When `release_notes_sha256` is present too,
+    /// it must be the SHA-256 of these notes' UTF-8 bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_notes: Option<String>,
-    /// SHA-256 of release notes published elsewhere.
+    /// SHA-256 of the release notes (the UTF-8 bytes of the inline notes,
+    /// or of a notes file that travels with the manifest); checked with
+    /// [`Manifest::check_release_notes`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_notes_sha256: Option<Sha256Digest>,
     /// Non-critical vendor data that verifiers may ignore.
@@ -84,8 +87,7 @@ impl Manifest {
     /// Parses verified payload bytes and checks the manifest's own
     /// consistency (not its fitness for any device).
     pub fn from_payload(bytes: &[u8]) -> Result<Self> {
-        let m: Manifest =
-            serde_json::from_slice(bytes).map_err(|e| Error::malformed("manifest payload", e))?;
+        let m: Manifest = crate::strict::from_slice(bytes, "manifest payload")?;
         m.validate()?;
         Ok(m)
     }
@@ -137,8 +139,11 @@ impl Manifest {
                 ));
             }
         }
+        if let (Some(notes), Some(_)) = (&self.release_notes, &self.release_notes_sha256) {
+            self.check_release_notes(notes.as_bytes(), "inline release_notes")?;
+        }
         if let Some(req) = &self.requires
-            && req >= &self.version
+            && req.cmp_precedence(&self.version).is_ge()
         {
             return Err(Error::invalid(
                 "requires",
@@ -149,6 +154,25 @@ impl Manifest {
             ));
         }
         Ok(())
+    }
+}
+
+impl Manifest {
+    /// Checks release notes that travel with the manifest (inline, or as a
+    /// separate file) against the signed `release_notes_sha256`. Fails with
+    /// [`Error::ReleaseNotesMismatch`] when the digest differs or when the
+    /// manifest signs no digest at all (the notes cannot be vouched for).
+    pub fn check_release_notes(&self, notes: &[u8], source_name: &str) -> Result<()> {
+        let actual = Sha256Digest::of(notes);
+        match &self.release_notes_sha256 {
+            Some(expected) if *expected == actual => Ok(()),
+            expected => Err(Error::ReleaseNotesMismatch {
+                source_name: source_name.to_string(),
+                expected: expected
+                    .map_or_else(|| "no release_notes_sha256".to_string(), |d| d.to_hex()),
+                actual: actual.to_hex(),
+            }),
+        }
     }
 }
 
@@ -244,6 +268,81 @@ mod tests {
         let mut m = sample();
         m.images[0].name = "../etc/passwd".into();
         assert_eq!(m.validate().unwrap_err().code(), "invalid_field");
+    }
+
+    #[test]
+    fn inline_release_notes_must_match_their_signed_digest() {
+        let mut m = sample();
+        m.release_notes_sha256 = Some(Sha256Digest::of(b"Fixes."));
+        assert!(m.validate().is_ok());
+        m.release_notes_sha256 = Some(Sha256Digest::of(b"Other notes."));
+        assert_eq!(m.validate().unwrap_err().code(), "release_notes_mismatch");
+        m.release_notes = None;
+        assert!(m.validate().is_ok(), "notes published elsewhere");
+        let err = m.check_release_notes(b"Fixes.", "notes.md").unwrap_err();
+        assert_eq!(err.code(), "release_notes_mismatch");
+        assert!(m.check_release_notes(b"Other notes.", "notes.md").is_ok());
+        m.release_notes_sha256 = None;
+        let err = m.check_release_notes(b"Fixes.", "notes.md").unwrap_err();
+        assert!(err.to_string().contains("no release_notes_sha256"), "{err}");
+    }
+
+    #[test]
+    fn requires_with_only_build_metadata_is_not_lower() {
+        let mut m = sample();
+        m.requires = Some("2.1.0+build.7".parse().unwrap());
+        assert_eq!(m.validate().unwrap_err().code(), "invalid_field");
+    }
+
+    #[test]
+    fn positional_manifest_payload_is_refused() {
+        let v: serde_json::Value = serde_json::from_slice(&sample().to_payload().unwrap()).unwrap();
+        // Every field, in the struct's declaration order: what serde's
+        // derive would read by position.
+        let order = [
+            "spec_version",
+            "product_line",
+            "hw_compat",
+            "channel",
+            "version",
+            "manifest_version",
+            "security_counter",
+            "requires",
+            "issued_at",
+            "expires",
+            "images",
+            "release_notes",
+        ];
+        let fields: Vec<serde_json::Value> = order.iter().map(|k| v[*k].clone()).collect();
+        let positional = serde_json::to_vec(&fields).unwrap();
+        assert!(
+            serde_json::from_slice::<Manifest>(&positional).is_ok(),
+            "serde is lenient"
+        );
+        let err = Manifest::from_payload(&positional).unwrap_err();
+        assert_eq!(err.code(), "malformed");
+        assert!(err.to_string().contains("found an array"), "{err}");
+        let mut v = v;
+        v["images"][0] = serde_json::json!(["rootfs.img", "rootfs", 3, Sha256Digest::of(b"abc")]);
+        let err = Manifest::from_payload(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert!(err.to_string().contains("found an array"), "{err}");
+    }
+
+    #[test]
+    fn duplicate_keys_in_manifest_are_refused() {
+        let text = String::from_utf8(sample().to_payload().unwrap()).unwrap();
+        let dup = text.replacen("{", "{\n  \"channel\": \"beta\",", 1);
+        let err = Manifest::from_payload(dup.as_bytes()).unwrap_err();
+        assert!(
+            err.to_string().contains("duplicate key \"channel\""),
+            "{err}"
+        );
+        let mut m = sample();
+        m.extensions.insert("x-a".into(), 1.into());
+        let text = String::from_utf8(m.to_payload().unwrap()).unwrap();
+        let dup = text.replace("\"x-a\": 1", "\"x-a\": 1, \"x-a\": 2");
+        let err = Manifest::from_payload(dup.as_bytes()).unwrap_err();
+        assert!(err.to_string().contains("duplicate key \"x-a\""), "{err}");
     }
 
     #[test]

@@ -83,8 +83,7 @@ impl RootDocument {
     /// Parses payload bytes (after or, for the document's own keys, during
     /// signature verification) and checks its consistency.
     pub fn from_payload(bytes: &[u8]) -> Result<Self> {
-        let doc: RootDocument =
-            serde_json::from_slice(bytes).map_err(|e| Error::malformed("root document", e))?;
+        let doc: RootDocument = crate::strict::from_slice(bytes, "root document")?;
         doc.validate()?;
         Ok(doc)
     }
@@ -199,10 +198,36 @@ pub struct TrustedRoot {
 }
 
 impl TrustedRoot {
-    /// Trusts the envelope a device ships with. Its expiry is not checked
-    /// here (a device may sit on a shelf past it and must still be able to
-    /// rotate); its own root keys must still meet their threshold.
+    /// Trusts the envelope a device ships with: root version 1, signed by
+    /// a threshold of its own root keys. Any other version is refused
+    /// ([`Error::PinnedRootNotV1`]): a later root is trusted only as a
+    /// rotation walked from version 1, because its own keys alone prove
+    /// nothing about who approved it. Expiry is not checked here (a device
+    /// may sit on a shelf past it and must still be able to rotate).
     pub fn from_pinned(envelope_bytes: &[u8]) -> Result<Self> {
+        let trusted = Self::from_self_signed(envelope_bytes)?;
+        if trusted.doc.version != 1 {
+            return Err(Error::PinnedRootNotV1 {
+                found: trusted.doc.version,
+            });
+        }
+        Ok(trusted)
+    }
+
+    /// Reloads a root this party already trusted and persisted (a device's
+    /// or a server's stored state, which may be any version after
+    /// rotations): the document must parse, validate and be signed by a
+    /// threshold of its own root keys. Never use this for a root received
+    /// from elsewhere: only [`TrustedRoot::from_pinned`] and
+    /// [`TrustedRoot::rotate`] decide what becomes trusted.
+    pub fn from_stored(envelope_bytes: &[u8]) -> Result<Self> {
+        Self::from_self_signed(envelope_bytes)
+    }
+
+    /// Checks only that a root document of any version is signed by a
+    /// threshold of its own root keys (for tools that show a draft's
+    /// status). Says nothing about whether the previous root approved it.
+    pub fn from_self_signed(envelope_bytes: &[u8]) -> Result<Self> {
         let (env, payload) = open(envelope_bytes)?;
         let doc = RootDocument::from_payload(&payload)?;
         let trusted = Self::build(doc, envelope_bytes)?;

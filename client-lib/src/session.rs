@@ -406,7 +406,7 @@ impl<'a> UpdateSession<'a> {
                     Ok(o) => {
                         let m = &o.plan.manifest;
                         if let Some(f) = state.failed_release()
-                            && f.version == m.version
+                            && f.version.cmp_precedence(&m.version).is_eq()
                             && f.channel == m.channel
                             && f.manifest_version >= m.manifest_version
                         {

@@ -248,9 +248,10 @@ impl TrustedState {
     }
 
     /// The trusted root, checked again from the stored envelope (its own
-    /// keys must meet their threshold, as for any root).
+    /// keys must meet their threshold, as for any root). The stored root
+    /// may be any version: rotations replace it.
     pub fn trusted_root(&self) -> Result<TrustedRoot> {
-        TrustedRoot::from_pinned(&self.root_envelope)
+        TrustedRoot::from_stored(&self.root_envelope)
     }
 
     /// The stored root envelope, exactly as received.
@@ -367,7 +368,7 @@ impl TrustedState {
                 requested: p.manifest_version.to_string(),
             });
         }
-        if p.version < self.installed_version && !p.allow_downgrade {
+        if p.version.cmp_precedence(&self.installed_version).is_lt() && !p.allow_downgrade {
             return Err(Error::RatchetBackwards {
                 field: "installed_version",
                 committed: self.installed_version.to_string(),

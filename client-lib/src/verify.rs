@@ -12,7 +12,8 @@
 //! 3. only then the payload is parsed, and checked for the device:
 //!    product line, hardware id, channel, expiry (of the manifest and the
 //!    root), replay (`manifest_version`), anti-rollback (`security_counter`),
-//!    version order and the upgrade path (`requires`).
+//!    version order and the upgrade path (`requires`), both by SemVer
+//!    precedence ([`Version::cmp_precedence`]: build metadata is ignored).
 //!
 //! Images are checked separately, as streams ([`crate::image`]), against
 //! the [`ImageSpec`](crate::manifest::ImageSpec)s of the accepted plan.
@@ -196,14 +197,15 @@ fn check_device(root: &TrustedRoot, req: &VerifyRequest, m: &Manifest) -> Result
                 offered: m.security_counter,
             });
         }
-        if m.version <= inst.version && !req.allow_downgrade {
+        // SemVer precedence: build metadata never makes a release newer.
+        if m.version.cmp_precedence(&inst.version).is_le() && !req.allow_downgrade {
             return Err(Error::Downgrade {
                 installed: inst.version.clone(),
                 offered: m.version.clone(),
             });
         }
         if let Some(requires) = &m.requires
-            && &inst.version < requires
+            && inst.version.cmp_precedence(requires).is_lt()
         {
             return Err(Error::RequiresVersion {
                 requires: requires.clone(),

@@ -77,6 +77,17 @@ cases!(
     unknown_critical_field,
     requires_stepping_stone,
     wrong_channel,
+    positional_envelope,
+    positional_signature_entries,
+    positional_manifest_payload,
+    positional_image_entry,
+    duplicate_delegation_in_root,
+    duplicate_keyid_in_root_keys,
+    appended_unreadable_signature_entries,
+    build_metadata_is_not_newer,
+    requires_ignores_build_metadata,
+    pinned_root_not_version_1,
+    release_notes_digest_mismatch,
 );
 
 /// Every case in `adversarial::all()` has a test above (the list and the
@@ -88,7 +99,7 @@ fn every_case_is_named_once() {
     names.sort_unstable();
     names.dedup();
     assert_eq!(names.len(), all.len(), "duplicate case names");
-    assert_eq!(all.len(), 30, "update the cases! list when adding a case");
+    assert_eq!(all.len(), 41, "update the cases! list when adding a case");
 }
 
 /// A technician's signed-off downgrade passes the version check but never

@@ -29,7 +29,7 @@ fn required(v: &serde_json::Value) -> BTreeSet<String> {
 fn manifest_schema_matches_the_manifest_type() {
     let s = schema("manifest.v1.schema.json");
     let mut b = ReleaseBuilder::standard();
-    b.manifest.release_notes_sha256 = Some(firmup_client::Sha256Digest::of(b"notes"));
+    b.manifest.release_notes_sha256 = Some(firmup_client::Sha256Digest::of(b"TEST-ONLY release."));
     b.manifest.extensions.insert("x".into(), 1.into());
     let full = serde_json::to_value(b.build().manifest).unwrap();
     assert_eq!(keys(&s["properties"]), keys(&full));

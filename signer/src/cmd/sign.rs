@@ -234,8 +234,12 @@ fn create(args: Args) -> Result<()> {
         issued_at,
         expires,
         images,
+        // The digest of the inline notes is signed too, so notes copied
+        // out of the manifest can be checked (`verify --release-notes`).
+        release_notes_sha256: release_notes
+            .as_deref()
+            .map(|n| firmup_client::Sha256Digest::of(n.as_bytes())),
         release_notes,
-        release_notes_sha256: None,
         extensions: BTreeMap::new(),
     };
     manifest

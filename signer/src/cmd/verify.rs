@@ -57,8 +57,16 @@ names a product line its signers are not delegated for fails the threshold.
 On success prints `OK: ...` and exits 0. On rejection prints
 `REJECTED (code): why` on stdout and exits 1; the code is the engine's
 stable error code (threshold_not_met, image_hash_mismatch, expired, ...).
-Unreadable files or a pinned root that does not verify are input errors
-(exit 3).
+Every verdict, a pinned root that does not verify (or is not version 1)
+included, exits 1 with its bracketed code. Unreadable files and usage
+mistakes are input errors (exit 3).
+
+Without --product-line a loud WARNING on stderr names the product line that
+was checked (the manifest's own), and the OK line says so: a device always
+pins its product line, so pass --product-line to check as a device does.
+
+--release-notes FILE checks a notes file against the manifest's signed
+release_notes_sha256 (REJECTED (release_notes_mismatch) otherwise).
 
 Examples:
     firmup-signer verify --root root.v1.json --manifest fw.manifest.json --image fw.bin
@@ -133,6 +141,11 @@ pub struct Args {
     /// Judge expiry at this instant instead of the current time (RFC 3339).
     #[arg(long, value_name = "RFC3339", value_parser = parse_rfc3339)]
     pub now: Option<OffsetDateTime>,
+
+    /// Release notes that travel with the manifest, checked against its
+    /// signed release_notes_sha256.
+    #[arg(long, value_name = "FILE")]
+    pub release_notes: Option<PathBuf>,
 }
 
 /// Reads an untrusted document: I/O trouble is an input error, an oversize
@@ -171,14 +184,20 @@ fn peek(envelope_bytes: &[u8]) -> Result<String, Box<Error>> {
         MANIFEST_PAYLOAD_TYPE,
     )?;
     let payload = env.payload_bytes()?;
-    serde_json::from_slice::<Peek>(&payload)
+    let value = firmup_client::strict::parse_value(&payload)
+        .map_err(|e| Box::new(peek_error(e.to_string())))?;
+    // The strict reading: an object (never a positional array), no
+    // duplicate keys; the engine reads the same way after the signatures.
+    firmup_client::strict::from_value::<Peek>(&value)
         .map(|p| p.product_line)
-        .map_err(|e| {
-            Box::new(Error::Malformed {
-                what: "manifest payload (looking for product_line; pass --product-line)",
-                detail: e.to_string(),
-            })
-        })
+        .map_err(|e| Box::new(peek_error(e.to_string())))
+}
+
+fn peek_error(detail: String) -> Error {
+    Error::Malformed {
+        what: "manifest payload (looking for product_line; pass --product-line)",
+        detail,
+    }
 }
 
 /// Runs `verify`.
@@ -188,11 +207,15 @@ pub fn run(args: Args) -> Result<()> {
         .split_first()
         .context("at least one --root is required")?;
 
-    // The pinned root is the trust configuration, not the artifact under
-    // test: if it does not verify, that is an input error.
-    let pinned_bytes = fsutil::read_document(pinned_path, MAX_ROOT_BYTES, "root envelope")?;
-    let pinned = TrustedRoot::from_pinned(&pinned_bytes)
-        .with_context(|| format!("pinned root does not verify ({})", pinned_path.display()))?;
+    // A pinned root that does not verify (or is not version 1) is a
+    // verdict like any other: exit 1 with its stable code.
+    let pinned_bytes = read_untrusted(pinned_path, MAX_ROOT_BYTES, "root envelope")?;
+    let pinned = TrustedRoot::from_pinned(&pinned_bytes).map_err(|e| {
+        anyhow::Error::new(exit::Rejected {
+            code: e.code().to_string(),
+            message: format!("pinned root {}: {e}", pinned_path.display()),
+        })
+    })?;
     let mut chain = Vec::with_capacity(chain_paths.len());
     for path in chain_paths {
         chain.push(read_untrusted(path, MAX_ROOT_BYTES, "root envelope")?);
@@ -200,13 +223,15 @@ pub fn run(args: Args) -> Result<()> {
     let root = pinned.walk(&chain).map_err(exit::verdict)?;
 
     let manifest_bytes = read_untrusted(&args.manifest, MAX_MANIFEST_BYTES, "manifest envelope")?;
+    let pinned_line = args.product_line.is_some();
     let product_line = match args.product_line {
         Some(line) => line,
         None => {
             let line = peek_product_line(&manifest_bytes)?;
             eprintln!(
-                "note: checking against the delegation of {line:?} named in the manifest \
-                 (pass --product-line to require a product line)"
+                "WARNING: no --product-line given: checked against the manifest's own product \
+                 line {line:?}; a device pins its product line (pass --product-line {line} to \
+                 check as a device does)"
             );
             line
         }
@@ -253,6 +278,12 @@ pub fn run(args: Args) -> Result<()> {
             args.manifest.display()
         )
     })?;
+    if let Some(path) = &args.release_notes {
+        let notes = fsutil::read_document(path, MAX_MANIFEST_BYTES, "release notes")?;
+        plan.manifest
+            .check_release_notes(&notes, &path.display().to_string())
+            .map_err(exit::verdict)?;
+    }
     let mut image_reports = Vec::with_capacity(pairs.len());
     for (spec, path) in &pairs {
         let digest = images::check_image(spec, path)?;
@@ -266,7 +297,7 @@ pub fn run(args: Args) -> Result<()> {
     let ids: Vec<&str> = plan.signed_by.iter().map(|k| k.as_str()).collect();
     println!(
         "OK: {} {} (channel {}, manifest_version {}, security_counter {}) signed by {} of {} \
-         required release keys [{}]; root version {}; {}",
+         required release keys [{}]; root version {}; {}{}",
         m.product_line,
         m.version,
         m.channel,
@@ -276,7 +307,12 @@ pub fn run(args: Args) -> Result<()> {
         threshold,
         ids.join(", "),
         plan.root_version,
-        image_reports.join("; ")
+        image_reports.join("; "),
+        if pinned_line {
+            ""
+        } else {
+            " (product line from the manifest, not pinned)"
+        }
     );
 
     let mut skipped = Vec::new();
@@ -346,6 +382,7 @@ mod tests {
             allow_downgrade: false,
             offline: false,
             now: None,
+            release_notes: None,
         }
     }
 
@@ -464,6 +501,79 @@ mod tests {
         std::fs::write(&image, bytes).unwrap();
         let flipped = run(verify_args(vec![root_v1], &manifest, &image));
         assert_eq!(rejection_code(flipped), "image_hash_mismatch");
+    }
+
+    /// A pinned-root failure is a verdict (exit 1, bracketed code), like the
+    /// same defect in a rotation root; a self-signed version 2 is refused
+    /// as the pinned root.
+    #[test]
+    fn pinned_root_failures_are_verdicts_and_must_be_version_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let release = firmup_fixtures::release::ReleaseBuilder::standard().build();
+        let manifest = d.join("m.json");
+        std::fs::write(&manifest, &release.envelope).unwrap();
+        let image = d.join("firmware.img");
+        std::fs::write(&image, &release.image).unwrap();
+        let now = Some(firmup_fixtures::release::FIXTURE_NOW);
+        let run_with = |root: &[u8]| {
+            let path = d.join("root.json");
+            std::fs::write(&path, root).unwrap();
+            let mut a = verify_args(vec![path], &manifest, &image);
+            a.now = now;
+            run(a)
+        };
+        let standard = firmup_fixtures::release::RootBuilder::standard();
+        run_with(&standard.build()).unwrap();
+        let v2 = standard.clone().version(2).build();
+        assert_eq!(rejection_code(run_with(&v2)), "pinned_root_not_v1");
+        let unsigned = standard.clone().signed_by(&["root-1"]).build();
+        assert_eq!(rejection_code(run_with(&unsigned)), "threshold_not_met");
+        assert_eq!(rejection_code(run_with(b"[1, 2]")), "malformed");
+    }
+
+    /// `--release-notes` checks a notes file against the signed digest.
+    #[test]
+    fn release_notes_file_is_checked_against_the_signed_digest() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let mut b = firmup_fixtures::release::ReleaseBuilder::standard();
+        b.manifest.release_notes = None;
+        b.manifest.release_notes_sha256 = Some(firmup_client::Sha256Digest::of(b"Notes.\n"));
+        let release = b.build();
+        let manifest = d.join("m.json");
+        std::fs::write(&manifest, &release.envelope).unwrap();
+        let image = d.join("firmware.img");
+        std::fs::write(&image, &release.image).unwrap();
+        let root = d.join("root.json");
+        std::fs::write(
+            &root,
+            firmup_fixtures::release::RootBuilder::standard().build(),
+        )
+        .unwrap();
+        let notes = d.join("notes.md");
+        let check = |text: &[u8]| {
+            std::fs::write(&notes, text).unwrap();
+            let mut a = verify_args(vec![root.clone()], &manifest, &image);
+            a.now = Some(firmup_fixtures::release::FIXTURE_NOW);
+            a.release_notes = Some(notes.clone());
+            run(a)
+        };
+        check(b"Notes.\n").unwrap();
+        assert_eq!(rejection_code(check(b"Other.\n")), "release_notes_mismatch");
+    }
+
+    #[test]
+    fn peeking_refuses_positional_payloads() {
+        let env = Envelope::new(MANIFEST_PAYLOAD_TYPE, br#"[1, "encoders"]"#);
+        let err = peek_product_line(&env.to_json_bytes()).unwrap_err();
+        assert_eq!(err.downcast_ref::<Rejected>().unwrap().code, "malformed");
+        let env = Envelope::new(
+            MANIFEST_PAYLOAD_TYPE,
+            br#"{"product_line": "a", "product_line": "b"}"#,
+        );
+        let err = peek_product_line(&env.to_json_bytes()).unwrap_err();
+        assert!(err.to_string().contains("duplicate key"), "{err}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! Root documents are drafted unsigned (`init`, `rotate`), edited while
 //! still drafts (`firmup-signer delegate`), then signed offline by a
 //! threshold of root keys (`sign`). The status these commands print comes
-//! from the engine (`TrustedRoot::from_pinned` and `TrustedRoot::rotate`),
+//! from the engine (`TrustedRoot::from_self_signed` and `TrustedRoot::rotate`),
 //! never from a count made here.
 //!
 //! These commands must never change a payload that is being signed, and
@@ -80,7 +80,7 @@ pub fn is_root_key(doc: &RootDocument, id: &KeyId) -> bool {
 /// whether the rotation from it would be accepted.
 pub fn print_status(root: &RootFile, previous: Option<&Path>) -> Result<()> {
     let version = root.doc.version;
-    match TrustedRoot::from_pinned(&root.bytes) {
+    match TrustedRoot::from_self_signed(&root.bytes) {
         Ok(_) => println!(
             "status: signed by a threshold of its own root keys (threshold {} of {} keys)",
             root.doc.root.threshold,
@@ -100,7 +100,7 @@ pub fn print_status(root: &RootFile, previous: Option<&Path>) -> Result<()> {
                 );
                 return Ok(());
             }
-            match TrustedRoot::from_pinned(&prev.bytes) {
+            match TrustedRoot::from_self_signed(&prev.bytes) {
                 Err(e) => println!(
                     "rotation: cannot check, the previous root ({}) is itself not valid: {}",
                     path.display(),

@@ -79,7 +79,7 @@ pub fn run(args: Args) -> Result<()> {
     let overwrite = Overwrite::from_force(args.force);
     fsutil::check_writable(&args.out, overwrite)?;
     let current = common::read_root(&args.from)?;
-    if let Err(e) = TrustedRoot::from_pinned(&current.bytes) {
+    if let Err(e) = TrustedRoot::from_self_signed(&current.bytes) {
         eprintln!(
             "warning: {} is not signed by a threshold of its own root keys ({}); \
              devices cannot have trusted it",
