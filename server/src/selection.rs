@@ -106,7 +106,8 @@ pub enum Outcome {
 /// signed for its hardware, newer, not a rollback, not a replay.
 pub fn is_candidate(release: &ReleaseEntry, reported: &Reported<'_>) -> bool {
     release.hw_compat.iter().any(|h| h == reported.hw_id)
-        && release.version > *reported.current_version
+        // SemVer precedence: build metadata never makes a release newer.
+        && release.version.cmp_precedence(reported.current_version).is_gt()
         && release.security_counter >= reported.security_counter
         && reported
             .manifest_version
@@ -115,7 +116,10 @@ pub fn is_candidate(release: &ReleaseEntry, reported: &Reported<'_>) -> bool {
 
 /// Whether a device running `current` may install `release` directly.
 pub fn is_reachable(release: &ReleaseEntry, current: &Version) -> bool {
-    release.requires.as_ref().is_none_or(|r| current >= r)
+    release
+        .requires
+        .as_ref()
+        .is_none_or(|r| current.cmp_precedence(r).is_ge())
 }
 
 /// Chooses what to offer. `releases` must be newest first (as the
@@ -226,7 +230,7 @@ mod tests {
 
     /// Newest first, as the snapshot keeps them.
     fn list(mut rs: Vec<ReleaseEntry>) -> Vec<Arc<ReleaseEntry>> {
-        rs.sort_by(|a, b| b.version.cmp(&a.version));
+        rs.sort_by(|a, b| b.version.cmp_precedence(&a.version));
         rs.into_iter().map(Arc::new).collect()
     }
 
@@ -368,6 +372,23 @@ mod tests {
             )
         );
         assert_eq!(offered(Case::new("2.5.0").run(&rs)).0, "3.0.0");
+    }
+
+    #[test]
+    fn build_metadata_has_no_precedence() {
+        // Installed 2.1.0 is not offered 2.1.0+rebuild.2 as an upgrade.
+        let rs = list(vec![rel("2.1.0+rebuild.2")]);
+        let current: Version = "2.1.0".parse().unwrap();
+        let reported = Reported {
+            hw_id: "enc-r2",
+            current_version: &current,
+            security_counter: 0,
+            manifest_version: None,
+        };
+        assert!(!is_candidate(&rs[0], &reported));
+        // requires 2.0.0+build.7 is met by a device on 2.0.0.
+        let r = requires(rel("3.0.0"), "2.0.0+build.7");
+        assert!(is_reachable(&r, &"2.0.0".parse().unwrap()));
     }
 
     #[test]

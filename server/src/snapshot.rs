@@ -226,7 +226,9 @@ impl Catalogue {
                 .push(Arc::new(r.entry));
         }
         for list in by_line.values_mut().flat_map(|c| c.values_mut()) {
-            list.sort_by(|a, b| b.version.cmp(&a.version));
+            // Newest first by SemVer precedence (build metadata ignored;
+            // publishing refuses two releases that differ only in it).
+            list.sort_by(|a, b| b.version.cmp_precedence(&a.version));
         }
         Catalogue {
             generation,

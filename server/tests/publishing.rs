@@ -876,3 +876,26 @@ async fn release_routes_are_in_the_openapi_document() {
     }
     assert!(doc["paths"]["/v1/uploads/{sha256}"]["head"].is_object());
 }
+
+#[tokio::test]
+async fn releases_differing_only_in_build_metadata_conflict() {
+    let t = seeded().await;
+    upload_and_publish(&t, &release("2.1.0", 7).build()).await;
+    let rebuild = release("2.1.0+rebuild.2", 8).build();
+    upload(&t, &rebuild.image).await;
+    let r = publish(&t, &rebuild.envelope).await;
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (StatusCode::CONFLICT, "version_precedence_conflict")
+    );
+    let message = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(message.contains("2.1.0"), "{message}");
+    // Nothing of it was stored.
+    let count: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM releases")
+        .fetch_one(t.app.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(count.0, 1);
+    // A real new version is fine.
+    upload_and_publish(&t, &release("2.1.1+rebuild.2", 8).build()).await;
+}

@@ -197,6 +197,26 @@ pub async fn max_manifest_version<'c>(
     .await
 }
 
+/// The versions of every release on a product line and channel but the
+/// release `except`, as stored.
+#[tracing::instrument(skip(exec))]
+pub async fn versions_except<'c>(
+    exec: impl SqliteExecutor<'c>,
+    product_line: &str,
+    channel: &str,
+    except: i64,
+) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> = sqlx::query_as(
+        "SELECT version FROM releases WHERE product_line = ? AND channel = ? AND id != ?",
+    )
+    .bind(product_line)
+    .bind(channel)
+    .bind(except)
+    .fetch_all(exec)
+    .await?;
+    Ok(rows.into_iter().map(|(v,)| v).collect())
+}
+
 /// Inserts a release; returns its row id. A second release with the same
 /// product line, channel and version fails with a unique violation.
 #[tracing::instrument(skip(tx, r), fields(product_line = r.product_line, channel = r.channel, version = r.version))]

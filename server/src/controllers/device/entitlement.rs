@@ -203,7 +203,7 @@ pub async fn entitlement(
             requires: r.requires.as_ref().map(ToString::to_string),
             security_counter: r.security_counter,
             free_for_all: r.free_for_all,
-            newer: r.version > current,
+            newer: r.version.cmp_precedence(&current).is_gt(),
             candidate: selection::is_candidate(r, &reported),
             reachable: selection::is_reachable(r, &current),
             offered: offered == Some(r.id),

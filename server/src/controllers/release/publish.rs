@@ -77,7 +77,7 @@ pub struct LinePath {
         (status = 200, description = "the same signed payload was already published", body = PublishOutcome),
         (status = 403, body = crate::error::ErrorBody),
         (status = 404, description = "unknown_product_line", body = crate::error::ErrorBody),
-        (status = 409, description = "version_exists, manifest_version_not_increasing", body = crate::error::ErrorBody),
+        (status = 409, description = "version_exists, manifest_version_not_increasing, version_precedence_conflict", body = crate::error::ErrorBody),
         (status = 413, description = "manifest_too_large", body = crate::error::ErrorBody),
         (status = 422, description = "no_trust_root, image_missing, or the engine's code (threshold_not_met, expired, wrong_product_line, ...)", body = crate::error::ErrorBody),
     ),
@@ -229,6 +229,23 @@ pub async fn store_release(
     let latest =
         db::releases::max_manifest_version(&mut *tx, line.as_str(), &m.channel, Some(id)).await?;
     check_increasing(manifest_version, latest, &m.channel)?;
+    // Build metadata has no SemVer precedence: two releases that differ
+    // only in it would be the same version to every device, so the second
+    // is refused (checked under the write lock, against concurrent ones).
+    let others = db::releases::versions_except(&mut *tx, line.as_str(), &m.channel, id).await?;
+    if let Some(same) = others.iter().find(|v| {
+        v.parse::<semver::Version>()
+            .is_ok_and(|o| o.cmp_precedence(&m.version).is_eq())
+    }) {
+        return Err(AppError::conflict(
+            "version_precedence_conflict",
+            format!(
+                "{target} differs from the published {same} only in build metadata, which \
+                 SemVer gives no precedence: devices could not tell them apart. Publish it \
+                 under a new version"
+            ),
+        ));
+    }
     for image in &m.images {
         let length = i64::try_from(image.length)
             .map_err(|_| anyhow::anyhow!("image length {} out of range", image.length))?;
