@@ -108,6 +108,7 @@ pub async fn promote(
         &envelope,
         &plan,
         source.free_for_all,
+        Some(key.channel.as_str()),
         "release.promote",
         serde_json::json!({ "from_channel": key.channel.as_str() }),
     )

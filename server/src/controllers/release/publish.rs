@@ -99,6 +99,7 @@ pub async fn publish(
         &envelope,
         &plan,
         query.free_for_all,
+        None,
         "release.publish",
         serde_json::json!({}),
     )
@@ -140,7 +141,9 @@ pub async fn verify_submission(
 
 /// Stores a verified release (idempotently) with its images and an audit
 /// record `action` in one transaction, then tells the catalogue snapshot.
-/// `detail` is merged into the audit detail.
+/// `detail` is merged into the audit detail. A promotion names the channel
+/// it promotes from in `promoted_from`: that release is read again inside
+/// the transaction, so a yank that lands meanwhile is never promoted.
 #[allow(clippy::too_many_arguments)]
 pub async fn store_release(
     app: &AppState,
@@ -149,6 +152,7 @@ pub async fn store_release(
     envelope: &[u8],
     plan: &UpdatePlan,
     free_for_all: bool,
+    promoted_from: Option<&str>,
     action: &'static str,
     detail: serde_json::Value,
 ) -> AppResult<(StatusCode, Json<PublishOutcome>)> {
@@ -229,6 +233,27 @@ pub async fn store_release(
     let latest =
         db::releases::max_manifest_version(&mut *tx, line.as_str(), &m.channel, Some(id)).await?;
     check_increasing(manifest_version, latest, &m.channel)?;
+    if let Some(channel) = promoted_from {
+        let source = db::releases::find(&mut *tx, line.as_str(), channel, &version).await?;
+        match source {
+            Some(row) if row.yanked_at.is_none() => {}
+            Some(_) => {
+                return Err(AppError::conflict(
+                    "release_yanked",
+                    format!(
+                        "{version} on channel {channel} was yanked meanwhile; un-yank it \
+                         before promoting it"
+                    ),
+                ));
+            }
+            None => {
+                return Err(AppError::not_found(
+                    "unknown_release",
+                    format!("{version} on channel {channel} no longer exists"),
+                ));
+            }
+        }
+    }
     // Build metadata has no SemVer precedence: two releases that differ
     // only in it would be the same version to every device, so the second
     // is refused (checked under the write lock, against concurrent ones).
