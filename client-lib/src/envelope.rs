@@ -257,6 +257,27 @@ mod tests {
         (sk, pk)
     }
 
+    /// The worked example of docs/FORMATS.md section 4.2, byte for byte.
+    #[test]
+    fn formats_doc_worked_example_holds() {
+        let secret =
+            hex::decode("9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60")
+                .unwrap();
+        let sk = SigningKey::from_bytes(&secret.try_into().unwrap());
+        let pk = PublicKey::from_verifying_key(&sk.verifying_key()).unwrap();
+        assert_eq!(
+            pk.id().as_str(),
+            "21fe31dfa154a261626bf854046fd2271b7bed4b6abe45aa58877ef47f9721b9"
+        );
+        let mut env = Envelope::new("t", b"hello");
+        assert_eq!(env.payload, "aGVsbG8=");
+        env.sign(&sk).unwrap();
+        assert_eq!(
+            env.signatures[0].sig,
+            "LrSTqIJTVBQtwFwWtirKyE80btpueXbFy5JrtRTuwXidkBUbVar8RJa9CU8GzFlyYXJ4SW1B0Eg+FInIkP6GBA=="
+        );
+    }
+
     #[test]
     fn pae_matches_dsse_layout() {
         assert_eq!(pae("t", b"hello"), b"FIRMUPv1 1 t 5 hello".to_vec());
