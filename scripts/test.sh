@@ -38,7 +38,12 @@ step "build the binaries the end-to-end tests drive"
 cargo build --workspace --bins --locked --quiet
 
 step "tests"
-cargo test --workspace --locked
+test_log="$(mktemp)"
+trap 'rm -f "$test_log"' EXIT
+cargo test --workspace --locked 2>&1 | tee "$test_log"
 
 step "fuzz targets (a few seconds each, so they keep building and running)"
 scripts/fuzz.sh 5
+
+# One closing line for the whole suite: every cargo test binary's counts.
+awk '/^test result:/ { p += $4; f += $6 } END { printf "tests: %d passed, %d failed\n", p, f }' "$test_log"
