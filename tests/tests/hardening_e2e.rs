@@ -300,6 +300,7 @@ fn files_are_private_and_debug_logs_hold_no_grant_or_token() {
         assert!(!log.contains(secret), "the log holds a secret: {secret}");
     }
     assert!(!log.contains("sig="), "the log holds a grant query");
+    assert!(!log.contains('\u{1b}'), "colour codes in a log file");
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
