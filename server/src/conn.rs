@@ -393,12 +393,16 @@ pub async fn serve(
     loop {
         // Make room before accepting: at the cap, the longest-idle
         // connection goes; if all are busy, wait for one to end.
+        let mut counted = false;
         loop {
             let ended = registry.ended.notified();
             if registry.lock().len() < limits.max_connections {
                 break;
             }
-            registry.counters.at_cap.fetch_add(1, Ordering::Relaxed);
+            if !counted {
+                counted = true;
+                registry.counters.at_cap.fetch_add(1, Ordering::Relaxed);
+            }
             if cap_logged.is_none_or(|t| t.elapsed() >= Duration::from_secs(10)) {
                 cap_logged = Some(Instant::now());
                 tracing::warn!(
