@@ -4,8 +4,9 @@
 #   scripts/test.sh
 #
 # Works on a fresh Debian machine with the Rust toolchain from
-# rust-toolchain.toml; it installs anything else it needs itself (curl,
-# and cargo-fuzz into ~/.cargo/bin).
+# rust-toolchain.toml and Python 3; it installs anything else it needs
+# itself (curl and jq, cargo-fuzz into ~/.cargo/bin, schemathesis into a
+# virtual environment under ~/.cache/firmup).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -23,6 +24,8 @@ need() {
 
 step "system packages"
 need curl curl
+need jq jq
+need python3 python3
 
 step "rustfmt"
 cargo fmt --all --check
@@ -41,6 +44,9 @@ step "tests"
 test_log="$(mktemp)"
 trap 'rm -f "$test_log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$test_log"
+
+step "schemathesis: the OpenAPI document against the live server"
+scripts/schemathesis.sh 120
 
 step "fuzz targets (a few seconds each, so they keep building and running)"
 scripts/fuzz.sh 5

@@ -109,6 +109,46 @@ pub fn parse_sha256(value: &str) -> AppResult<firmup_client::Sha256Digest> {
     })
 }
 
+/// Deserialises a whole number that JSON may spell `2` or `2.0`.
+///
+/// JSON has one number type, and JSON Schema counts `2.0` as an integer;
+/// some encoders write whole numbers that way. serde's integer types refuse
+/// it, so the API's integer fields take it through this. Fractions, and
+/// numbers outside the field's type, are still refused.
+pub fn whole_number<'de, D, T>(deserializer: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::Deserialize as _;
+    use serde::de::Error as _;
+    let n = serde_json::Number::deserialize(deserializer)?;
+    let whole = match (n.as_u64(), n.as_f64()) {
+        (Some(u), _) => Some(u),
+        // 2^64 is the first whole f64 outside u64; below it `as` is exact
+        // for whole values.
+        (None, Some(f)) if f.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&f) => {
+            Some(f as u64)
+        }
+        _ => None,
+    };
+    whole
+        .and_then(|u| T::try_from(u).ok())
+        .ok_or_else(|| D::Error::custom(format!("{n} is not a whole number in range")))
+}
+
+/// [`whole_number`] for an optional field (`null` or absent is `None`).
+pub fn optional_whole_number<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::Deserialize as _;
+    #[derive(serde::Deserialize)]
+    struct Whole<T: TryFrom<u64>>(#[serde(deserialize_with = "whole_number")] T);
+    Ok(Option::<Whole<T>>::deserialize(deserializer)?.map(|w| w.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +184,33 @@ mod tests {
         assert_eq!(e.code(), "invalid_version");
         assert!(e.to_string().len() < 200, "{e}");
         assert!(parse_version("v", &format!("1.0.0-{}", "a".repeat(58))).is_ok());
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    struct Numbers {
+        #[serde(deserialize_with = "whole_number")]
+        a: u32,
+        #[serde(default, deserialize_with = "optional_whole_number")]
+        b: Option<u64>,
+    }
+
+    #[test]
+    fn whole_numbers_may_be_spelled_as_floats() {
+        let n: Numbers = serde_json::from_str(r#"{"a": 2.0, "b": 7}"#).unwrap();
+        assert_eq!((n.a, n.b), (2, Some(7)));
+        let n: Numbers = serde_json::from_str(r#"{"a": 3, "b": null}"#).unwrap();
+        assert_eq!((n.a, n.b), (3, None));
+        let n: Numbers = serde_json::from_str(r#"{"a": 3}"#).unwrap();
+        assert_eq!(n.b, None);
+        for bad in [
+            r#"{"a": 2.5}"#,
+            r#"{"a": -1}"#,
+            r#"{"a": 4294967296}"#,
+            r#"{"a": 1e300}"#,
+            r#"{"a": "2"}"#,
+            r#"{"a": 1, "b": 0.5}"#,
+        ] {
+            assert!(serde_json::from_str::<Numbers>(bad).is_err(), "{bad}");
+        }
     }
 }

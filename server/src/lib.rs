@@ -25,6 +25,7 @@ pub mod extract;
 pub mod grants;
 pub mod invalidation;
 pub mod lastseen;
+pub mod openapi;
 pub mod provisioning;
 pub mod publish_check;
 pub mod ratelimit;

@@ -156,7 +156,9 @@ async fn sanitise_request_id(mut req: axum::extract::Request, next: Next) -> Res
 /// The router with middleware and the OpenAPI document.
 pub fn build(app: AppState) -> Router {
     let (router, openapi) = api().split_for_parts();
-    let openapi = std::sync::Arc::new(openapi);
+    let openapi = std::sync::Arc::new(crate::openapi::complete(
+        serde_json::to_value(&openapi).expect("the OpenAPI document serialises"),
+    ));
     router
         .route(
             "/openapi.json",

@@ -36,6 +36,7 @@ pub struct NewToken {
     pub serial: Option<String>,
     /// Days until the token expires, 1-3650 (default: never).
     #[schema(minimum = 1, maximum = 3650)]
+    #[serde(default, deserialize_with = "crate::domain::optional_whole_number")]
     pub expires_in_days: Option<u32>,
 }
 

@@ -49,9 +49,11 @@ pub struct ImportLine {
     /// `hardware`, `software`, or `accessory` (skipped).
     pub kind: String,
     /// Standard warranty in months (default 12).
+    #[serde(default, deserialize_with = "crate::domain::optional_whole_number")]
     pub warranty_months: Option<u32>,
     /// If given, must equal the server's rule: 24 for hardware, 0 for
     /// software.
+    #[serde(default, deserialize_with = "crate::domain::optional_whole_number")]
     pub registration_bonus_months: Option<u32>,
     /// Models of the line.
     #[serde(default)]

@@ -320,7 +320,7 @@ pub async fn put(
 pub struct EolInput {
     /// Discontinuation date, `YYYY-MM-DD`, or `null`.
     #[serde(default, deserialize_with = "patch")]
-    #[schema(value_type = Option<String>, example = "2025-06-30")]
+    #[schema(value_type = Option<String>, required, example = "2025-06-30")]
     pub eol: Option<Option<String>>,
 }
 

@@ -24,7 +24,8 @@ use crate::warranty;
 pub const DEFAULT_WARRANTY_MONTHS: u32 = 12;
 
 /// Longest warranty accepted, in months (50 years).
-const MAX_WARRANTY_MONTHS: u32 = 600;
+/// Longest standard warranty a product line may state, in months.
+pub const MAX_WARRANTY_MONTHS: u32 = 600;
 
 /// A product line to create or update.
 #[derive(Debug, Clone, Deserialize, utoipa::ToSchema)]
@@ -36,6 +37,7 @@ pub struct ProductLineInput {
     #[schema(example = "hardware")]
     pub kind: String,
     /// Standard warranty in months (default 12).
+    #[serde(default, deserialize_with = "crate::domain::optional_whole_number")]
     pub warranty_months: Option<u32>,
 }
 

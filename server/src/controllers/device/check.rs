@@ -46,13 +46,16 @@ pub struct CheckRequest {
     /// The version it runs (semver).
     pub current_version: String,
     /// Its committed anti-rollback counter.
+    #[serde(deserialize_with = "crate::domain::whole_number")]
     pub security_counter: u64,
     /// The channel it follows (default: the registered channel).
     pub channel: Option<String>,
     /// The newest root version it trusts; newer roots come back in
     /// `root_chain`.
+    #[serde(deserialize_with = "crate::domain::whole_number")]
     pub root_version: u64,
     /// The highest manifest version it has accepted, if it tracks one.
+    #[serde(default, deserialize_with = "crate::domain::optional_whole_number")]
     pub manifest_version: Option<u64>,
 }
 

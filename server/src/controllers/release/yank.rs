@@ -16,6 +16,9 @@ use crate::db;
 use crate::error::{AppError, AppResult};
 use crate::extract::{JsonBody, Path};
 
+/// Longest accepted yank reason, in characters.
+pub const MAX_REASON: usize = 1000;
+
 /// Why a release is yanked.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -47,7 +50,7 @@ pub async fn yank(
         "invalid_reason",
         "reason (saying why the release is withdrawn)",
         &req.reason,
-        1000,
+        MAX_REASON,
         true,
     )?;
     let mut tx = app.db.begin().await?;
