@@ -13,6 +13,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+use anyhow::Context as _;
 use figment::Figment;
 use figment::providers::{Env, Format as _, Serialized, Toml};
 use serde::{Deserialize, Serialize};
@@ -166,29 +167,77 @@ impl fmt::Debug for Config {
     }
 }
 
-/// Values given on the command line; only those set override other layers.
+/// Settings every command takes from the command line: where the data
+/// is. Only those given override the other layers.
 #[derive(Debug, Default, Clone, Serialize, clap::Args)]
-pub struct Overrides {
-    /// Address to listen on [env: FIRMUP_LISTEN] [default: 127.0.0.1:8080]
-    #[arg(long, global = true)]
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub listen: Option<SocketAddr>,
+pub struct StoreArgs {
     /// Data directory [env: FIRMUP_DATA_DIR] [default: firmup-data]
-    #[arg(long, global = true, value_name = "DIR")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        help_heading = "Global options"
+    )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
     /// Database URL [env: FIRMUP_DATABASE_URL] [default: sqlite://DATA_DIR/firmup.db]
-    #[arg(long, global = true, value_name = "URL")]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+}
+
+/// Settings only `serve` uses (and `config` shows) that have a flag. Only
+/// those given override the other layers.
+#[derive(Debug, Default, Clone, Serialize, clap::Args)]
+pub struct ServeArgs {
+    /// Address to listen on [env: FIRMUP_LISTEN] [default: 127.0.0.1:8080]
+    #[arg(long)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<SocketAddr>,
     /// Pinned root document (version 1) [env: FIRMUP_TRUST_ROOT]
-    #[arg(long, global = true, value_name = "FILE")]
+    #[arg(long, value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trust_root: Option<PathBuf>,
     /// Log format [env: FIRMUP_LOG_FORMAT] [default: text]
-    #[arg(long, global = true, value_enum)]
+    #[arg(long, value_enum)]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub log_format: Option<LogFormat>,
+}
+
+/// Values given on the command line; only those set override other layers.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    /// The flags every command takes.
+    #[serde(flatten)]
+    pub store: StoreArgs,
+    /// The flags of `serve`.
+    #[serde(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// What `serve --help` and `config` say about one key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDoc {
+    /// The key, as in the TOML file; `FIRMUP_<NAME>` in the environment.
+    pub name: &'static str,
+    /// What it sets, in a sentence.
+    pub about: &'static str,
+    /// What applies when a key without a built-in value is not set (empty
+    /// for keys with one: their default is read from `Config::default()`).
+    pub unset: &'static str,
+}
+
+const fn key(name: &'static str, about: &'static str) -> KeyDoc {
+    KeyDoc {
+        name,
+        about,
+        unset: "",
+    }
 }
 
 impl Config {
@@ -220,8 +269,117 @@ impl Config {
         "address_rate_burst",
     ];
 
-    /// Builds the configuration from all layers.
-    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+    /// What each key of [`Config::FIELDS`] sets, in the same order: the
+    /// one source of the key lists of `serve --help` and `config`.
+    pub const KEYS: &'static [KeyDoc] = &[
+        key("listen", "Address to listen on."),
+        key(
+            "data_dir",
+            "Directory of the embedded database, the blobs and the generated grant key.",
+        ),
+        KeyDoc {
+            name: "database_url",
+            about: "Database URL; its password is never printed.",
+            unset: "sqlite://<data_dir>/firmup.db",
+        },
+        KeyDoc {
+            name: "blob_dir",
+            about: "Blob directory of the local storage backend.",
+            unset: "<data_dir>/blobs",
+        },
+        KeyDoc {
+            name: "trust_root",
+            about: "Pinned trust root (root version 1); later versions are added through \
+                    the API and kept in the database.",
+            unset: "none (publishing is refused until a root is posted)",
+        },
+        key(
+            "max_image_bytes",
+            "Largest image accepted for upload, in bytes (4 GiB).",
+        ),
+        KeyDoc {
+            name: "grant_key",
+            about: "Download-grant key, 64 hex digits; replicas must share it. A secret: \
+                    never printed.",
+            unset: "generated once into <data_dir>/grant.key",
+        },
+        key(
+            "grant_ttl_secs",
+            "Lifetime of a download grant, in seconds.",
+        ),
+        key(
+            "poll_interval_secs",
+            "How long devices wait before their next check, in seconds.",
+        ),
+        key(
+            "poll_jitter_percent",
+            "Random spread added to the poll interval, in percent (0-100).",
+        ),
+        key(
+            "device_cache_ttl_secs",
+            "How long a device's facts may be served from memory, in seconds (at most \
+             86400); changes reach every replica within about 2 s regardless.",
+        ),
+        key(
+            "token_cache_ttl_secs",
+            "How long a token lookup may be served from memory, in seconds (at most \
+             86400); revocations reach every replica within about 2 s regardless.",
+        ),
+        key(
+            "last_seen_flush_ms",
+            "How often buffered last-seen updates are written, in milliseconds.",
+        ),
+        key(
+            "log_format",
+            "Log format, text or json (filter with FIRMUP_LOG, e.g. info,firmup_server=debug).",
+        ),
+        key(
+            "max_connections",
+            "Most connections open at once, lowered to the open-file limit less 128.",
+        ),
+        key(
+            "header_read_timeout_secs",
+            "Seconds a request's head may take once its first byte arrived (1-3600).",
+        ),
+        key(
+            "idle_timeout_secs",
+            "Seconds a connection with no request in flight may stay silent (1-3600).",
+        ),
+        key(
+            "request_timeout_secs",
+            "Seconds an API call may take, not image transfers or bulk imports (1-3600).",
+        ),
+        key(
+            "min_transfer_bytes_per_sec",
+            "Least bytes per second a connection with a request in flight must move, \
+             averaged over stall_window_secs.",
+        ),
+        key(
+            "stall_window_secs",
+            "The window of that average, in seconds (1-3600).",
+        ),
+        key(
+            "token_rate_per_sec",
+            "Requests per second one token may make on the device routes (0: no limit).",
+        ),
+        key(
+            "token_rate_burst",
+            "Requests one token may make at once above that rate.",
+        ),
+        key(
+            "address_rate_per_sec",
+            "Requests per second one client address may make on the device and download \
+             routes (0: no limit).",
+        ),
+        key(
+            "address_rate_burst",
+            "Requests one address may make at once above that rate.",
+        ),
+    ];
+
+    /// The layers, later ones winning: defaults, the TOML file, the
+    /// `FIRMUP_*` environment, the flags. Nothing is read but the file.
+    fn figment(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Figment> {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             anyhow::ensure!(
@@ -231,15 +389,72 @@ impl Config {
             );
             fig = fig.merge(Toml::file(path));
         }
-        let config: Config = fig
+        Ok(fig
             // Only the variables that name a field: FIRMUP_CONFIG, FIRMUP_LOG
             // and FIRMUP_TOKEN (the signer's) are someone else's.
             .merge(Env::prefixed("FIRMUP_").only(Self::FIELDS))
-            .merge(Serialized::globals(overrides))
+            .merge(Serialized::globals(overrides.clone())))
+    }
+
+    /// Builds the configuration from all layers.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> anyhow::Result<Config> {
+        Ok(Self::load_explained(file, overrides)?.0)
+    }
+
+    /// [`Config::load`], also returning the effective configuration as
+    /// TOML with, for each key, the layer it came from; secrets are
+    /// redacted (see [`Config::to_toml`]). Opens and creates nothing.
+    pub fn load_explained(
+        file: Option<&Path>,
+        overrides: &Overrides,
+    ) -> anyhow::Result<(Config, String)> {
+        let fig = Self::figment(file, overrides)?;
+        let config: Config = fig
             .extract()
             .map_err(|e| anyhow::anyhow!("configuration: {e}"))?;
         config.validate()?;
-        Ok(config)
+        let text = config.to_toml(|name| source_of(&fig, name))?;
+        Ok((config, text))
+    }
+
+    /// The configuration as TOML, one line per key in [`Config::FIELDS`]
+    /// order, each followed by a comment from `source` (where the value
+    /// came from). Keys that are not set are shown commented out with what
+    /// applies instead. The database URL's password and the grant key are
+    /// replaced by `***`.
+    pub fn to_toml(&self, source: impl Fn(&str) -> String) -> anyhow::Result<String> {
+        let values = serde_json::to_value(self).context("configuration as TOML")?;
+        let mut out = String::from(
+            "# The configuration in effect: defaults < config file < FIRMUP_* environment < flags.\n\
+             # Secrets are shown as \"***\".\n",
+        );
+        for k in Self::KEYS {
+            let value = values.get(k.name).unwrap_or(&serde_json::Value::Null);
+            let line = match (k.name, value) {
+                ("database_url", serde_json::Value::String(url)) => {
+                    format!("{} = {}", k.name, toml_string(&redact_url(url)))
+                }
+                ("grant_key", serde_json::Value::String(_)) => {
+                    format!("{} = {}", k.name, toml_string("***"))
+                }
+                (_, serde_json::Value::Null) => {
+                    let instead = match k.name {
+                        "database_url" => redact_url(&self.database_url()),
+                        "blob_dir" => self.blob_dir().display().to_string(),
+                        "grant_key" => {
+                            format!("the key in {}", self.data_dir.join("grant.key").display())
+                        }
+                        _ => k.unset.to_string(),
+                    };
+                    out.push_str(&format!("# {} is not set: {}\n", k.name, instead));
+                    continue;
+                }
+                (_, serde_json::Value::String(s)) => format!("{} = {}", k.name, toml_string(s)),
+                (_, v) => format!("{} = {v}", k.name),
+            };
+            out.push_str(&format!("{line}  # {}\n", source(k.name)));
+        }
+        Ok(out)
     }
 
     fn validate(&self) -> anyhow::Result<()> {
@@ -320,6 +535,78 @@ impl Config {
     }
 }
 
+/// The flag of each key that has one (`data_dir` -> `--data-dir`), read
+/// from the flag definitions themselves.
+pub fn flag_of(name: &str) -> Option<String> {
+    use clap::Args as _;
+    let cmd = ServeArgs::augment_args(StoreArgs::augment_args(clap::Command::new("flags")));
+    cmd.get_arguments()
+        .find(|a| a.get_id() == name)
+        .and_then(|a| a.get_long())
+        .map(|long| format!("--{long}"))
+}
+
+/// The `FIRMUP_*` variable of a key.
+pub fn env_of(name: &str) -> String {
+    format!("FIRMUP_{}", name.to_ascii_uppercase())
+}
+
+/// Which layer a key's value came from: `default`, `file PATH`, its
+/// environment variable or its flag.
+fn source_of(fig: &Figment, name: &str) -> String {
+    let Some(md) = fig.find_metadata(name) else {
+        return "default".into();
+    };
+    if let Some(figment::Source::File(path)) = &md.source {
+        format!("file {}", path.display())
+    } else if md.name.contains("environment") {
+        env_of(name)
+    } else if md.name == std::any::type_name::<Overrides>() {
+        flag_of(name).unwrap_or_else(|| "flag".into())
+    } else {
+        "default".into()
+    }
+}
+
+/// A TOML basic string. JSON's escapes are TOML's, but for DEL, which TOML
+/// wants escaped too.
+fn toml_string(s: &str) -> String {
+    serde_json::Value::from(s)
+        .to_string()
+        .replace('\u{7f}', "\\u007F")
+}
+
+/// The list of every configuration key, with its variable, flag and
+/// default, for `firmup-server serve --help`. Built from
+/// [`Config::KEYS`], the flag definitions and [`Config::default`], so it
+/// cannot fall behind any of them.
+pub fn keys_help() -> String {
+    let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+    let mut out = String::from(
+        "Configuration keys. Each is read from the TOML file (--config FILE or FIRMUP_CONFIG) \
+         under its name, from the environment as FIRMUP_<NAME>, and some from a flag; later \
+         layers win: defaults < file < environment < flags. `firmup-server config` prints \
+         the values in effect.\n",
+    );
+    for k in Config::KEYS {
+        let default = match defaults.get(k.name) {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Null) | None => k.unset.to_string(),
+            Some(v) => v.to_string(),
+        };
+        let flag = flag_of(k.name)
+            .map(|f| format!(", {f}"))
+            .unwrap_or_default();
+        out.push_str(&format!(
+            "\n  {}  ({}{flag})\n      {} Default: {default}.\n",
+            k.name,
+            env_of(k.name),
+            k.about
+        ));
+    }
+    out
+}
+
 /// A URL with its password (if any) replaced by `***`, for logs and errors.
 pub fn redact_url(url: &str) -> String {
     // scheme://user:password@host...: only the part before the first '@'
@@ -383,6 +670,69 @@ mod tests {
     }
 
     #[test]
+    fn every_field_is_documented_in_order() {
+        let names: Vec<&str> = Config::KEYS.iter().map(|k| k.name).collect();
+        assert_eq!(names, Config::FIELDS);
+        let defaults = serde_json::to_value(Config::default()).unwrap_or_default();
+        for k in Config::KEYS {
+            // A key without a built-in value says what applies instead.
+            assert_eq!(
+                defaults[k.name].is_null(),
+                !k.unset.is_empty(),
+                "{}",
+                k.name
+            );
+        }
+        let help = keys_help();
+        for name in Config::FIELDS {
+            assert!(
+                help.contains(&format!("\n  {name}  (FIRMUP_")),
+                "{name}: {help}"
+            );
+        }
+        assert!(help.contains("listen  (FIRMUP_LISTEN, --listen)"), "{help}");
+        assert!(help.contains("Default: 127.0.0.1:8080."), "{help}");
+    }
+
+    #[test]
+    fn effective_toml_redacts_secrets_and_names_sources() {
+        let c = Config {
+            database_url: Some("sqlite://u:hunter2@/tmp/x.db".into()),
+            grant_key: Some("ab".repeat(32)),
+            ..Config::default()
+        };
+        let text = c.to_toml(|_| "default".into()).expect("TOML");
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(!text.contains(&"ab".repeat(32)), "{text}");
+        assert!(text.contains("database_url = \"sqlite://u:***@/tmp/x.db\"  # default"));
+        assert!(text.contains("grant_key = \"***\""), "{text}");
+        assert!(text.contains("# trust_root is not set: none"), "{text}");
+        assert!(
+            text.contains("listen = \"127.0.0.1:8080\"  # default"),
+            "{text}"
+        );
+        assert!(
+            text.contains("max_connections = 10000  # default"),
+            "{text}"
+        );
+        // The output is TOML that reads back as the same configuration,
+        // secrets aside.
+        let back: Config = Figment::from(Toml::string(&text))
+            .extract()
+            .expect("the output reads back");
+        assert_eq!(
+            format!(
+                "{:?}",
+                Config {
+                    grant_key: c.grant_key.clone(),
+                    ..back
+                }
+            ),
+            format!("{c:?}")
+        );
+    }
+
+    #[test]
     fn cache_ttls_may_not_outlive_the_invalidation_log() {
         let mut c = Config::default();
         assert!(c.validate().is_ok());
@@ -406,7 +756,10 @@ mod tests {
             jail.set_env("FIRMUP_TOKEN", "not-a-setting");
             jail.set_env("FIRMUP_LOG", "debug");
             let overrides = Overrides {
-                listen: Some("127.0.0.1:9100".parse().map_err(|e| format!("{e}"))?),
+                serve: ServeArgs {
+                    listen: Some("127.0.0.1:9100".parse().map_err(|e| format!("{e}"))?),
+                    ..ServeArgs::default()
+                },
                 ..Overrides::default()
             };
             let c = Config::load(Some(Path::new("firmup.toml")), &overrides)

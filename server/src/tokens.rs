@@ -1,6 +1,6 @@
 //! Issuing and revoking API tokens: the service behind
 //! `POST/DELETE /v1/admin/tokens`, device provisioning (one token per
-//! device) and `firmup-server token create`.
+//! device) and `firmup-server token create` / `token revoke`.
 //!
 //! Every issue and revocation writes its audit record in the same
 //! transaction. A revocation also appends a token invalidation there, so
@@ -146,7 +146,20 @@ pub fn expiry(now: OffsetDateTime, days: u32) -> AppResult<OffsetDateTime> {
 ///
 /// 404 `unknown_token` when there is no such token or it is already revoked.
 pub async fn revoke_token(app: &App, actor: &Actor, id: &str) -> AppResult<()> {
-    let mut tx = app.db.begin().await?;
+    revoke_token_in_db(&app.db, actor, id).await?;
+    app.forget_tokens([id.to_string()].into_iter().collect());
+    Ok(())
+}
+
+/// The database half of [`revoke_token`], for a process that serves
+/// nothing (`firmup-server token revoke`): the revocation, its audit record
+/// and the token invalidation in one transaction. Every running server
+/// refuses the token within [`crate::invalidation::POLL_INTERVAL`], as
+/// other replicas do after a revocation through the API.
+///
+/// 404 `unknown_token` when there is no such token or it is already revoked.
+pub async fn revoke_token_in_db(db: &Db, actor: &Actor, id: &str) -> AppResult<()> {
+    let mut tx = db.begin().await?;
     if !db::tokens::revoke(&mut tx, id).await? {
         return Err(AppError::not_found(
             "unknown_token",
@@ -163,7 +176,6 @@ pub async fn revoke_token(app: &App, actor: &Actor, id: &str) -> AppResult<()> {
     )
     .await?;
     tx.commit().await?;
-    app.forget_tokens([id.to_string()].into_iter().collect());
     Ok(())
 }
 

@@ -150,3 +150,201 @@ fn device_and_contract_import_from_csv() {
         ]
     );
 }
+
+/// Runs `firmup-server ARGS` with extra environment variables.
+fn run(args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(bin("firmup-server", "firmup-server"))
+        .args(args)
+        .envs(env.iter().copied())
+        .env_remove("FIRMUP_CONFIG")
+        .output()
+        .expect("firmup-server runs")
+}
+
+#[test]
+fn config_prints_every_layer_with_secrets_redacted_and_touches_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("never-created");
+    let file = dir.path().join("firmup.toml");
+    std::fs::write(
+        &file,
+        "poll_interval_secs = 60\nlisten = \"127.0.0.1:9000\"\nmax_connections = 50\n",
+    )
+    .unwrap();
+    let key = "5a".repeat(16) + &"c3".repeat(16);
+    let out = run(
+        &[
+            "config",
+            "--config",
+            file.to_str().unwrap(),
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:9100",
+        ],
+        &[
+            ("FIRMUP_POLL_INTERVAL_SECS", "120"),
+            ("FIRMUP_DATABASE_URL", "sqlite://ops:hunter2@/srv/firmup.db"),
+            ("FIRMUP_GRANT_KEY", &key),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<&str> = stdout.lines().collect();
+    for want in [
+        "listen = \"127.0.0.1:9100\"  # --listen".to_string(),
+        "poll_interval_secs = 120  # FIRMUP_POLL_INTERVAL_SECS".to_string(),
+        format!("max_connections = 50  # file {}", file.display()),
+        format!("data_dir = \"{}\"  # --data-dir", data.display()),
+        "database_url = \"sqlite://ops:***@/srv/firmup.db\"  # FIRMUP_DATABASE_URL".to_string(),
+        "grant_key = \"***\"  # FIRMUP_GRANT_KEY".to_string(),
+        "grant_ttl_secs = 900  # default".to_string(),
+        "# trust_root is not set: none (publishing is refused until a root is posted)".to_string(),
+    ] {
+        assert!(
+            lines.contains(&want.as_str()),
+            "{want:?} missing:\n{stdout}"
+        );
+    }
+    assert!(
+        !stdout.contains("hunter2") && !stdout.contains(&key),
+        "{stdout}"
+    );
+    assert!(!data.exists(), "config created the data directory");
+
+    // A bad value is refused the way serve refuses it.
+    let out = run(&["config"], &[("FIRMUP_POLL_JITTER_PERCENT", "101")]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("poll_jitter_percent"));
+}
+
+#[test]
+fn help_and_exit_status() {
+    let out = run(&["--help"], &[]);
+    let top = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(
+        top.contains("Exit status:") && top.contains("2  usage error"),
+        "{top}"
+    );
+
+    // Each command shows its own flags; serve's are serve's.
+    let out = run(&["token", "create", "--help"], &[]);
+    let create = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        create.contains("--data-dir") && create.contains("--role"),
+        "{create}"
+    );
+    assert!(
+        !create.contains("--listen") && !create.contains("--trust-root"),
+        "{create}"
+    );
+    let out = run(&["serve", "--help"], &[]);
+    let serve = String::from_utf8_lossy(&out.stdout);
+    for want in [
+        "--listen <LISTEN>",
+        "--trust-root <FILE>",
+        "listen  (FIRMUP_LISTEN, --listen)",
+        "grant_key  (FIRMUP_GRANT_KEY)",
+        "address_rate_burst  (FIRMUP_ADDRESS_RATE_BURST)",
+        "Default: 127.0.0.1:8080.",
+    ] {
+        assert!(serve.contains(want), "{want:?} missing:\n{serve}");
+    }
+
+    let out = run(&["token", "frobnicate"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn token_list_and_revoke_reach_a_running_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.v1.json");
+    std::fs::write(&root, RootBuilder::standard().build()).unwrap();
+    let server = Server::start(dir.path(), &root);
+    let tech = server.cli_token("technician", None);
+    // The server has now seen (and cached) the technician's token.
+    let (s, b) = server.json(Method::GET, "/v1/product-lines", &tech, None);
+    assert_eq!(s, 200, "{b}");
+
+    let token = |args: &[&str]| {
+        let mut all = vec!["token"];
+        all.extend_from_slice(args);
+        all.extend(["--data-dir", server.data_dir.to_str().unwrap()]);
+        run(&all, &[])
+    };
+    let out = token(&["list", "--json"]);
+    assert!(out.status.success());
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tokens = listed.as_array().unwrap();
+    assert_eq!(tokens.len(), 2, "{listed}");
+    assert_eq!(tokens[0]["role"], "technician", "newest first: {listed}");
+    assert_eq!(tokens[0]["label"], "test technician");
+    assert!(tokens[0]["revoked_at"].is_null());
+    let id = tokens[0]["id"].as_str().unwrap().to_string();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains(&tech) && !text.contains("hash"), "{text}");
+
+    let out = token(&["list", "--role", "admin"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let rows: Vec<&str> = table.lines().collect();
+    assert!(
+        rows[0].starts_with("ID ") && rows[0].ends_with("REVOKED"),
+        "{table}"
+    );
+    assert_eq!(rows.len(), 2, "{table}");
+    assert!(
+        rows[1].contains(" admin ") && !rows[1].contains(&id),
+        "{table}"
+    );
+
+    let out = token(&["revoke", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains(&format!("revoked token {id}")), "{stderr}");
+    // The server drops its cached lookup through the invalidation log.
+    let refused = (0..100).any(|_| {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        server.json(Method::GET, "/v1/product-lines", &tech, None).0 == 401
+    });
+    assert!(
+        refused,
+        "the running server still honours the revoked token"
+    );
+
+    // Again: nothing changes, and it says so.
+    let out = token(&["revoke", &id]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("already revoked at ") && stderr.contains("nothing changed"),
+        "{stderr}"
+    );
+    let out = token(&["revoke", "no-such-token"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("no token with id \"no-such-token\"") && stderr.contains("unknown_token"),
+        "{stderr}"
+    );
+
+    let (_, audit) = server.json(Method::GET, "/v1/admin/audit", &server.admin, None);
+    let revocations: Vec<_> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "token.revoke")
+        .map(|e| (e["target"].clone(), e["actor_label"].clone()))
+        .collect();
+    assert_eq!(
+        revocations,
+        vec![(json!(format!("token/{id}")), json!("server-cli"))]
+    );
+    let out = token(&["list", "--json"]);
+    let listed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(listed[0]["revoked_at"].is_string(), "{listed}");
+}

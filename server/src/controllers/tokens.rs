@@ -62,6 +62,20 @@ pub struct TokenInfo {
     pub revoked_at: Option<OffsetDateTime>,
 }
 
+impl From<db::tokens::TokenRow> for TokenInfo {
+    fn from(r: db::tokens::TokenRow) -> Self {
+        TokenInfo {
+            id: r.id,
+            role: r.role,
+            serial: r.serial,
+            label: r.label,
+            created_at: r.created_at,
+            expires_at: r.expires_at,
+            revoked_at: r.revoked_at,
+        }
+    }
+}
+
 /// Default page size of the token list.
 pub const DEFAULT_LIMIT: i64 = 100;
 
@@ -109,19 +123,7 @@ pub async fn list(
         before_id: q.before_id,
     };
     let rows = db::tokens::list(&app.db, &filter, limit).await?;
-    Ok(Json(
-        rows.into_iter()
-            .map(|r| TokenInfo {
-                id: r.id,
-                role: r.role,
-                serial: r.serial,
-                label: r.label,
-                created_at: r.created_at,
-                expires_at: r.expires_at,
-                revoked_at: r.revoked_at,
-            })
-            .collect(),
-    ))
+    Ok(Json(rows.into_iter().map(TokenInfo::from).collect()))
 }
 
 /// Revokes a token (admin). This replica refuses the token from the

@@ -65,6 +65,18 @@ pub async fn find_by_hash(db: &Db, token_hash: &str) -> Result<Option<TokenRow>,
     .await
 }
 
+/// Finds a token by id, revoked or not.
+#[tracing::instrument(skip(db))]
+pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<TokenRow>, sqlx::Error> {
+    sqlx::query_as(
+        "SELECT id, role, serial, label, created_at, expires_at, revoked_at
+         FROM tokens WHERE id = ?",
+    )
+    .bind(id)
+    .fetch_optional(db.pool())
+    .await
+}
+
 /// Which tokens [`list`] returns.
 #[derive(Debug, Clone, Default)]
 pub struct TokenFilter {
