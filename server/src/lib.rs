@@ -14,6 +14,7 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod codes;
 pub mod config;
 pub mod conn;
 pub mod controllers;

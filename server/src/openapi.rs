@@ -239,6 +239,24 @@ fn describe_fields(doc: &mut Value) {
     }
 }
 
+/// The error schema's `code` lists every code ([`crate::codes::CODES`])
+/// with its status and meaning. A list in the description rather than an
+/// `enum`: clients generated from this document must still read codes a
+/// newer server adds.
+fn list_codes(doc: &mut Value) {
+    let Some(code) = doc.pointer_mut("/components/schemas/ErrorDetail/properties/code") else {
+        panic!("the OpenAPI document has no ErrorDetail.code");
+    };
+    let mut text = String::from(
+        "Stable machine-readable code. Codes never change meaning; new ones may be added. The codes:\n",
+    );
+    for c in crate::codes::CODES {
+        text.push_str(&format!("\n- `{}` ({}): {}", c.code, c.status, c.meaning));
+    }
+    code["description"] = json!(text);
+    code["pattern"] = json!("^[a-z][a-z0-9_]*$");
+}
+
 /// Unsigned 64-bit numbers: utoipa writes `format: int64`, which tools
 /// read as a signed range; the server takes all of `u64`.
 fn unsigned_ranges(value: &mut Value) {
@@ -323,6 +341,7 @@ fn add(responses: &mut Map<String, Value>, status: &str, response: Value) {
 pub fn complete(mut doc: Value) -> Value {
     describe_fields(&mut doc);
     unsigned_ranges(&mut doc);
+    list_codes(&mut doc);
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         // HEAD of an image: the GET's answers without their bodies.
         if let Some(item) = paths.get_mut("/v1/images/{sha256}")
@@ -401,6 +420,16 @@ fn complete_operation(path: &str, method: &str, op: &mut Value) {
                 "`Bearer realm=\"firmup\"`, with `error=\"invalid_token\"` when a token was sent",
             ),
         );
+        // Handlers that list 401 themselves get the header too.
+        if let Some(r) = responses.get_mut("401")
+            && r.pointer("/headers/WWW-Authenticate").is_none()
+        {
+            *r = with_header(
+                r.take(),
+                "WWW-Authenticate",
+                "`Bearer realm=\"firmup\"`, with `error=\"invalid_token\"` when a token was sent",
+            );
+        }
         add(
             responses,
             "403",
