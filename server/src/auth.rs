@@ -317,13 +317,13 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> AppResult<Prin
         }
     };
     let principal = principal.ok_or_else(|| {
-        AppError::unauthorized("invalid_token", "this API token is unknown or revoked")
+        AppError::invalid_token("invalid_token", "this API token is unknown or revoked")
     })?;
     if principal
         .expires_at
         .is_some_and(|t| t <= OffsetDateTime::now_utc())
     {
-        return Err(AppError::unauthorized(
+        return Err(AppError::invalid_token(
             "expired_token",
             "this API token has expired; ask an administrator for a new one",
         ));

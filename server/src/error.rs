@@ -30,13 +30,20 @@ pub enum AppError {
         /// What is wrong and how to fix it.
         message: String,
     },
-    /// 401: no credentials, or credentials that are not valid.
+    /// 401: no credentials, or credentials that are not valid. The answer
+    /// carries a `WWW-Authenticate: Bearer` challenge (RFC 9110 section
+    /// 11.6.1, RFC 6750 section 3).
     #[error("{message}")]
     Unauthorized {
         /// Stable code.
         code: &'static str,
         /// What is wrong.
         message: String,
+        /// A token was sent but is unknown, revoked or expired: the
+        /// challenge says `error="invalid_token"`. `false` when no usable
+        /// credentials were sent at all (RFC 6750 section 3.1: then no
+        /// error code).
+        token_rejected: bool,
     },
     /// 403: valid credentials that do not allow this action.
     #[error("{message}")]
@@ -60,6 +67,14 @@ pub enum AppError {
         /// Stable code.
         code: &'static str,
         /// What conflicts.
+        message: String,
+    },
+    /// 415: the body is not in a media type the endpoint accepts.
+    #[error("{message}")]
+    UnsupportedMediaType {
+        /// Stable code.
+        code: &'static str,
+        /// The media type to send instead.
         message: String,
     },
     /// 413: the body is larger than allowed.
@@ -135,11 +150,23 @@ impl AppError {
         }
     }
 
-    /// 401.
+    /// 401 for a request without usable credentials (none, or not in the
+    /// `Bearer` scheme).
     pub fn unauthorized(code: &'static str, message: impl Into<String>) -> Self {
         AppError::Unauthorized {
             code,
             message: message.into(),
+            token_rejected: false,
+        }
+    }
+
+    /// 401 for a bearer token that was sent but is unknown, revoked or
+    /// expired.
+    pub fn invalid_token(code: &'static str, message: impl Into<String>) -> Self {
+        AppError::Unauthorized {
+            code,
+            message: message.into(),
+            token_rejected: true,
         }
     }
 
@@ -184,6 +211,7 @@ impl AppError {
             AppError::NotFound { .. } => StatusCode::NOT_FOUND,
             AppError::Conflict { .. } => StatusCode::CONFLICT,
             AppError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            AppError::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             AppError::TooManyRequests { .. } => StatusCode::TOO_MANY_REQUESTS,
             AppError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
             AppError::Unprocessable { .. } => StatusCode::UNPROCESSABLE_ENTITY,
@@ -201,6 +229,7 @@ impl AppError {
             | AppError::NotFound { code, .. }
             | AppError::Conflict { code, .. }
             | AppError::PayloadTooLarge { code, .. }
+            | AppError::UnsupportedMediaType { code, .. }
             | AppError::TooManyRequests { code, .. }
             | AppError::Unprocessable { code, .. }
             | AppError::RangeNotSatisfiable { code, .. } => code,
@@ -258,6 +287,13 @@ impl From<firmup_client::Error> for AppError {
     }
 }
 
+/// The challenge of a 401 to a request that sent no bearer token.
+pub const BEARER_CHALLENGE: &str = "Bearer realm=\"firmup\"";
+
+/// The challenge of a 401 to a bearer token that is unknown, revoked or
+/// expired.
+pub const INVALID_TOKEN_CHALLENGE: &str = "Bearer realm=\"firmup\", error=\"invalid_token\"";
+
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -286,6 +322,16 @@ impl IntoResponse for AppError {
             response
                 .headers_mut()
                 .insert(axum::http::header::CONTENT_RANGE, v);
+        }
+        if let AppError::Unauthorized { token_rejected, .. } = self {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(if token_rejected {
+                    INVALID_TOKEN_CHALLENGE
+                } else {
+                    BEARER_CHALLENGE
+                }),
+            );
         }
         let retry_after = match self {
             AppError::TooManyRequests {
