@@ -35,11 +35,6 @@ pub const CODES: &[Code] = &[
         400,
         "the body is not JSON of the expected shape",
     ),
-    c(
-        "missing_content_type",
-        400,
-        "the body needs `Content-Type: application/json`",
-    ),
     c("invalid_path", 400, "a path parameter is malformed"),
     c("invalid_query", 400, "a query parameter is malformed"),
     c(
@@ -285,6 +280,12 @@ pub const CODES: &[Code] = &[
         "too_many_devices",
         413,
         "more than 10 000 devices in one request",
+    ),
+    // 415.
+    c(
+        "unsupported_media_type",
+        415,
+        "a JSON body sent without `Content-Type: application/json`",
     ),
     // 416.
     c("invalid_range", 416, "a bytes Range that cannot be parsed"),

@@ -245,7 +245,10 @@ async fn malformed_json_gets_the_error_envelope() {
     let r = t
         .send(Method::POST, "/v1/admin/tokens", Some(&t.admin), &[], "{}")
         .await;
-    assert_eq!(r.error_code(), "missing_content_type");
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+    );
 }
 
 /// Two transactions that read, then write, at the same time: the second
