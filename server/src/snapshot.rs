@@ -204,6 +204,9 @@ pub struct Catalogue {
     hw_ids: HashMap<String, String>,
     /// product line -> channel -> releases, newest version first.
     releases: HashMap<String, HashMap<String, Vec<Arc<ReleaseEntry>>>>,
+    /// image sha256 -> the one name every release (yanked ones included)
+    /// gives it, or `None` when releases name it differently.
+    image_names: HashMap<Sha256Digest, Option<String>>,
 }
 
 impl Catalogue {
@@ -216,6 +219,17 @@ impl Catalogue {
         hw_ids: Vec<(String, String)>,
         releases: Vec<LoadedRelease>,
     ) -> Catalogue {
+        let mut image_names: HashMap<Sha256Digest, Option<String>> = HashMap::new();
+        for image in releases.iter().flat_map(|r| &r.entry.images) {
+            image_names
+                .entry(image.sha256)
+                .and_modify(|known| {
+                    if known.as_deref() != Some(image.name.as_str()) {
+                        *known = None;
+                    }
+                })
+                .or_insert_with(|| Some(image.name.clone()));
+        }
         let mut by_line: HashMap<String, HashMap<String, Vec<Arc<ReleaseEntry>>>> = HashMap::new();
         for r in releases.into_iter().filter(|r| r.yanked_at.is_none()) {
             by_line
@@ -239,7 +253,15 @@ impl Catalogue {
             models: models.into_iter().map(|m| (m.id.clone(), m)).collect(),
             hw_ids: hw_ids.into_iter().collect(),
             releases: by_line,
+            image_names,
         }
+    }
+
+    /// The name releases give an image: `None` if no release lists it,
+    /// `Some(None)` if releases name it differently, `Some(Some(name))`
+    /// if all that list it agree.
+    pub fn image_name(&self, sha256: &Sha256Digest) -> Option<Option<&str>> {
+        self.image_names.get(sha256).map(Option::as_deref)
     }
 
     /// A product line.
@@ -491,6 +513,39 @@ mod tests {
         assert!(c.releases("dec", "stable").is_empty());
         assert!(c.release_by_id(3).is_none(), "yanked release is not served");
         assert_eq!(c.envelopes().len(), 3);
+    }
+
+    #[test]
+    fn image_names_are_known_only_when_releases_agree() {
+        let image = |name: &str, seed: &[u8]| ImageEntry {
+            name: name.into(),
+            target: "rootfs".into(),
+            length: 1,
+            sha256: Sha256Digest::of(seed),
+        };
+        let with = |id: i64, channel: &str, images: Vec<ImageEntry>, yanked: bool| {
+            let mut entry = entry("enc", channel, "1.0.0", id);
+            entry.images = images;
+            LoadedRelease {
+                entry,
+                yanked_at: yanked.then_some(OffsetDateTime::UNIX_EPOCH),
+            }
+        };
+        let releases = vec![
+            // Promoted: the same image under the same name on two channels.
+            with(1, "beta", vec![image("fw.img", b"a")], false),
+            with(2, "stable", vec![image("fw.img", b"a")], false),
+            // Two names for one image.
+            with(3, "beta", vec![image("one.img", b"b")], false),
+            with(4, "stable", vec![image("two.img", b"b")], false),
+            // Only in a yanked release: still named.
+            with(5, "nightly", vec![image("old.img", b"c")], true),
+        ];
+        let c = Catalogue::assemble(1, vec![], vec![], vec![], releases);
+        assert_eq!(c.image_name(&Sha256Digest::of(b"a")), Some(Some("fw.img")));
+        assert_eq!(c.image_name(&Sha256Digest::of(b"b")), Some(None));
+        assert_eq!(c.image_name(&Sha256Digest::of(b"c")), Some(Some("old.img")));
+        assert_eq!(c.image_name(&Sha256Digest::of(b"d")), None);
     }
 
     #[test]

@@ -30,6 +30,18 @@ pub async fn in_a_release(db: &Db, sha256: &str) -> Result<bool, sqlx::Error> {
     Ok(row.is_some())
 }
 
+/// Up to two distinct names the releases listing `sha256` give it
+/// (two means "named differently"; none means "in no release").
+#[tracing::instrument(skip(db))]
+pub async fn release_names(db: &Db, sha256: &str) -> Result<Vec<String>, sqlx::Error> {
+    let rows: Vec<(String,)> =
+        sqlx::query_as("SELECT DISTINCT name FROM release_images WHERE sha256 = ? LIMIT 2")
+            .bind(sha256)
+            .fetch_all(db.pool())
+            .await?;
+    Ok(rows.into_iter().map(|(n,)| n).collect())
+}
+
 /// Records an image storage has verified; returns false when the row
 /// already existed (uploads are idempotent, content-addressed).
 #[tracing::instrument(skip(tx))]

@@ -8,10 +8,20 @@
 //!
 //! Range support follows RFC 9110 for a single range: 206 with
 //! `Content-Range`, 416 with `Content-Range: bytes */len`, `If-Range` with
-//! the strong ETag (the sha256), `Accept-Ranges: bytes`, HEAD. Several
-//! ranges in one request are refused with 416 rather than answered with
-//! multipart bodies: no device needs them, and refusing keeps the path
-//! simple. Bodies stream from storage in bounded chunks.
+//! the strong ETag (the sha256), `Accept-Ranges: bytes`, HEAD. A Range in a
+//! unit other than `bytes` is ignored (section 14.2). Several ranges in one
+//! request are refused with 416 rather than answered with multipart
+//! bodies: no device needs them, and refusing keeps the path simple.
+//! Bodies stream from storage in bounded chunks.
+//!
+//! `If-None-Match` (section 13.1.2) is evaluated before the Range, as
+//! section 13.2.2 orders preconditions: `*` or any listed tag that weakly
+//! matches the ETag answers 304.
+//!
+//! 200 and 206 answers carry `Content-Disposition: attachment;
+//! filename="..."` with the name the releases give the image (see
+//! [`download_filename`]), so download managers save, and resume, under
+//! one stable name.
 
 use axum::body::Body;
 use axum::extract::State;
@@ -83,7 +93,18 @@ pub fn plan_range(headers: &HeaderMap, len: u64, etag: &str) -> AppResult<RangeP
     let text = value
         .to_str()
         .map_err(|_| unsatisfiable("invalid_range", "the Range header is not ASCII".into()))?;
-    let parsed = http_range_header::parse_range_header(text).map_err(|e| {
+    let Some((unit, set)) = text.split_once('=') else {
+        return Err(unsatisfiable(
+            "invalid_range",
+            format!("cannot parse Range {text:?}; use the form bytes=START-[END]"),
+        ));
+    };
+    // Range units are case-insensitive; one we do not know is ignored and
+    // the whole image sent (RFC 9110 section 14.2).
+    if !unit.trim().eq_ignore_ascii_case("bytes") {
+        return Ok(RangePlan::Full);
+    }
+    let parsed = http_range_header::parse_range_header(&format!("bytes={set}")).map_err(|e| {
         unsatisfiable(
             "invalid_range",
             format!("cannot parse Range {text:?} ({e:?}); use the form bytes=START-[END]"),
@@ -123,15 +144,123 @@ pub fn plan_range(headers: &HeaderMap, len: u64, etag: &str) -> AppResult<RangeP
     }
 }
 
+/// Whether the request's `If-None-Match` matches an existing image whose
+/// strong ETag is `etag`: the field is `*`, or a comma-separated list of
+/// entity tags (optional whitespace, empty elements allowed) one of which
+/// equals `etag` by weak comparison (`W/"x"` matches `"x"`; RFC 9110
+/// sections 8.8.3.2 and 13.1.2). Several field lines count as one list. A
+/// malformed field line matches nothing.
+pub fn if_none_match(headers: &HeaderMap, etag: &str) -> bool {
+    let ours = etag.strip_prefix("W/").unwrap_or(etag);
+    headers.get_all(header::IF_NONE_MATCH).iter().any(|value| {
+        let text = String::from_utf8_lossy(value.as_bytes());
+        match parse_tag_list(&text) {
+            Some(TagList::Any) => true,
+            Some(TagList::Tags(tags)) => tags.contains(&ours),
+            None => false,
+        }
+    })
+}
+
+/// An `If-None-Match` field value.
+#[derive(Debug, PartialEq, Eq)]
+enum TagList<'a> {
+    /// `*`.
+    Any,
+    /// Opaque tags, quotes kept, `W/` dropped.
+    Tags(Vec<&'a str>),
+}
+
+fn parse_tag_list(text: &str) -> Option<TagList<'_>> {
+    const OWS: [char; 2] = [' ', '\t'];
+    let text = text.trim_matches(OWS);
+    if text == "*" {
+        return Some(TagList::Any);
+    }
+    let mut tags = Vec::new();
+    let mut rest = text;
+    loop {
+        rest = rest.trim_start_matches([' ', '\t', ',']);
+        if rest.is_empty() {
+            break;
+        }
+        let tag_and_rest = rest.strip_prefix("W/").unwrap_or(rest);
+        let inner = tag_and_rest.strip_prefix('"')?;
+        let close = inner.find('"')?;
+        if inner[..close].contains(OWS) {
+            return None;
+        }
+        tags.push(&tag_and_rest[..close + 2]);
+        rest = tag_and_rest[close + 2..].trim_start_matches(OWS);
+        if !(rest.is_empty() || rest.starts_with(',')) {
+            return None;
+        }
+    }
+    Some(TagList::Tags(tags))
+}
+
+/// The file name a download is saved under: the name the releases give
+/// the image when they all agree, made safe ([`safe_filename`]); otherwise
+/// (several names, no release yet, nothing usable left) `<sha256>.bin`.
+pub fn download_filename(release_name: Option<&str>, sha256: &str) -> String {
+    release_name
+        .and_then(safe_filename)
+        .unwrap_or_else(|| format!("{sha256}.bin"))
+}
+
+/// A name reduced to a safe ASCII file name (RFC 6266 section 4.3): letters,
+/// digits, `.`, `_`, `-` and `+` kept, anything else (path separators,
+/// quotes, spaces, control and non-ASCII characters) made `_`; no leading
+/// dot (hidden files, `..`); at most 128 characters. `None` when nothing
+/// but separators would be left.
+pub fn safe_filename(name: &str) -> Option<String> {
+    let cleaned: String = name
+        .chars()
+        .take(128)
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '+') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.');
+    cleaned
+        .chars()
+        .any(|c| c.is_ascii_alphanumeric())
+        .then(|| cleaned.to_string())
+}
+
+/// The release name of an image from the catalogue snapshot; the database
+/// only for images the snapshot does not know (not published yet, or
+/// published on another replica since its last reload). A failed lookup
+/// only costs the nice name.
+async fn release_name(app: &AppState, digest: &firmup_client::Sha256Digest) -> Option<String> {
+    let catalogue = crate::snapshot::current(app).await;
+    if let Some(known) = catalogue.image_name(digest) {
+        return known.map(str::to_owned);
+    }
+    match db::images::release_names(&app.db, &digest.to_hex()).await {
+        Ok(names) if names.len() == 1 => names.into_iter().next(),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(error = %e, "image name lookup failed; using the digest as file name");
+            None
+        }
+    }
+}
+
 /// Downloads an image (or part of it). `HEAD` answers the same headers
 /// without a body.
 #[utoipa::path(get, path = "/v1/images/{sha256}", tag = "images",
     params(("sha256" = String, Path, description = "sha256 of the image"), GrantQuery,
         ("Range" = Option<String>, Header, description = "one byte range, e.g. bytes=1048576-"),
-        ("If-Range" = Option<String>, Header, description = "the ETag from an earlier answer")),
+        ("If-Range" = Option<String>, Header, description = "the ETag from an earlier answer"),
+        ("If-None-Match" = Option<String>, Header, description = "`*` or a list of ETags; a match answers 304")),
     responses(
-        (status = 200, description = "the whole image", content_type = "application/octet-stream"),
-        (status = 206, description = "the requested range", content_type = "application/octet-stream"),
+        (status = 200, description = "the whole image (Content-Disposition names the file)", content_type = "application/octet-stream"),
+        (status = 206, description = "the requested range (Content-Disposition names the file)", content_type = "application/octet-stream"),
         (status = 304, description = "If-None-Match matched"),
         (status = 400, body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody),
@@ -187,10 +316,8 @@ pub async fn download(
     })?;
     let etag = format!("\"{digest}\"");
 
-    if headers
-        .get(header::IF_NONE_MATCH)
-        .is_some_and(|v| v.as_bytes() == etag.as_bytes())
-    {
+    // Preconditions before the Range (RFC 9110 section 13.2.2).
+    if if_none_match(&headers, &etag) {
         return response(StatusCode::NOT_MODIFIED, &etag, None, Body::empty());
     }
 
@@ -210,9 +337,17 @@ pub async fn download(
         let stream = app.storage.read_range(key, start, count).await?;
         Body::from_stream(stream)
     };
+    let filename = download_filename(
+        release_name(&app, &digest).await.as_deref(),
+        &digest.to_hex(),
+    );
     let mut res = response(status, &etag, content_range.as_deref(), body)?;
-    res.headers_mut()
-        .insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    let headers = res.headers_mut();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(count));
+    // `filename` holds only letters, digits and `._-+`: no quoting needed.
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{filename}\"")) {
+        headers.insert(header::CONTENT_DISPOSITION, v);
+    }
     Ok(res)
 }
 
@@ -298,7 +433,7 @@ mod tests {
             code(plan(&["bytes=20-10"], None, 100)),
             "range_not_satisfiable"
         );
-        assert_eq!(code(plan(&["items=0-1"], None, 100)), "invalid_range");
+        assert_eq!(code(plan(&["bytes"], None, 100)), "invalid_range");
         assert_eq!(code(plan(&["bytes=abc"], None, 100)), "invalid_range");
         assert_eq!(
             code(plan(&["bytes=0-1,5-6"], None, 100)),
@@ -310,6 +445,81 @@ mod tests {
         );
         let e = plan(&["bytes=100-"], None, 100).unwrap_err();
         assert_eq!(e.status(), StatusCode::RANGE_NOT_SATISFIABLE);
+    }
+
+    #[test]
+    fn ranges_in_other_units_are_ignored() {
+        for range in ["items=0-1", "rows=0-", "none=x"] {
+            assert_eq!(
+                plan(&[range], None, 100).unwrap(),
+                RangePlan::Full,
+                "{range}"
+            );
+        }
+        // The unit's name is case-insensitive.
+        assert_eq!(
+            plan(&["Bytes=10-19"], None, 100).unwrap(),
+            RangePlan::Partial { start: 10, end: 19 }
+        );
+    }
+
+    fn inm(values: &[&str]) -> bool {
+        let mut h = HeaderMap::new();
+        for v in values {
+            h.append(header::IF_NONE_MATCH, HeaderValue::from_str(v).unwrap());
+        }
+        if_none_match(&h, "\"abc\"")
+    }
+
+    #[test]
+    fn if_none_match_lists_weak_tags_and_star() {
+        assert!(!inm(&[]));
+        assert!(inm(&["\"abc\""]));
+        assert!(inm(&["W/\"abc\""]));
+        assert!(inm(&["*"]));
+        assert!(inm(&[" * "]));
+        assert!(inm(&["\"x\", \"abc\""]));
+        assert!(inm(&["\"x\",W/\"abc\" ,\"y\""]));
+        assert!(inm(&["\"x\",\t \"abc\""]));
+        assert!(inm(&[", ,\"abc\","]));
+        assert!(inm(&["\"x\"", "\"abc\""]), "two field lines are one list");
+        assert!(inm(&["\"a,b\", \"abc\""]), "a comma inside a tag");
+        assert!(!inm(&["\"x\", \"y\""]));
+        assert!(!inm(&["\"ab\""]));
+        assert!(!inm(&["abc"]), "unquoted");
+        assert!(!inm(&["w/\"abc\""]), "W/ is case-sensitive");
+        assert!(!inm(&["\"x\", *"]), "* is only valid alone");
+        assert!(!inm(&["\"abc"]), "unterminated");
+        assert!(!inm(&["\"abc\"junk"]));
+    }
+
+    #[test]
+    fn download_file_names_are_safe() {
+        let sha = "ab".repeat(32);
+        assert_eq!(
+            download_filename(Some("firmware.img"), &sha),
+            "firmware.img"
+        );
+        assert_eq!(
+            download_filename(Some("fw-1.2+b3_x.bin"), &sha),
+            "fw-1.2+b3_x.bin"
+        );
+        assert_eq!(download_filename(None, &sha), format!("{sha}.bin"));
+        assert_eq!(
+            safe_filename("../etc/passwd").as_deref(),
+            Some("_etc_passwd")
+        );
+        assert_eq!(safe_filename(".hidden").as_deref(), Some("hidden"));
+        assert_eq!(safe_filename("a \"b\";\r\nx").as_deref(), Some("a__b____x"));
+        assert_eq!(
+            safe_filename("fïrmware.img").as_deref(),
+            Some("f_rmware.img")
+        );
+        assert_eq!(safe_filename(&"a".repeat(300)).map(|s| s.len()), Some(128));
+        for nothing in ["", "..", "...", "/", "__", "\u{202e}"] {
+            assert_eq!(safe_filename(nothing), None, "{nothing:?}");
+            assert_eq!(download_filename(Some(nothing), &sha), format!("{sha}.bin"));
+        }
     }
 
     #[test]
