@@ -1,7 +1,8 @@
 //! End-to-end through a real `firmup-server` process over real HTTP: an
 //! operator sets up the catalogue and a device, a release engineer publishes
-//! a signed 64 MiB release, the device checks and downloads it, and `curl
-//! -C -` resumes an interrupted download to the exact sha256.
+//! a signed 64 MiB release, the device checks and downloads it, `curl
+//! -C -` resumes an interrupted download to the exact sha256, and `curl
+//! -OJ` and `wget --content-disposition -c` save it under the image's name.
 
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -187,6 +188,7 @@ fn range_requests_over_http() {
     let no_grant = w.url.split('?').next().unwrap().to_string();
     let r = client.get(&no_grant).send().unwrap();
     assert_eq!(r.status().as_u16(), 401);
+    assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"firmup\"");
     let r = client
         .get(&no_grant)
         .bearer_auth(&w.device_token)
@@ -197,4 +199,65 @@ fn range_requests_over_http() {
         403,
         "a device needs a grant, not its token"
     );
+}
+
+/// Whether `tool --version` runs (the download-manager checks are skipped,
+/// not failed, on a machine without the tool).
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+#[test]
+fn download_managers_save_under_the_image_name() {
+    let w = world();
+    // Without Content-Disposition these would save the file as
+    // "<sha256>?sub=...&exp=...&sig=...".
+    if have("curl") {
+        let dir = w.dir.path().join("curl");
+        std::fs::create_dir(&dir).unwrap();
+        let status = Command::new("curl")
+            .args(["-sS", "--fail", "-O", "-J"])
+            .arg(&w.url)
+            .current_dir(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "curl -OJ failed");
+        let saved = dir.join("firmware.img");
+        assert_eq!(sha256_file(&saved), Sha256Digest::of(&w.image));
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+    } else {
+        eprintln!("curl not installed; skipping its check");
+    }
+    if have("wget") {
+        let dir = w.dir.path().join("wget");
+        std::fs::create_dir(&dir).unwrap();
+        // A partial file under the announced name, of zeros so that a
+        // resumed download is told apart from a fresh one: -c keeps it and
+        // fetches only the rest.
+        let saved = dir.join("firmware.img");
+        std::fs::write(&saved, vec![0u8; 1_000_000]).unwrap();
+        let out = Command::new("wget")
+            .args(["-c", "--content-disposition", "--no-verbose"])
+            .arg(&w.url)
+            .current_dir(&dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "wget failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 1);
+        let got = std::fs::read(&saved).unwrap();
+        assert_eq!(got.len(), w.image.len());
+        assert!(got[..1_000_000].iter().all(|b| *b == 0), "not resumed");
+        assert!(got[1_000_000..] == w.image[1_000_000..], "wrong rest");
+    } else {
+        eprintln!("wget not installed; skipping its check");
+    }
 }
