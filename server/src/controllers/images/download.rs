@@ -65,7 +65,9 @@ pub enum RangePlan {
 }
 
 /// Decides the response range from the request headers, for an image of
-/// `len` bytes whose strong ETag is `etag`.
+/// `len` bytes whose strong ETag is `etag`. A Range in a unit other than
+/// `bytes` is ignored (the whole image); a malformed or unsatisfiable
+/// byte range is 416.
 pub fn plan_range(headers: &HeaderMap, len: u64, etag: &str) -> AppResult<RangePlan> {
     let mut values = headers.get_all(header::RANGE).iter();
     let Some(value) = values.next() else {
