@@ -297,6 +297,13 @@ pub const INVALID_TOKEN_CHALLENGE: &str = "Bearer realm=\"firmup\", error=\"inva
 impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
+        // Every code is in the one list (docs and the OpenAPI document are
+        // checked against it); a test that reaches an unlisted one fails.
+        debug_assert!(
+            crate::codes::is_known(self.code()),
+            "the error code {:?} is not in server/src/codes.rs",
+            self.code()
+        );
         let message = match &self {
             // Never leak internal detail; the log has it.
             AppError::Internal(e) => {
