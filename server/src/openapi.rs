@@ -257,16 +257,142 @@ fn list_codes(doc: &mut Value) {
     code["pattern"] = json!("^[a-z][a-z0-9_]*$");
 }
 
-/// Unsigned 64-bit numbers: utoipa writes `format: int64`, which tools
-/// read as a signed range; the server takes all of `u64`.
+/// The JSON schema of a signed envelope, as published for second
+/// implementations (docs/FORMATS.md).
+const ENVELOPE_SCHEMA: &str = include_str!("../../docs/envelope.v1.schema.json");
+
+/// Where envelopes travel: `(pointer to a schema in the document, kind)`.
+const ENVELOPES: &[(&str, &str)] = &[
+    (
+        "/paths/~1v1~1trust~1roots/post/requestBody/content/application~1json/schema",
+        "RootEnvelope",
+    ),
+    (
+        "/paths/~1v1~1product-lines~1{line}~1releases/post/requestBody/content/application~1json/schema",
+        "ManifestEnvelope",
+    ),
+    (
+        "/paths/~1v1~1product-lines~1{line}~1releases~1{channel}~1{version}~1promote/post/requestBody/content/application~1json/schema",
+        "ManifestEnvelope",
+    ),
+    (
+        "/paths/~1v1~1product-lines~1{line}~1releases~1{channel}~1{version}~1manifest/get/responses/200/content/application~1json/schema",
+        "ManifestEnvelope",
+    ),
+    (
+        "/components/schemas/RootChain/properties/roots/items",
+        "RootEnvelope",
+    ),
+    (
+        "/components/schemas/CheckResponse/properties/root_chain/items",
+        "RootEnvelope",
+    ),
+    (
+        "/components/schemas/UpdateOffer/properties/manifest",
+        "ManifestEnvelope",
+    ),
+];
+
+/// Root and manifest bodies are signed envelopes: the document describes
+/// them by the published envelope schema, with the payload type each
+/// place takes, instead of a bare object.
+fn describe_envelopes(doc: &mut Value) {
+    let mut base: Value =
+        serde_json::from_str(ENVELOPE_SCHEMA).expect("the envelope schema is JSON");
+    if let Some(b) = base.as_object_mut() {
+        b.remove("$schema");
+        b.remove("$id");
+    }
+    base["properties"]["signatures"]["minItems"] = json!(1);
+    base["properties"]["signatures"]["items"]["properties"]["keyid"] = json!({
+        "type": "string",
+        "pattern": SHA256_PATTERN,
+        "description": "Hex SHA-256 of the signer's 32-byte public key."
+    });
+    for (kind, payload_type, what) in [
+        (
+            "ManifestEnvelope",
+            "application/vnd.firmup.manifest.v1+json",
+            "a release manifest (docs/manifest.v1.schema.json)",
+        ),
+        (
+            "RootEnvelope",
+            "application/vnd.firmup.root.v1+json",
+            "a root document (docs/root.v1.schema.json)",
+        ),
+    ] {
+        let mut schema = base.clone();
+        schema["title"] = json!(kind);
+        schema["description"] = json!(format!(
+            "A signed envelope holding {what}, exactly as `firmup-signer` writes it. {}",
+            base["description"].as_str().unwrap_or_default()
+        ));
+        schema["properties"]["payload_type"] = json!({ "type": "string", "enum": [payload_type] });
+        doc["components"]["schemas"][kind] = schema;
+    }
+    for (pointer, kind) in ENVELOPES {
+        let Some(at) = doc.pointer_mut(pointer) else {
+            panic!("the OpenAPI document has nothing at {pointer}");
+        };
+        let description = at.get("description").cloned();
+        *at = json!({ "$ref": format!("#/components/schemas/{kind}") });
+        if let Some(d) = description {
+            at["description"] = d;
+        }
+    }
+}
+
+/// A catalogue line of kind `accessory` is skipped after its id is checked
+/// (accessories carry no firmware), so the rest of it is read for its shape
+/// only: `ImportLine` is either a checked hardware or software line, or an
+/// accessory line whose other fields have only their types.
+fn describe_accessory_lines(doc: &mut Value, mut line: Value, model: Value) {
+    let Some(schemas) = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+    else {
+        return;
+    };
+    schemas.insert("AccessoryModel".into(), model);
+    line["properties"]["id"] = name_schema();
+    line["properties"]["kind"] = json!({ "type": "string", "enum": ["accessory"] });
+    line["properties"]["models"]["items"] =
+        json!({ "$ref": "#/components/schemas/AccessoryModel" });
+    line["description"] = json!("An accessory line: skipped, after its id is checked.");
+    schemas.insert("AccessoryLine".into(), line);
+    let Some(checked) = schemas.get_mut("ImportLine") else {
+        return;
+    };
+    checked["properties"]["kind"] = json!({ "type": "string", "enum": ["hardware", "software"] });
+    let checked = checked.take();
+    schemas.insert("CheckedLine".into(), checked);
+    schemas.insert(
+        "ImportLine".into(),
+        json!({
+            "description": "A product line: hardware or software lines are checked and stored; accessory lines are skipped.",
+            "oneOf": [
+                { "$ref": "#/components/schemas/CheckedLine" },
+                { "$ref": "#/components/schemas/AccessoryLine" }
+            ]
+        }),
+    );
+}
+
+/// Unsigned numbers: utoipa writes `format: int64` (or `int32`), which
+/// tools read as a signed range; the server takes the whole unsigned one.
 fn unsigned_ranges(value: &mut Value) {
     match value {
         Value::Object(map) => {
-            if map.get("format").and_then(Value::as_str) == Some("int64")
+            let max = match map.get("format").and_then(Value::as_str) {
+                Some("int64") => Some(u64::MAX),
+                Some("int32") => Some(u64::from(u32::MAX)),
+                _ => None,
+            };
+            if let Some(max) = max
                 && map.get("minimum").and_then(Value::as_u64) == Some(0)
             {
                 map.remove("format");
-                map.insert("maximum".into(), json!(u64::MAX));
+                map.entry("maximum").or_insert(json!(max));
             }
             map.values_mut().for_each(unsigned_ranges);
         }
@@ -339,9 +465,15 @@ fn add(responses: &mut Map<String, Value>, status: &str, response: Value) {
 
 /// Completes the document derived from the handlers (see the module docs).
 pub fn complete(mut doc: Value) -> Value {
+    let loose_line = doc.pointer("/components/schemas/ImportLine").cloned();
+    let loose_model = doc.pointer("/components/schemas/ImportModel").cloned();
     describe_fields(&mut doc);
+    if let (Some(line), Some(model)) = (loose_line, loose_model) {
+        describe_accessory_lines(&mut doc, line, model);
+    }
     unsigned_ranges(&mut doc);
     list_codes(&mut doc);
+    describe_envelopes(&mut doc);
     if let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) {
         // HEAD of an image: the GET's answers without their bodies.
         if let Some(item) = paths.get_mut("/v1/images/{sha256}")
