@@ -53,28 +53,34 @@ pub async fn insert(
     Ok(())
 }
 
+/// A query reading [`TokenRow`]s: the columns once, then `$rest` (its
+/// `WHERE`). A macro rather than `format!`, so every query stays a static
+/// string and the token lookup on the request path allocates nothing more.
+macro_rules! select_token_rows {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, role, serial, label, created_at, expires_at, revoked_at FROM tokens ",
+            $rest
+        )
+    };
+}
+
 /// Finds a token by the hash of its secret.
 #[tracing::instrument(skip(db, token_hash))]
 pub async fn find_by_hash(db: &Db, token_hash: &str) -> Result<Option<TokenRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, role, serial, label, created_at, expires_at, revoked_at
-         FROM tokens WHERE token_hash = ?",
-    )
-    .bind(token_hash)
-    .fetch_optional(db.pool())
-    .await
+    sqlx::query_as(select_token_rows!("WHERE token_hash = ?"))
+        .bind(token_hash)
+        .fetch_optional(db.pool())
+        .await
 }
 
 /// Finds a token by id, revoked or not.
 #[tracing::instrument(skip(db))]
 pub async fn find_by_id(db: &Db, id: &str) -> Result<Option<TokenRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, role, serial, label, created_at, expires_at, revoked_at
-         FROM tokens WHERE id = ?",
-    )
-    .bind(id)
-    .fetch_optional(db.pool())
-    .await
+    sqlx::query_as(select_token_rows!("WHERE id = ?"))
+        .bind(id)
+        .fetch_optional(db.pool())
+        .await
 }
 
 /// Which tokens [`list`] returns.
@@ -94,9 +100,7 @@ pub struct TokenFilter {
 /// descending), matching `filter`.
 #[tracing::instrument(skip(db))]
 pub async fn list(db: &Db, filter: &TokenFilter, limit: i64) -> Result<Vec<TokenRow>, sqlx::Error> {
-    let mut q = QueryBuilder::<Sqlite>::new(
-        "SELECT id, role, serial, label, created_at, expires_at, revoked_at FROM tokens WHERE 1 = 1",
-    );
+    let mut q = QueryBuilder::<Sqlite>::new(select_token_rows!("WHERE 1 = 1"));
     if let Some(role) = filter.role {
         q.push(" AND role = ").push_bind(role.as_str());
     }
