@@ -64,7 +64,7 @@ impl App {
     /// Opens the database and storage and loads the trust chain.
     pub async fn build(config: Config) -> anyhow::Result<AppState> {
         create_data_dir(&config.data_dir)?;
-        let db = Db::connect(&config.database_url()).await?;
+        let db = Db::connect_with(&config.database_url(), config.pool_settings()).await?;
         let storage = Storage::local(config.blob_dir())
             .await
             .with_context(|| format!("opening blob directory {}", config.blob_dir().display()))?;

@@ -38,6 +38,12 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Database URL; default `sqlite://<data_dir>/firmup.db`.
     pub database_url: Option<String>,
+    /// Connections in the database pool (per replica).
+    pub database_pool_size: u32,
+    /// Seconds a database statement may run (PostgreSQL's
+    /// `statement_timeout`; on SQLite, how long a write waits for the write
+    /// lock) before the request is answered 503.
+    pub database_statement_timeout_secs: u64,
     /// Blob directory for the local storage backend; default `<data_dir>/blobs`.
     pub blob_dir: Option<PathBuf>,
     /// Pinned trust root (root version 1 envelope). Later versions are
@@ -105,6 +111,8 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("firmup-data"),
             database_url: None,
+            database_pool_size: 8,
+            database_statement_timeout_secs: 5,
             blob_dir: None,
             trust_root: None,
             max_image_bytes: 4 * 1024 * 1024 * 1024,
@@ -138,6 +146,11 @@ impl fmt::Debug for Config {
             .field(
                 "database_url",
                 &self.database_url.as_deref().map(redact_url),
+            )
+            .field("database_pool_size", &self.database_pool_size)
+            .field(
+                "database_statement_timeout_secs",
+                &self.database_statement_timeout_secs,
             )
             .field("blob_dir", &self.blob_dir)
             .field("trust_root", &self.trust_root)
@@ -246,6 +259,8 @@ impl Config {
         "listen",
         "data_dir",
         "database_url",
+        "database_pool_size",
+        "database_statement_timeout_secs",
         "blob_dir",
         "trust_root",
         "max_image_bytes",
@@ -282,6 +297,15 @@ impl Config {
             about: "Database URL; its password is never printed.",
             unset: "sqlite://<data_dir>/firmup.db",
         },
+        key(
+            "database_pool_size",
+            "Connections in the database pool, per replica (1-1000).",
+        ),
+        key(
+            "database_statement_timeout_secs",
+            "Seconds a database statement may run, or a write wait for SQLite's lock, \
+             before the request gets 503 (1-3600).",
+        ),
         KeyDoc {
             name: "blob_dir",
             about: "Blob directory of the local storage backend.",
@@ -465,11 +489,19 @@ impl Config {
         anyhow::ensure!(self.grant_ttl_secs > 0, "grant_ttl_secs must be positive");
         anyhow::ensure!(self.max_image_bytes > 0, "max_image_bytes must be positive");
         anyhow::ensure!(self.max_connections > 0, "max_connections must be positive");
+        anyhow::ensure!(
+            (1..=1000).contains(&self.database_pool_size),
+            "database_pool_size must be 1-1000"
+        );
         for (name, secs) in [
             ("header_read_timeout_secs", self.header_read_timeout_secs),
             ("idle_timeout_secs", self.idle_timeout_secs),
             ("request_timeout_secs", self.request_timeout_secs),
             ("stall_window_secs", self.stall_window_secs),
+            (
+                "database_statement_timeout_secs",
+                self.database_statement_timeout_secs,
+            ),
         ] {
             anyhow::ensure!((1..=3600).contains(&secs), "{name} must be 1-3600 seconds");
         }
@@ -506,6 +538,17 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("firmup.db").display()))
+    }
+
+    /// The database pool settings in effect.
+    pub fn pool_settings(&self) -> crate::db::PoolSettings {
+        let statement_timeout =
+            std::time::Duration::from_secs(self.database_statement_timeout_secs);
+        crate::db::PoolSettings {
+            max_connections: self.database_pool_size,
+            statement_timeout,
+            acquire_timeout: statement_timeout,
+        }
     }
 
     /// The connection limits in effect, with `max_connections` clamped to
@@ -609,6 +652,20 @@ pub fn keys_help() -> String {
 
 /// A URL with its password (if any) replaced by `***`, for logs and errors.
 pub fn redact_url(url: &str) -> String {
+    // PostgreSQL also takes the password as a query parameter.
+    let url = &match url.split_once('?') {
+        Some((base, query)) => {
+            let params: Vec<String> = query
+                .split('&')
+                .map(|p| match p.split_once('=') {
+                    Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                    _ => p.to_string(),
+                })
+                .collect();
+            format!("{base}?{}", params.join("&"))
+        }
+        None => url.to_string(),
+    };
     // scheme://user:password@host...: only the part before the first '@'
     // after the scheme can hold a password.
     let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
@@ -641,6 +698,10 @@ mod tests {
         assert_eq!(
             redact_url("postgres://firmup:s3cret@db:5432/firmup?sslmode=require"),
             "postgres://firmup:***@db:5432/firmup?sslmode=require"
+        );
+        assert_eq!(
+            redact_url("postgres://db/firmup?user=u&password=s3cret&sslmode=require"),
+            "postgres://db/firmup?user=u&password=***&sslmode=require"
         );
         assert_eq!(
             redact_url("sqlite:///var/lib/firmup.db"),

@@ -240,32 +240,17 @@ impl AppError {
     }
 }
 
-impl From<sqlx::Error> for AppError {
-    /// Contention and outages are 503 (retry later); anything else is a
-    /// bug or corruption, 500.
-    fn from(e: sqlx::Error) -> Self {
-        match e {
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                AppError::Unavailable(format!("database: {e}"))
-            }
-            sqlx::Error::Database(ref d) if is_busy(d.code().as_deref()) => {
-                AppError::Unavailable(format!("database busy: {e}"))
-            }
-            other => AppError::Internal(anyhow::Error::new(other).context("database")),
+impl From<crate::db::Error> for AppError {
+    /// Contention and outages are 503 (retry later); a conflict a handler
+    /// did not turn into its own 409, and anything else, is a bug or
+    /// corruption: 500.
+    fn from(e: crate::db::Error) -> Self {
+        if e.is_unavailable() {
+            AppError::Unavailable(e.to_string())
+        } else {
+            AppError::Internal(anyhow::Error::new(e).context("database"))
         }
     }
-}
-
-/// Whether a database error code is SQLite's `SQLITE_BUSY` (5) or
-/// `SQLITE_LOCKED` (6), or one of their extended codes (the primary code is
-/// the low byte: `SQLITE_BUSY_SNAPSHOT` is 517, `SQLITE_BUSY_TIMEOUT` 773,
-/// `SQLITE_LOCKED_SHAREDCACHE` 262, ...): another connection held a lock
-/// past the busy timeout, which trying again later can fix.
-fn is_busy(code: Option<&str>) -> bool {
-    const SQLITE_BUSY: i32 = 5;
-    const SQLITE_LOCKED: i32 = 6;
-    code.and_then(|c| c.parse::<i32>().ok())
-        .is_some_and(|c| matches!(c & 0xff, SQLITE_BUSY | SQLITE_LOCKED))
 }
 
 impl From<firmup_client::Error> for AppError {
@@ -361,18 +346,6 @@ impl IntoResponse for AppError {
 mod tests {
     use super::*;
 
-    #[test]
-    fn busy_and_locked_codes_are_recognised() {
-        for code in ["5", "6", "261", "262", "517", "518", "773"] {
-            assert!(is_busy(Some(code)), "{code}");
-        }
-        // Constraint (19, 2067 unique), I/O (10), corrupt (11), Postgres-style text.
-        for code in ["19", "2067", "10", "11", "40001", "XX000"] {
-            assert!(!is_busy(Some(code)), "{code}");
-        }
-        assert!(!is_busy(None));
-    }
-
     /// A real `SQLITE_BUSY` from a second writer that does not wait.
     #[tokio::test]
     async fn a_locked_database_is_unavailable_not_internal() {
@@ -389,7 +362,7 @@ mod tests {
             .unwrap();
         let holder = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
         let e = pool.begin_with("BEGIN IMMEDIATE").await.unwrap_err();
-        let app = AppError::from(e);
+        let app = AppError::from(crate::db::Error::from(e));
         assert_eq!(app.status(), StatusCode::SERVICE_UNAVAILABLE, "{app:?}");
         let response = app.into_response();
         assert_eq!(

@@ -24,10 +24,18 @@
 //!   then), and rows older than [`RETENTION`] are pruned, which is safe
 //!   because no TTL may exceed it (checked by `Config`).
 //!
-//! Remembering only the last seq applied relies on seqs becoming visible in
-//! commit order. SQLite has one writer at a time, so they do; a PostgreSQL
-//! backend must not rely on a plain sequence for this (e.g. it must re-read
-//! a window of recent seqs).
+//! Seqs need not become visible in order. SQLite has one writer at a time,
+//! so there they do; on PostgreSQL a seq is taken when a row is inserted,
+//! not when it commits, so a transaction that took seq 7 can commit after
+//! one that took seq 8, and a rolled-back insert leaves a seq that never
+//! appears. A poller that remembered only the highest seq seen would skip
+//! 7 for ever. So the poller remembers the seqs it skipped over as *gaps*
+//! ([`Invalidations`]), asks for them again on every poll, and gives a gap
+//! up only after [`GAP_WINDOW`], far longer than any write transaction
+//! stays open (its statements are bounded by the statement timeout, and
+//! the publisher's transaction is a handful of inserts). Applying a row
+//! twice is harmless (dropping a cache entry is idempotent), so the rules
+//! only need never to miss one.
 //!
 //! A cache fill races with invalidations: a lookup that read the old row
 //! may insert it after the invalidation ran, and with long TTLs that stale
@@ -38,16 +46,16 @@
 //! This module must never make a check wait for the database: publishing
 //! only queues, and polling runs in its own task.
 
-use std::collections::HashSet;
-use std::sync::Weak;
+use std::collections::{BTreeMap, HashSet};
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::app::App;
 use crate::db::Db;
-use crate::db::invalidations::Kind;
+use crate::db::invalidations::{Invalidation, Kind};
 
 /// How often every replica reads the invalidations others wrote.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
@@ -60,6 +68,17 @@ const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Rows read per query while catching up.
 const BATCH: i64 = 10_000;
+
+/// How long a skipped seq is asked for again before it is taken for a
+/// rolled-back insert (see the module docs).
+pub const GAP_WINDOW: Duration = Duration::from_secs(300);
+
+/// Gaps remembered at most; beyond it the oldest are given up (logged), so
+/// a huge jump in seqs (a bulk rollback) cannot grow memory without bound.
+const MAX_GAPS: usize = 10_000;
+
+/// Gaps asked for per poll.
+const GAPS_PER_POLL: usize = 500;
 
 /// How long the publisher waits before retrying a failed write when
 /// nothing new arrives.
@@ -82,6 +101,9 @@ pub struct Invalidations {
     epoch: AtomicU64,
     /// The highest seq applied to this replica's caches.
     applied: AtomicI64,
+    /// Seqs below `applied` not seen yet, with when they were first
+    /// skipped: they may still commit.
+    gaps: Mutex<BTreeMap<i64, std::time::Instant>>,
     /// Queue of the publisher task.
     outbox: mpsc::UnboundedSender<Message>,
 }
@@ -105,6 +127,7 @@ impl Invalidations {
         Invalidations {
             epoch: AtomicU64::new(0),
             applied: AtomicI64::new(applied),
+            gaps: Mutex::new(BTreeMap::new()),
             outbox,
         }
     }
@@ -123,6 +146,79 @@ impl Invalidations {
     /// The highest seq applied to this replica's caches.
     pub fn applied(&self) -> i64 {
         self.applied.load(Ordering::SeqCst)
+    }
+
+    /// The seqs below [`Invalidations::applied`] that were skipped and are
+    /// still awaited, oldest first.
+    pub fn gaps(&self) -> Vec<i64> {
+        self.lock_gaps().keys().copied().collect()
+    }
+
+    fn lock_gaps(&self) -> std::sync::MutexGuard<'_, BTreeMap<i64, std::time::Instant>> {
+        self.gaps.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Sorts the rows of one read into those to apply, advancing `applied`
+    /// and recording the seqs skipped over as gaps; a row that fills a gap
+    /// is applied, one at or below `applied` that is no gap was applied
+    /// already. Call [`Invalidations::advance`] after dropping the entries.
+    fn accept<'r>(&self, rows: &'r [Invalidation], unknown: &[i64]) -> Accepted<'r> {
+        // Every seq read, in order; rows of a kind this version does not
+        // know are read past (they fill gaps and move `applied`) but not
+        // applied.
+        let mut read: Vec<(i64, Option<&'r Invalidation>)> = rows
+            .iter()
+            .map(|r| (r.seq, Some(r)))
+            .chain(unknown.iter().map(|&seq| (seq, None)))
+            .collect();
+        read.sort_by_key(|(seq, _)| *seq);
+        let now = std::time::Instant::now();
+        let mut gaps = self.lock_gaps();
+        let mut high = self.applied();
+        let mut fresh = Vec::with_capacity(rows.len());
+        for (seq, row) in read {
+            let new = if seq > high {
+                let skipped = high + 1..seq;
+                if skipped.end - skipped.start <= MAX_GAPS as i64 {
+                    gaps.extend(skipped.map(|gap| (gap, now)));
+                } else {
+                    tracing::warn!(
+                        from = skipped.start,
+                        to = skipped.end - 1,
+                        "too many cache invalidation seqs skipped at once; not awaiting them"
+                    );
+                }
+                high = seq;
+                true
+            } else {
+                gaps.remove(&seq).is_some()
+            };
+            if let (true, Some(row)) = (new, row) {
+                fresh.push(row);
+            }
+        }
+        while gaps.len() > MAX_GAPS {
+            if let Some((seq, _)) = gaps.pop_first() {
+                tracing::warn!(
+                    seq,
+                    "too many awaited cache invalidation seqs; the oldest given up"
+                );
+            }
+        }
+        Accepted { rows: fresh, high }
+    }
+
+    /// Moves `applied` to `high` once the entries of the rows are gone.
+    fn advance(&self, high: i64) {
+        self.applied.fetch_max(high, Ordering::SeqCst);
+    }
+
+    /// Gives up gaps awaited longer than [`GAP_WINDOW`]; returns the rest to
+    /// ask for (at most [`GAPS_PER_POLL`], oldest seqs first).
+    fn gaps_to_ask(&self) -> Vec<i64> {
+        let mut gaps = self.lock_gaps();
+        gaps.retain(|_, since| since.elapsed() < GAP_WINDOW);
+        gaps.keys().take(GAPS_PER_POLL).copied().collect()
     }
 
     /// Queues an invalidation for the other replicas; never waits. The
@@ -242,39 +338,54 @@ async fn write_logged(db: &Db, pending: &mut HashSet<(Kind, String)>) -> Result<
     }
 }
 
+/// The rows of one read to apply, and the highest seq read.
+struct Accepted<'r> {
+    rows: Vec<&'r Invalidation>,
+    high: i64,
+}
+
 /// Applies the invalidations written since the last one applied, by any
-/// replica (this one's included, harmlessly): drops the matching device
-/// facts and token lookups. Returns how many rows were applied.
-pub async fn poll(app: &App) -> Result<usize, sqlx::Error> {
+/// replica (this one's included, harmlessly), and those that filled a gap
+/// (see the module docs): drops the matching device facts and token
+/// lookups. Returns how many rows were applied.
+pub async fn poll(app: &App) -> Result<usize, crate::db::Error> {
     let mut applied = 0;
+    let gaps = app.invalidations.gaps_to_ask();
+    if !gaps.is_empty() {
+        let batch = crate::db::invalidations::among(&app.db, &gaps).await?;
+        applied += apply(app, app.invalidations.accept(&batch.rows, &batch.unknown));
+    }
     loop {
         let batch =
             crate::db::invalidations::after(&app.db, app.invalidations.applied(), BATCH).await?;
-        let mut devices = Vec::new();
-        let mut tokens = HashSet::new();
-        for row in &batch.rows {
-            match row.kind {
-                Kind::Device => devices.push(row.key.as_str()),
-                Kind::Token => {
-                    tokens.insert(row.key.clone());
-                }
-            }
-        }
-        if !devices.is_empty() {
-            app.forget_devices(devices);
-        }
-        if !tokens.is_empty() {
-            app.forget_tokens(tokens);
-        }
-        // Advance only after the entries are gone.
-        if let Some(last) = batch.last_seq {
-            app.invalidations.applied.fetch_max(last, Ordering::SeqCst);
-        }
-        applied += batch.rows.len();
+        applied += apply(app, app.invalidations.accept(&batch.rows, &batch.unknown));
         if batch.complete {
             return Ok(applied);
         }
     }
+}
+
+/// Drops the entries the rows name, then advances the applied seq.
+fn apply(app: &App, accepted: Accepted<'_>) -> usize {
+    let mut devices = Vec::new();
+    let mut tokens = HashSet::new();
+    for row in &accepted.rows {
+        match row.kind {
+            Kind::Device => devices.push(row.key.as_str()),
+            Kind::Token => {
+                tokens.insert(row.key.clone());
+            }
+        }
+    }
+    if !devices.is_empty() {
+        app.forget_devices(devices);
+    }
+    if !tokens.is_empty() {
+        app.forget_tokens(tokens);
+    }
+    // Advance only after the entries are gone.
+    app.invalidations.advance(accepted.high);
+    accepted.rows.len()
 }
 
 /// Starts the task that [`poll`]s every [`POLL_INTERVAL`] and prunes old
@@ -308,7 +419,7 @@ pub fn spawn_poller(app: Weak<App>) {
 }
 
 /// Deletes rows older than [`RETENTION`].
-pub async fn prune(db: &Db) -> Result<u64, sqlx::Error> {
+pub async fn prune(db: &Db) -> Result<u64, crate::db::Error> {
     let retention = time::Duration::try_from(RETENTION).unwrap_or(time::Duration::DAY);
     let removed =
         crate::db::invalidations::prune(db, time::OffsetDateTime::now_utc() - retention).await?;

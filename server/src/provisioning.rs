@@ -194,7 +194,7 @@ pub async fn provision_devices(
         };
         if let Err(e) = db::devices::insert(&mut tx, new, now).await {
             // Another request provisioned it between our check and insert.
-            return Err(if is_unique_violation(&e) {
+            return Err(if e.is_conflict() {
                 in_context(
                     serial_exists(&entry.serial),
                     format!("{} (serial {:?})", entry.at, entry.serial),
@@ -295,12 +295,6 @@ fn serial_exists(serial: &str) -> AppError {
         "serial_exists",
         format!("a device with serial {serial:?} is already provisioned; remove it from the batch"),
     )
-}
-
-/// Whether a database error is a uniqueness violation (a concurrent insert
-/// of the same key).
-pub fn is_unique_violation(e: &sqlx::Error) -> bool {
-    matches!(e, sqlx::Error::Database(d) if d.is_unique_violation())
 }
 
 /// Column names of a device CSV file.
@@ -540,7 +534,7 @@ pub async fn insert_contract(
     db::contracts::insert_contract(tx, &row)
         .await
         .map_err(|e| {
-            if is_unique_violation(&e) {
+            if e.is_conflict() {
                 contract_exists(terms.id.as_str())
             } else {
                 e.into()

@@ -348,7 +348,7 @@ impl CatalogueCell {
 }
 
 /// Loads a new snapshot from the database, reusing `previous`'s envelopes.
-async fn load(app: &App, previous: &Catalogue) -> Result<Arc<Catalogue>, sqlx::Error> {
+async fn load(app: &App, previous: &Catalogue) -> Result<Arc<Catalogue>, crate::db::Error> {
     // Read the generation BEFORE the database: a change committed after
     // this read bumps the generation again, so it is never missed.
     let generation = app.catalogue_generation.load(Ordering::Acquire);
@@ -398,7 +398,7 @@ pub async fn current(app: &App) -> Arc<Catalogue> {
 /// Reloads unconditionally (for data that other replicas changed), waiting
 /// for the database; used by the background refresher and after a snapshot
 /// turned out not to know a model a device row names.
-pub async fn reload(app: &App) -> Result<Arc<Catalogue>, sqlx::Error> {
+pub async fn reload(app: &App) -> Result<Arc<Catalogue>, crate::db::Error> {
     let snap = app.catalogue.get();
     let fresh = load(app, &snap).await?;
     app.catalogue.store(fresh.clone());
@@ -441,7 +441,7 @@ pub fn spawn_refresher(app: Weak<App>) {
 pub async fn device_facts(
     app: &App,
     serial: &str,
-) -> Result<Option<Arc<DeviceFacts>>, sqlx::Error> {
+) -> Result<Option<Arc<DeviceFacts>>, crate::db::Error> {
     if let Some(f) = app.device_facts.get(serial) {
         return Ok(Some(f));
     }

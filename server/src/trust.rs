@@ -86,7 +86,7 @@ impl TrustState {
 /// configured). Stops at the first one that fails, logging why: a root
 /// that does not verify is never trusted, and the ones after it cannot be
 /// verified without it. Returns the number of roots added.
-pub async fn refresh(app: &App) -> Result<usize, sqlx::Error> {
+pub async fn refresh(app: &App) -> Result<usize, crate::db::Error> {
     let latest = app.trust().latest().map_or(0, |r| r.version());
     let stored = crate::db::trust::newer_than(&app.db, latest).await?;
     let mut added = 0;

@@ -4,8 +4,10 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::{TestApp, TestResponse};
-use firmup_server::auth::Actor;
+use firmup_server::auth::{Actor, Role};
+use firmup_server::db;
 use firmup_server::db::devices::load_device_facts;
+use firmup_server::db::tokens::{TokenFilter, TokenRow};
 use firmup_server::provisioning;
 use firmup_server::warranty::add_months;
 use serde_json::{Value, json};
@@ -51,11 +53,28 @@ async fn audit(t: &TestApp, action: &str) -> Vec<Value> {
     out
 }
 
-async fn count(t: &TestApp, sql: &str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(t.app.db.pool())
+/// How many devices are provisioned.
+async fn device_count(t: &TestApp) -> i64 {
+    db::devices::count(&t.app.db).await.expect("count devices")
+}
+
+/// The device tokens, by serial.
+async fn device_tokens(t: &TestApp) -> Vec<TokenRow> {
+    let filter = TokenFilter {
+        role: Some(Role::Device),
+        ..TokenFilter::default()
+    };
+    let mut rows = db::tokens::list(&t.app.db, &filter, i64::MAX)
         .await
-        .expect("count")
+        .expect("list device tokens");
+    assert!(rows.iter().all(|r| r.role == "device"));
+    rows.sort_by(|a, b| a.serial.cmp(&b.serial));
+    rows
+}
+
+/// How many device tokens exist.
+async fn device_token_count(t: &TestApp) -> i64 {
+    device_tokens(t).await.len() as i64
 }
 
 /// The encoders line with E4K (two hw ids) and E3 (discontinued), and the
@@ -298,13 +317,11 @@ async fn models_are_validated_and_hw_ids_name_one_model() {
 
     // None of the refused requests left anything behind.
     assert_eq!(
-        count(&t, "SELECT COUNT(*) FROM models WHERE id = 'E5'").await,
-        0
+        db::catalogue::find_model(&t.app.db, "E5").await.unwrap(),
+        None
     );
-    assert_eq!(
-        count(&t, "SELECT COUNT(*) FROM model_hw_ids WHERE hw_id = 'e5'").await,
-        0
-    );
+    let hw_ids = db::catalogue::list_hw_ids(&t.app.db).await.unwrap();
+    assert!(hw_ids.iter().all(|(_, hw_id)| hw_id != "e5"), "{hw_ids:?}");
 
     // A hardware id devices use cannot be taken away from their model.
     let r = provision(
@@ -457,12 +474,11 @@ async fn provisioned_devices_get_working_tokens_and_one_audit_record() {
         StatusCode::FORBIDDEN,
         "wrong_role",
     );
-    let rows: Vec<(String, Option<String>, String)> = sqlx::query_as(
-        "SELECT role, serial, label FROM tokens WHERE role = 'device' ORDER BY serial",
-    )
-    .fetch_all(t.app.db.pool())
-    .await
-    .unwrap();
+    let rows: Vec<(String, Option<String>, String)> = device_tokens(&t)
+        .await
+        .into_iter()
+        .map(|r| (r.role, r.serial, r.label))
+        .collect();
     assert_eq!(
         rows[0],
         ("device".into(), Some("SN-1".into()), "device SN-1".into())
@@ -511,10 +527,7 @@ async fn provisioned_devices_get_working_tokens_and_one_audit_record() {
     .await;
     assert_status(&r, StatusCode::CREATED);
     assert!(r.json()["devices"][0].get("token").is_none());
-    assert_eq!(
-        count(&t, "SELECT COUNT(*) FROM tokens WHERE role = 'device'").await,
-        3
-    );
+    assert_eq!(device_token_count(&t).await, 3);
 
     assert_error(
         &t.get("/v1/devices/NOPE", Some(&t.technician)).await,
@@ -569,9 +582,9 @@ async fn provisioning_is_all_or_nothing_and_names_the_bad_entry() {
             message.starts_with(&format!("devices[2] (serial {serial:?})")),
             "{message}"
         );
-        assert_eq!(count(&t, "SELECT COUNT(*) FROM devices").await, 0, "{code}");
+        assert_eq!(device_count(&t).await, 0, "{code}");
         assert_eq!(
-            count(&t, "SELECT COUNT(*) FROM tokens WHERE role = 'device'").await,
+            device_token_count(&t).await,
             0,
             "{code}: no token outlives a refused batch"
         );
@@ -588,11 +601,8 @@ async fn provisioning_is_all_or_nothing_and_names_the_bad_entry() {
             .unwrap()
             .starts_with("devices[1] (serial \"SN-1\")")
     );
-    assert_eq!(count(&t, "SELECT COUNT(*) FROM devices").await, 1);
-    assert_eq!(
-        count(&t, "SELECT COUNT(*) FROM tokens WHERE role = 'device'").await,
-        1
-    );
+    assert_eq!(device_count(&t).await, 1);
+    assert_eq!(device_token_count(&t).await, 1);
 
     let many: Vec<Value> = (0..10_001).map(|i| good(&format!("BULK-{i}"))).collect();
     let r = provision(&t, Value::Array(many), false).await;
@@ -614,7 +624,7 @@ async fn a_full_batch_of_ten_thousand_provisions() {
     let r = provision(&t, Value::Array(devices), true).await;
     assert_status(&r, StatusCode::CREATED);
     assert_eq!(r.json()["devices"].as_array().unwrap().len(), 10_000);
-    assert_eq!(count(&t, "SELECT COUNT(*) FROM devices").await, 10_000);
+    assert_eq!(device_count(&t).await, 10_000);
     let records = audit(&t, "device.provision").await;
     assert_eq!(records[0]["detail"]["count"], 10_000);
     assert_eq!(
@@ -977,11 +987,8 @@ async fn csv_imports_are_all_or_nothing_and_name_the_line() {
         e.to_string().starts_with("line 5 (serial \"CSV-3\")"),
         "{e}"
     );
-    assert_eq!(count(&t, "SELECT COUNT(*) FROM devices").await, 0);
-    assert_eq!(
-        count(&t, "SELECT COUNT(*) FROM tokens WHERE role = 'device'").await,
-        0
-    );
+    assert_eq!(device_count(&t).await, 0);
+    assert_eq!(device_token_count(&t).await, 0);
 
     let good = "serial,model_id,hw_id\nCSV-1,E4K,enc-4k-r1\nCSV-2,E3,enc-hd-r1\n";
     let done = provisioning::import_devices_csv(db, &Actor::cli(), good.as_bytes(), true)
@@ -1011,7 +1018,7 @@ async fn csv_imports_are_all_or_nothing_and_name_the_line() {
         .unwrap_err();
     assert_eq!(e.code(), "unknown_serial");
     assert!(e.to_string().starts_with("line 3 "), "{e}");
-    assert_eq!(count(&t, "SELECT COUNT(*) FROM contracts").await, 0);
+    assert_eq!(db::contracts::count_contracts(&t.app.db).await.unwrap(), 0);
 
     let contracts = "id,serial,kind,starts,ends\nSC-1,CSV-1,service_contract,2026-01-01,2026-12-31\nSC-1,CSV-2,service_contract,2026-01-01,2026-12-31\n";
     let e = provisioning::import_contracts_csv(db, &Actor::cli(), contracts.as_bytes())

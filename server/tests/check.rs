@@ -1,6 +1,7 @@
 //! The update check, device reports, rollout summaries and the entitlement
-//! view, in-process. The catalogue is seeded with SQL (product lines,
-//! models, devices, and releases built and signed by the fixtures), then
+//! view, in-process. The catalogue is seeded through the database layer
+//! (product lines, models, devices, and releases built and signed by the
+//! fixtures, with the publication time each test needs), then
 //! `catalogue_changed()` is called the way the publish path does.
 
 mod common;
@@ -11,6 +12,11 @@ use firmup_client::{Clock, InstalledState, Sha256Digest, TrustedRoot, VerifyRequ
 use firmup_fixtures::keys::NEXT_ROOT_KEYS;
 use firmup_fixtures::release::FIXTURE_NOW;
 use firmup_fixtures::{ReleaseBuilder, RootBuilder};
+use firmup_server::db;
+use firmup_server::db::catalogue::ModelRow;
+use firmup_server::db::contracts::{ContractRow, LicenceRow};
+use firmup_server::db::devices::NewDevice;
+use firmup_server::db::releases::{NewRelease, NewReleaseImage, Stored};
 use firmup_server::grants::GrantParams;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -41,29 +47,18 @@ fn after_eol() -> OffsetDateTime {
     now() - Duration::days(30)
 }
 
-async fn sql(t: &TestApp, query: &str) {
-    sqlx::query(query)
-        .execute(t.app.db.pool())
-        .await
-        .unwrap_or_else(|e| panic!("{query}: {e}"));
-}
-
 /// Product lines, models and hardware ids:
 /// - `encoders` (hardware): `enc-4k` in production (hw `enc-4k-r2`),
 ///   `enc-hd` discontinued 200 days ago (hw `enc-hd-r1`);
 /// - `studio` (software, "StudioSuite"): `studio-pro` (hw `studio-x86`).
 async fn seed_catalogue(t: &TestApp) {
-    let now = now();
+    let mut tx = t.app.db.begin().await.unwrap();
     for (id, name, kind) in [
         ("encoders", "Encoders", "hardware"),
         ("studio", "StudioSuite", "software"),
     ] {
-        sqlx::query("INSERT INTO product_lines (id, name, kind, created_at) VALUES (?, ?, ?, ?)")
-            .bind(id)
-            .bind(name)
-            .bind(kind)
-            .bind(now)
-            .execute(t.app.db.pool())
+        // 12 months: the schema's default warranty.
+        db::catalogue::upsert_product_line(&mut tx, id, name, kind, 12)
             .await
             .unwrap();
     }
@@ -78,36 +73,32 @@ async fn seed_catalogue(t: &TestApp) {
             "studio-x86",
         ),
     ] {
-        sqlx::query("INSERT INTO models (id, product_line, name, eol) VALUES (?, ?, ?, ?)")
-            .bind(id)
-            .bind(line)
-            .bind(name)
-            .bind(eol)
-            .execute(t.app.db.pool())
-            .await
-            .unwrap();
-        sqlx::query("INSERT INTO model_hw_ids (hw_id, model_id) VALUES (?, ?)")
-            .bind(hw)
-            .bind(id)
-            .execute(t.app.db.pool())
+        let model = ModelRow {
+            id: id.into(),
+            product_line: line.into(),
+            name: name.into(),
+            launched: None,
+            eol,
+        };
+        db::catalogue::upsert_model(&mut tx, &model).await.unwrap();
+        db::catalogue::set_hw_ids(&mut tx, id, &[hw.to_string()])
             .await
             .unwrap();
     }
+    tx.commit().await.unwrap();
     t.app.catalogue_changed();
 }
 
 async fn device(t: &TestApp, serial: &str, model: &str, hw_id: &str, channel: &str) {
-    sqlx::query(
-        "INSERT INTO devices (serial, model_id, hw_id, channel, created_at) VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(serial)
-    .bind(model)
-    .bind(hw_id)
-    .bind(channel)
-    .bind(now())
-    .execute(t.app.db.pool())
-    .await
-    .unwrap();
+    let mut tx = t.app.db.begin().await.unwrap();
+    let new = NewDevice {
+        serial,
+        model_id: model,
+        hw_id,
+        channel,
+    };
+    db::devices::insert(&mut tx, new, now()).await.unwrap();
+    tx.commit().await.unwrap();
 }
 
 /// A release to seed.
@@ -148,7 +139,8 @@ impl Rel {
 }
 
 /// Signs a release with the fixtures and stores it as the publish path
-/// would; returns the release id and the envelope bytes as stored.
+/// would, but published at `r.published_at`; returns the release id and
+/// the envelope bytes as stored.
 async fn release(t: &TestApp, r: Rel) -> (i64, Vec<u8>) {
     let mut b = ReleaseBuilder::for_line(r.line, r.hw_ids[0]).version(r.version);
     b.manifest.hw_compat = r.hw_ids.iter().map(|s| s.to_string()).collect();
@@ -160,78 +152,92 @@ async fn release(t: &TestApp, r: Rel) -> (i64, Vec<u8>) {
     let signed = b.build();
     let m = &signed.manifest;
     let payload = m.to_payload().unwrap();
-    let pool = t.app.db.pool();
-    let id = sqlx::query(
-        "INSERT INTO releases (product_line, channel, version, manifest_version, security_counter,
-             requires, hw_compat, envelope, payload_sha256, release_notes, free_for_all,
-             published_at, published_by)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, 'test')",
-    )
-    .bind(r.line)
-    .bind(r.channel)
-    .bind(m.version.to_string())
-    .bind(m.manifest_version as i64)
-    .bind(i64::from(m.security_counter))
-    .bind(m.requires.as_ref().map(ToString::to_string))
-    .bind(serde_json::to_string(&m.hw_compat).unwrap())
-    .bind(&signed.envelope)
-    .bind(Sha256Digest::of(&payload).to_string())
-    .bind(r.free_for_all)
-    .bind(r.published_at)
-    .execute(pool)
-    .await
-    .unwrap()
-    .last_insert_rowid();
-    for img in &m.images {
-        sqlx::query("INSERT OR IGNORE INTO images (sha256, length, created_at) VALUES (?, ?, ?)")
-            .bind(img.sha256.to_string())
-            .bind(img.length as i64)
-            .bind(now())
-            .execute(pool)
+    let version = m.version.to_string();
+    let requires = m.requires.as_ref().map(ToString::to_string);
+    let hw_compat = serde_json::to_string(&m.hw_compat).unwrap();
+    let payload_sha256 = Sha256Digest::of(&payload).to_string();
+    let digests: Vec<String> = m.images.iter().map(|i| i.sha256.to_string()).collect();
+    let images: Vec<NewReleaseImage<'_>> = m
+        .images
+        .iter()
+        .zip(&digests)
+        .map(|(img, sha256)| NewReleaseImage {
+            name: &img.name,
+            target: &img.target,
+            sha256,
+            length: img.length as i64,
+        })
+        .collect();
+
+    let mut tx = t.app.db.begin().await.unwrap();
+    for img in &images {
+        // Shared by releases of the same seed: absent or already there.
+        db::images::insert_if_absent(&mut tx, img.sha256, img.length as u64)
             .await
             .unwrap();
-        sqlx::query(
-            "INSERT INTO release_images (release_id, name, target, sha256, length)
-             VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(id)
-        .bind(&img.name)
-        .bind(&img.target)
-        .bind(img.sha256.to_string())
-        .bind(img.length as i64)
-        .execute(pool)
-        .await
-        .unwrap();
     }
+    let new = NewRelease {
+        product_line: r.line,
+        channel: r.channel,
+        version: &version,
+        manifest_version: m.manifest_version as i64,
+        security_counter: i64::from(m.security_counter),
+        requires: requires.as_deref(),
+        hw_compat: &hw_compat,
+        envelope: &signed.envelope,
+        payload_sha256: &payload_sha256,
+        release_notes: None,
+        free_for_all: r.free_for_all,
+        published_at: r.published_at,
+        published_by: "test",
+    };
+    let id = match db::releases::store(&mut tx, &new, &images).await.unwrap() {
+        Stored::Inserted(id) => id,
+        other => panic!("{}/{}/{version} not inserted: {other:?}", r.line, r.channel),
+    };
+    tx.commit().await.unwrap();
     t.app.catalogue_changed();
     (id, signed.envelope)
 }
 
+/// Yanks a stored release directly in the database (as the yank handler
+/// does, without its audit record); the caller reloads the catalogue.
+async fn yank(t: &TestApp, release_id: i64, at: OffsetDateTime, reason: &str) {
+    let mut tx = t.app.db.begin().await.unwrap();
+    assert!(
+        db::releases::yank(&mut tx, release_id, at, reason)
+            .await
+            .unwrap(),
+        "release {release_id} was not yanked before"
+    );
+    tx.commit().await.unwrap();
+}
+
 async fn contract(t: &TestApp, id: &str, serial: &str, kind: &str, starts: Date, ends: Date) {
-    sqlx::query(
-        "INSERT INTO contracts (id, serial, kind, starts, ends, created_at) VALUES (?, ?, ?, ?, ?, ?)",
-    )
-    .bind(id)
-    .bind(serial)
-    .bind(kind)
-    .bind(starts)
-    .bind(ends)
-    .bind(now())
-    .execute(t.app.db.pool())
-    .await
-    .unwrap();
+    let mut tx = t.app.db.begin().await.unwrap();
+    let row = ContractRow {
+        id: id.into(),
+        serial: serial.into(),
+        kind: kind.into(),
+        starts,
+        ends,
+        created_at: now(),
+    };
+    db::contracts::insert_contract(&mut tx, &row).await.unwrap();
+    tx.commit().await.unwrap();
     t.app.device_changed(serial);
 }
 
 async fn licence(t: &TestApp, id: &str, serial: &str, ends: Option<Date>) {
-    sqlx::query("INSERT INTO licences (id, serial, starts, ends) VALUES (?, ?, ?, ?)")
-        .bind(id)
-        .bind(serial)
-        .bind(today() - Duration::days(1000))
-        .bind(ends)
-        .execute(t.app.db.pool())
-        .await
-        .unwrap();
+    let mut tx = t.app.db.begin().await.unwrap();
+    let row = LicenceRow {
+        id: id.into(),
+        serial: serial.into(),
+        starts: today() - Duration::days(1000),
+        ends,
+    };
+    db::contracts::insert_licence(&mut tx, &row).await.unwrap();
+    tx.commit().await.unwrap();
     t.app.device_changed(serial);
 }
 
@@ -421,7 +427,7 @@ async fn eol_device_falls_back_to_the_newest_release_it_may_have() {
 #[tokio::test]
 async fn free_for_all_is_offered_after_eol() {
     let (t, tok) = world().await;
-    release(
+    let (id, _) = release(
         &t,
         Rel {
             published_at: after_eol(),
@@ -436,11 +442,11 @@ async fn free_for_all_is_offered_after_eol() {
     );
 
     // Marked free for all after publication: the snapshot reloads.
-    sql(
-        &t,
-        "UPDATE releases SET free_for_all = 1 WHERE version = '2.2.0'",
-    )
-    .await;
+    let mut tx = t.app.db.begin().await.unwrap();
+    db::releases::set_free_for_all(&mut tx, id, true)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
     t.app.catalogue_changed();
     let a = check_ok(&t, &tok.hd, &req).await;
     assert_eq!(offered(&a), ("2.2.0", "free_for_all"));
@@ -553,24 +559,20 @@ async fn security_counter_and_hardware_filter_candidates() {
 #[tokio::test]
 async fn yanked_release_is_no_longer_offered() {
     let (t, tok) = world().await;
-    release(&t, Rel::enc("2.1.0")).await;
-    release(&t, Rel::enc("2.2.0")).await;
+    let (older, _) = release(&t, Rel::enc("2.1.0")).await;
+    let (newer, _) = release(&t, Rel::enc("2.2.0")).await;
     let req = body("SN-4K", "enc-4k-r2", "2.0.0");
     assert_eq!(offered(&check_ok(&t, &tok.k4, &req).await).0, "2.2.0");
 
-    sqlx::query(
-        "UPDATE releases SET yanked_at = ?, yank_reason = 'bricks' WHERE version = '2.2.0'",
-    )
-    .bind(now())
-    .execute(t.app.db.pool())
-    .await
-    .unwrap();
+    yank(&t, newer, now(), "bricks").await;
     t.app.catalogue_changed();
     assert_eq!(offered(&check_ok(&t, &tok.k4, &req).await).0, "2.1.0");
 
-    sql(
+    yank(
         &t,
-        "UPDATE releases SET yanked_at = '2026-01-01T00:00:00Z' WHERE version = '2.1.0'",
+        older,
+        time::macros::datetime!(2026-01-01 00:00 UTC),
+        "test",
     )
     .await;
     t.app.catalogue_changed();
@@ -707,13 +709,18 @@ async fn last_seen_is_written_on_flush_not_per_check() {
         Option<i64>,
     );
     async fn row(t: &TestApp) -> Row {
-        sqlx::query_as(
-            "SELECT first_seen, last_seen, current_version, security_counter, root_version
-             FROM devices WHERE serial = 'SN-4K'",
+        let d = db::devices::find(&t.app.db, "SN-4K")
+            .await
+            .unwrap()
+            .expect("SN-4K is provisioned")
+            .device;
+        (
+            d.first_seen,
+            d.last_seen,
+            d.current_version,
+            d.security_counter,
+            d.root_version,
         )
-        .fetch_one(t.app.db.pool())
-        .await
-        .unwrap()
     }
     let started = now() - Duration::milliseconds(1);
     let mut req = body("SN-4K", "enc-4k-r2", "2.0.0");
@@ -758,7 +765,7 @@ async fn warm_check_reads_no_database() {
     release(&t, Rel::enc("2.1.0")).await;
     let req = body("SN-4K", "enc-4k-r2", "2.0.0");
     let warm = check_ok(&t, &tok.k4, &req).await;
-    t.app.db.pool().close().await;
+    t.app.db.close().await;
     let cold_db = check_ok(&t, &tok.k4, &req).await;
     assert_eq!(offered(&cold_db), offered(&warm));
     // A catalogue change while the database is down: the reload fails and
@@ -865,22 +872,26 @@ async fn reports_are_stored_and_summarised() {
     }
 
     // `installed` records the running version right away.
-    let v: Option<String> =
-        sqlx::query_scalar("SELECT current_version FROM devices WHERE serial = 'SN-4K'")
-            .fetch_one(t.app.db.pool())
-            .await
-            .unwrap();
-    assert_eq!(v.as_deref(), Some("2.1.0"));
-    let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM reports")
-        .fetch_one(t.app.db.pool())
+    let v = db::reports::reported_state(&t.app.db, "SN-4K")
         .await
-        .unwrap();
+        .unwrap()
+        .expect("SN-4K is provisioned")
+        .current_version;
+    assert_eq!(v.as_deref(), Some("2.1.0"));
+    let stored = db::reports::count(&t.app.db).await.unwrap();
     assert_eq!(stored, 9);
-    let audited: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action LIKE '%report%'")
-            .fetch_one(t.app.db.pool())
-            .await
-            .unwrap();
+    // The whole audit log (the page is not full, so nothing is left out).
+    let limit = 1000;
+    let log = t
+        .get(&format!("/v1/admin/audit?limit={limit}"), Some(&t.admin))
+        .await
+        .json();
+    let log = log.as_array().expect("audit list");
+    assert!(log.len() < limit, "{} records", log.len());
+    let audited = log
+        .iter()
+        .filter(|e| e["action"].as_str().unwrap().contains("report"))
+        .count();
     assert_eq!(audited, 0, "device telemetry is not audited");
 
     let uri = "/v1/product-lines/encoders/releases/stable/2.1.0/reports";
@@ -932,7 +943,7 @@ async fn reports_are_stored_and_summarised() {
 #[tokio::test]
 async fn report_errors_have_stable_codes() {
     let (t, tok) = world().await;
-    release(&t, Rel::enc("2.1.0")).await;
+    let (id, _) = release(&t, Rel::enc("2.1.0")).await;
     let ok = json!({ "serial": "SN-4K", "version": "2.1.0", "stage": "installing" });
 
     let mut b = ok.clone();
@@ -1003,7 +1014,13 @@ async fn report_errors_have_stable_codes() {
     assert_eq!(report(&t, &ghost, b).await.error_code(), "unknown_serial");
 
     // Yanked releases still take reports.
-    sql(&t, "UPDATE releases SET yanked_at = '2026-01-01T00:00:00Z'").await;
+    yank(
+        &t,
+        id,
+        time::macros::datetime!(2026-01-01 00:00 UTC),
+        "test",
+    )
+    .await;
     t.app.catalogue_changed();
     assert_eq!(report(&t, &tok.k4, ok).await.status, StatusCode::CREATED);
 }
@@ -1022,11 +1039,11 @@ async fn installed_report_is_not_undone_by_an_older_queued_check() {
     .await;
     assert_eq!(r.status, StatusCode::CREATED);
     t.app.last_seen.flush().await.unwrap();
-    let (version, last): (Option<String>, Option<OffsetDateTime>) =
-        sqlx::query_as("SELECT current_version, last_seen FROM devices WHERE serial = 'SN-4K'")
-            .fetch_one(t.app.db.pool())
-            .await
-            .unwrap();
+    let state = db::reports::reported_state(&t.app.db, "SN-4K")
+        .await
+        .unwrap()
+        .expect("SN-4K is provisioned");
+    let (version, last) = (state.current_version, state.last_seen);
     assert_eq!(version.as_deref(), Some("2.1.0"));
     assert!(last.is_some());
 }

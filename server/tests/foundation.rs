@@ -102,11 +102,8 @@ async fn created_tokens_work_are_audited_and_can_be_revoked() {
     assert_eq!(entry["actor_role"], "admin");
 
     // The stored form is a hash: the secret is nowhere in the database.
-    let rows: Vec<(String,)> = sqlx::query_as("SELECT token_hash FROM tokens")
-        .fetch_all(t.app.db.pool())
-        .await
-        .unwrap();
-    assert!(rows.iter().all(|(h,)| h != &secret && h.len() == 64));
+    let hashes = db::tokens::stored_hashes(&t.app.db).await.unwrap();
+    assert!(hashes.iter().all(|h| h != &secret && h.len() == 64));
 
     // Use the token, so this replica has its lookup cached when it is revoked.
     let r = t.get("/v1/admin/tokens", Some(&secret)).await;
@@ -252,8 +249,10 @@ async fn malformed_json_gets_the_error_envelope() {
 }
 
 /// Two transactions that read, then write, at the same time: the second
-/// waits for the first (BEGIN IMMEDIATE) instead of failing with
-/// SQLITE_BUSY_SNAPSHOT, and reads what the first wrote.
+/// waits for the first (on SQLite `BEGIN IMMEDIATE`, on PostgreSQL the
+/// write lock every write transaction takes) instead of failing (SQLite:
+/// `SQLITE_BUSY_SNAPSHOT`) or writing from a stale read, and reads what the
+/// first wrote.
 #[tokio::test]
 async fn concurrent_read_then_write_transactions_both_commit() {
     let t = TestApp::new().await;
@@ -261,10 +260,7 @@ async fn concurrent_read_then_write_transactions_both_commit() {
         let db = t.app.db.clone();
         tokio::spawn(async move {
             let mut tx = db.begin().await?;
-            let before: i64 =
-                sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = 'test.race'")
-                    .fetch_one(&mut *tx)
-                    .await?;
+            let before = db::audit::count_action(&mut tx, "test.race").await?;
             // Long enough for the other task to read too, were it allowed.
             tokio::time::sleep(Duration::from_millis(200)).await;
             db::audit::record(
@@ -276,7 +272,7 @@ async fn concurrent_read_then_write_transactions_both_commit() {
             )
             .await?;
             tx.commit().await?;
-            Ok::<i64, sqlx::Error>(before)
+            Ok::<i64, db::Error>(before)
         })
     };
     let (first, second) = (run(1), run(2));
@@ -441,15 +437,30 @@ fn bearer(secret: &str) -> HeaderMap {
 #[tokio::test]
 async fn device_changes_reach_other_replicas_through_the_invalidation_log() {
     let t = TestApp::new().await;
-    let pool = t.app.db.pool();
-    for sql in [
-        "INSERT INTO product_lines (id, name, kind, created_at) VALUES ('enc', 'Encoder', 'hardware', '2025-01-01T00:00:00Z')",
-        "INSERT INTO models (id, product_line, name) VALUES ('E4K', 'enc', 'Encoder 4K')",
-        "INSERT INTO model_hw_ids (hw_id, model_id) VALUES ('enc-4k-r1', 'E4K')",
-        "INSERT INTO devices (serial, model_id, hw_id, created_at) VALUES ('SN-1', 'E4K', 'enc-4k-r1', '2025-01-01T00:00:00Z')",
-    ] {
-        sqlx::query(sql).execute(pool).await.unwrap();
-    }
+    let created = time::macros::datetime!(2025-01-01 00:00 UTC);
+    let mut tx = t.app.db.begin().await.unwrap();
+    db::catalogue::upsert_product_line(&mut tx, "enc", "Encoder", "hardware", 12)
+        .await
+        .unwrap();
+    let model = db::catalogue::ModelRow {
+        id: "E4K".into(),
+        product_line: "enc".into(),
+        name: "Encoder 4K".into(),
+        launched: None,
+        eol: None,
+    };
+    db::catalogue::upsert_model(&mut tx, &model).await.unwrap();
+    db::catalogue::set_hw_ids(&mut tx, "E4K", &["enc-4k-r1".to_string()])
+        .await
+        .unwrap();
+    let device = db::devices::NewDevice {
+        serial: "SN-1",
+        model_id: "E4K",
+        hw_id: "enc-4k-r1",
+        channel: "stable",
+    };
+    db::devices::insert(&mut tx, device, created).await.unwrap();
+    tx.commit().await.unwrap();
     let b = replica(&t).await;
     let facts = snapshot::device_facts(&b, "SN-1").await.unwrap().unwrap();
     assert_eq!(facts.channel, "stable");
@@ -476,10 +487,7 @@ async fn device_changes_reach_other_replicas_through_the_invalidation_log() {
     assert_eq!(facts.channel, "beta");
 
     // A replica that starts later begins after what is already written.
-    let max: i64 = sqlx::query_scalar("SELECT MAX(seq) FROM cache_invalidations")
-        .fetch_one(pool)
-        .await
-        .unwrap();
+    let max = db::invalidations::max_seq(&t.app.db).await.unwrap();
     assert!(max > 0);
     assert_eq!(replica(&t).await.invalidations.applied(), max);
 }
@@ -523,20 +531,23 @@ async fn revocations_reach_other_replicas_through_the_invalidation_log() {
 #[tokio::test]
 async fn old_invalidations_are_pruned() {
     let t = TestApp::new().await;
-    let pool = t.app.db.pool();
-    for at in ["2000-01-01T00:00:00Z", "2999-01-01T00:00:00Z"] {
-        sqlx::query("INSERT INTO cache_invalidations (kind, key, at) VALUES ('device', 'X', ?)")
-            .bind(at)
-            .execute(pool)
+    // The keys tell the two rows apart.
+    let mut tx = t.app.db.begin().await.unwrap();
+    for (key, at) in [
+        ("X-2000", time::macros::datetime!(2000-01-01 00:00 UTC)),
+        ("X-2999", time::macros::datetime!(2999-01-01 00:00 UTC)),
+    ] {
+        db::invalidations::record_at(&mut tx, db::invalidations::Kind::Device, key, at)
             .await
             .unwrap();
     }
+    tx.commit().await.unwrap();
     assert_eq!(invalidation::prune(&t.app.db).await.unwrap(), 1);
-    let left: Vec<String> = sqlx::query_scalar("SELECT at FROM cache_invalidations")
-        .fetch_all(pool)
-        .await
-        .unwrap();
-    assert_eq!(left, ["2999-01-01T00:00:00Z"]);
+    // The whole log: only the row from 2999 is left.
+    let left = db::invalidations::after(&t.app.db, 0, 100).await.unwrap();
+    assert!(left.complete);
+    let left: Vec<String> = left.rows.into_iter().map(|r| r.key).collect();
+    assert_eq!(left, ["X-2999"]);
 }
 
 /// Stores a root envelope the way another replica's `POST /v1/trust/roots`
@@ -566,10 +577,9 @@ async fn stored_root_rotations_are_verified_before_they_are_trusted() {
         t.get("/v1/trust/roots", None).await.json()["latest_version"],
         1
     );
-    sqlx::query("DELETE FROM trust_roots WHERE version = 2")
-        .execute(t.app.db.pool())
-        .await
-        .unwrap();
+    let mut tx = t.app.db.begin().await.unwrap();
+    assert!(db::trust::delete(&mut tx, 2).await.unwrap());
+    tx.commit().await.unwrap();
 
     let good = RootBuilder::standard()
         .next()

@@ -11,6 +11,7 @@ use axum::http::{Method, StatusCode};
 use common::{TestApp, TestResponse};
 use firmup_client::Sha256Digest;
 use firmup_fixtures::ReleaseBuilder;
+use firmup_server::db;
 use serde_json::json;
 
 const NO_TOKEN: &str = "Bearer realm=\"firmup\"";
@@ -78,12 +79,15 @@ async fn every_401_carries_a_bearer_challenge() {
         .await
         .json();
     let expired = made["token"].as_str().unwrap().to_string();
-    sqlx::query("UPDATE tokens SET expires_at = ? WHERE id = ?")
-        .bind(time::OffsetDateTime::now_utc() - time::Duration::hours(1))
-        .bind(made["id"].as_str().unwrap())
-        .execute(t.app.db.pool())
-        .await
-        .unwrap();
+    // Expired an hour ago (the API only makes tokens that expire later).
+    let mut tx = t.app.db.begin().await.unwrap();
+    let an_hour_ago = time::OffsetDateTime::now_utc() - time::Duration::hours(1);
+    assert!(
+        db::tokens::set_expires_at(&mut tx, made["id"].as_str().unwrap(), Some(an_hour_ago))
+            .await
+            .unwrap()
+    );
+    tx.commit().await.unwrap();
 
     let unknown = format!("Bearer fu_{}", "x".repeat(43));
     let revoked = format!("Bearer {revoked}");
@@ -135,13 +139,11 @@ async fn other_refusals_carry_no_challenge() {
 /// A server with one published release; returns it and its image's URI.
 async fn published() -> (TestApp, firmup_fixtures::release::SignedRelease, String) {
     let t = TestApp::new().await;
-    sqlx::query(
-        "INSERT INTO product_lines (id, name, kind, created_at) VALUES ('encoders', 'Encoders', 'hardware', ?)",
-    )
-    .bind(time::OffsetDateTime::now_utc())
-    .execute(t.app.db.pool())
-    .await
-    .unwrap();
+    let mut tx = t.app.db.begin().await.unwrap();
+    db::catalogue::upsert_product_line(&mut tx, "encoders", "Encoders", "hardware", 12)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
     let r = ReleaseBuilder::standard().build();
     let sha = Sha256Digest::of(&r.image).to_hex();
     let up = t

@@ -10,19 +10,16 @@ use common::{TestApp, TestResponse};
 use firmup_client::Sha256Digest;
 use firmup_fixtures::release::SignedRelease;
 use firmup_fixtures::{ReleaseBuilder, RootBuilder};
+use firmup_server::db;
 
 /// Creates a product line directly in the database (the catalogue API is
-/// not what these tests are about).
+/// not what these tests are about), with the schema's default warranty.
 async fn seed_line(t: &TestApp, id: &str) {
-    sqlx::query(
-        "INSERT INTO product_lines (id, name, kind, created_at) VALUES (?, ?, 'hardware', ?)",
-    )
-    .bind(id)
-    .bind(format!("{id} (test)"))
-    .bind(time::OffsetDateTime::now_utc())
-    .execute(t.app.db.pool())
-    .await
-    .unwrap();
+    let mut tx = t.app.db.begin().await.unwrap();
+    db::catalogue::upsert_product_line(&mut tx, id, &format!("{id} (test)"), "hardware", 12)
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
 }
 
 async fn seeded() -> TestApp {
@@ -161,11 +158,8 @@ async fn upload_is_stored_once_and_answers_head() {
         .await;
     assert_eq!(empty.status, StatusCode::OK);
 
-    let rows: Vec<(String, i64)> = sqlx::query_as("SELECT sha256, length FROM images")
-        .fetch_all(t.app.db.pool())
-        .await
-        .unwrap();
-    assert_eq!(rows, vec![(sha(&image), image.len() as i64)]);
+    let rows = db::images::list(&t.app.db).await.unwrap();
+    assert_eq!(rows, vec![(sha(&image), image.len() as u64)]);
     let entries = audited(&t, "image.upload", &format!("image/{}", sha(&image))).await;
     assert_eq!(entries.len(), 1, "one upload, one audit record");
     assert_eq!(entries[0]["actor_role"], "release_engineer");
@@ -413,11 +407,7 @@ async fn publish_is_idempotent_on_the_signed_payload() {
 
     let entries = audited(&t, "release.publish", "encoders/stable/2.1.0").await;
     assert_eq!(entries.len(), 1, "only the creation is audited");
-    let count: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM releases")
-        .fetch_one(t.app.db.pool())
-        .await
-        .unwrap();
-    assert_eq!(count.0, 1);
+    assert_eq!(db::releases::count(&t.app.db).await.unwrap(), 1);
 }
 
 #[tokio::test]
@@ -891,11 +881,7 @@ async fn releases_differing_only_in_build_metadata_conflict() {
     let message = r.json()["error"]["message"].as_str().unwrap().to_string();
     assert!(message.contains("2.1.0"), "{message}");
     // Nothing of it was stored.
-    let count: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM releases")
-        .fetch_one(t.app.db.pool())
-        .await
-        .unwrap();
-    assert_eq!(count.0, 1);
+    assert_eq!(db::releases::count(&t.app.db).await.unwrap(), 1);
     // A real new version is fine.
     upload_and_publish(&t, &release("2.1.1+rebuild.2", 8).build()).await;
 }

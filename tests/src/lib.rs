@@ -70,10 +70,25 @@ pub struct Server {
     pub url: String,
     /// The data directory.
     pub data_dir: PathBuf,
+    /// The database, when it is not the SQLite file in the data directory
+    /// (the suites' PostgreSQL run: see `firmup_fixtures::database`).
+    pub database_url: Option<String>,
     /// The pinned trust root file.
     pub trust_root: PathBuf,
     /// An admin token.
     pub admin: String,
+}
+
+/// `--data-dir DIR`, and `--database-url URL` when one is given.
+pub fn store_args(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+) -> Vec<std::ffi::OsString> {
+    let mut args = vec!["--data-dir".into(), data_dir.into()];
+    if let Some(url) = database_url {
+        args.extend(["--database-url".into(), url.into()]);
+    }
+    args
 }
 
 impl Server {
@@ -92,12 +107,12 @@ impl Server {
     ) -> Server {
         let data_dir = dir.join("data");
         let port = free_port();
+        let database_url = firmup_fixtures::database::fresh_url();
         let mut server = Server {
             child: Command::new(bin("firmup-server", "firmup-server"))
                 .envs(env.iter().copied())
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-                .arg("--data-dir")
-                .arg(&data_dir)
+                .args(store_args(&data_dir, database_url.as_deref()))
                 .arg("--trust-root")
                 .arg(trust_root)
                 .stdout(std::process::Stdio::null())
@@ -106,6 +121,7 @@ impl Server {
                 .expect("firmup-server starts"),
             url: format!("http://127.0.0.1:{port}"),
             data_dir,
+            database_url,
             trust_root: trust_root.to_path_buf(),
             admin: String::new(),
         };
@@ -126,6 +142,12 @@ impl Server {
         server
     }
 
+    /// The flags that point another `firmup-server` command at this
+    /// server's data directory and database.
+    pub fn store_args(&self) -> Vec<std::ffi::OsString> {
+        store_args(&self.data_dir, self.database_url.as_deref())
+    }
+
     /// Creates a token with the server's CLI (as an operator on the host would).
     pub fn cli_token(&self, role: &str, serial: Option<&str>) -> String {
         let mut cmd = Command::new(bin("firmup-server", "firmup-server"));
@@ -137,8 +159,7 @@ impl Server {
             "--label",
             &format!("test {role}"),
         ])
-        .arg("--data-dir")
-        .arg(&self.data_dir)
+        .args(self.store_args())
         .arg("--trust-root")
         .arg(&self.trust_root);
         if let Some(s) = serial {

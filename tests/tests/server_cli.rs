@@ -12,13 +12,12 @@ use firmup_tests::{Server, bin};
 use reqwest::Method;
 use serde_json::json;
 
-/// Runs `firmup-server ARGS --data-dir D --trust-root R`.
+/// Runs `firmup-server ARGS FILE --data-dir D [--database-url U] --trust-root R`.
 fn cli(server: &Server, args: &[&str], file: &Path) -> Output {
     Command::new(bin("firmup-server", "firmup-server"))
         .args(args)
         .arg(file)
-        .arg("--data-dir")
-        .arg(&server.data_dir)
+        .args(server.store_args())
         .arg("--trust-root")
         .arg(&server.trust_root)
         .output()
@@ -274,7 +273,12 @@ fn token_list_and_revoke_reach_a_running_server() {
     let token = |args: &[&str]| {
         let mut all = vec!["token"];
         all.extend_from_slice(args);
-        all.extend(["--data-dir", server.data_dir.to_str().unwrap()]);
+        let store: Vec<String> = server
+            .store_args()
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect();
+        all.extend(store.iter().map(String::as_str));
         run(&all, &[])
     };
     let out = token(&["list", "--json"]);

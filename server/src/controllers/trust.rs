@@ -112,7 +112,7 @@ pub async fn add_root(
     db::trust::insert(&mut tx, version as i64, &body)
         .await
         .map_err(|e| match e {
-            sqlx::Error::Database(d) if d.is_unique_violation() => AppError::conflict(
+            e if e.is_conflict() => AppError::conflict(
                 "root_version_exists",
                 format!("root version {version} was added concurrently"),
             ),

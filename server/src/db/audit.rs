@@ -17,11 +17,11 @@ pub async fn record(
     action: &str,
     target: &str,
     detail: serde_json::Value,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query(
         "INSERT INTO audit_log (at, actor_id, actor_label, actor_role, action, target, detail,
                                 request_id)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
     )
     .bind(OffsetDateTime::now_utc())
     .bind(&actor.token_id)
@@ -31,8 +31,9 @@ pub async fn record(
     .bind(target)
     .bind(detail.to_string())
     .bind(&actor.request_id)
-    .execute(&mut **tx)
-    .await?;
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -67,13 +68,28 @@ pub async fn list(
     db: &super::Db,
     limit: i64,
     before: Option<i64>,
-) -> Result<Vec<AuditEntry>, sqlx::Error> {
-    sqlx::query_as(
+) -> Result<Vec<AuditEntry>, super::Error> {
+    on!(db, conn => sqlx::query_as(
         "SELECT id, at, actor_id, actor_label, actor_role, action, target, detail, request_id
-         FROM audit_log WHERE id < ? ORDER BY id DESC LIMIT ?",
+         FROM audit_log WHERE id < $1 ORDER BY id DESC LIMIT $2",
     )
     .bind(before.unwrap_or(i64::MAX))
     .bind(limit)
-    .fetch_all(db.pool())
-    .await
+    .fetch_all(conn)
+    .await)
+}
+
+/// How many records of `action` exist, read on the pool or inside a
+/// transaction. For tests (what a transaction sees of another's records);
+/// the server lists records ([`list`]) and never counts them.
+#[doc(hidden)]
+#[tracing::instrument(skip(exec))]
+pub async fn count_action(
+    exec: impl Into<super::Exec<'_>>,
+    action: &str,
+) -> Result<i64, super::Error> {
+    on!(exec, conn => sqlx::query_scalar("SELECT COUNT(*) FROM audit_log WHERE action = $1")
+        .bind(action)
+        .fetch_one(conn)
+        .await)
 }

@@ -43,13 +43,16 @@ pub struct ModelRow {
 
 /// A product line by id, inside a transaction.
 #[tracing::instrument(skip(tx))]
-pub async fn product_line_tx(tx: &mut Tx, id: &str) -> Result<Option<ProductLineRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, name, kind, warranty_months, created_at FROM product_lines WHERE id = ?",
+pub async fn product_line_tx(
+    tx: &mut Tx,
+    id: &str,
+) -> Result<Option<ProductLineRow>, super::Error> {
+    on!(&mut *tx, conn => sqlx::query_as(
+        "SELECT id, name, kind, warranty_months, created_at FROM product_lines WHERE id = $1",
     )
     .bind(id)
-    .fetch_optional(&mut **tx)
-    .await
+    .fetch_optional(conn)
+    .await)
 }
 
 /// Creates a product line or updates its name, kind and warranty (the
@@ -61,10 +64,10 @@ pub async fn upsert_product_line(
     name: &str,
     kind: &str,
     warranty_months: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
+) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query(
         "INSERT INTO product_lines (id, name, kind, warranty_months, created_at)
-         VALUES (?, ?, ?, ?, ?)
+         VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (id) DO UPDATE SET
             name = excluded.name, kind = excluded.kind,
             warranty_months = excluded.warranty_months",
@@ -74,87 +77,88 @@ pub async fn upsert_product_line(
     .bind(kind)
     .bind(warranty_months)
     .bind(OffsetDateTime::now_utc())
-    .execute(&mut **tx)
-    .await?;
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// All product lines, by id.
 #[tracing::instrument(skip(db))]
-pub async fn list_product_lines(db: &Db) -> Result<Vec<ProductLineRow>, sqlx::Error> {
-    sqlx::query_as(
+pub async fn list_product_lines(db: &Db) -> Result<Vec<ProductLineRow>, super::Error> {
+    on!(db, conn => sqlx::query_as(
         "SELECT id, name, kind, warranty_months, created_at FROM product_lines ORDER BY id",
     )
-    .fetch_all(db.pool())
-    .await
+    .fetch_all(conn)
+    .await)
 }
 
 /// All models, by id.
 #[tracing::instrument(skip(db))]
-pub async fn list_models(db: &Db) -> Result<Vec<ModelRow>, sqlx::Error> {
-    sqlx::query_as("SELECT id, product_line, name, launched, eol FROM models ORDER BY id")
-        .fetch_all(db.pool())
-        .await
+pub async fn list_models(db: &Db) -> Result<Vec<ModelRow>, super::Error> {
+    on!(db, conn => sqlx::query_as("SELECT id, product_line, name, launched, eol FROM models ORDER BY id")
+        .fetch_all(conn)
+        .await)
 }
 
 /// Every `(model_id, hw_id)` pair, by model then hardware id.
 #[tracing::instrument(skip(db))]
-pub async fn list_hw_ids(db: &Db) -> Result<Vec<(String, String)>, sqlx::Error> {
-    sqlx::query_as("SELECT model_id, hw_id FROM model_hw_ids ORDER BY model_id, hw_id")
-        .fetch_all(db.pool())
-        .await
+pub async fn list_hw_ids(db: &Db) -> Result<Vec<(String, String)>, super::Error> {
+    on!(db, conn => sqlx::query_as("SELECT model_id, hw_id FROM model_hw_ids ORDER BY model_id, hw_id")
+        .fetch_all(conn)
+        .await)
 }
 
 /// A model by id.
 #[tracing::instrument(skip(db))]
-pub async fn find_model(db: &Db, id: &str) -> Result<Option<ModelRow>, sqlx::Error> {
-    sqlx::query_as("SELECT id, product_line, name, launched, eol FROM models WHERE id = ?")
+pub async fn find_model(db: &Db, id: &str) -> Result<Option<ModelRow>, super::Error> {
+    on!(db, conn => sqlx::query_as("SELECT id, product_line, name, launched, eol FROM models WHERE id = $1")
         .bind(id)
-        .fetch_optional(db.pool())
-        .await
+        .fetch_optional(conn)
+        .await)
 }
 
 /// A model by id, inside a transaction.
 #[tracing::instrument(skip(tx))]
-pub async fn find_model_tx(tx: &mut Tx, id: &str) -> Result<Option<ModelRow>, sqlx::Error> {
-    sqlx::query_as("SELECT id, product_line, name, launched, eol FROM models WHERE id = ?")
+pub async fn find_model_tx(tx: &mut Tx, id: &str) -> Result<Option<ModelRow>, super::Error> {
+    on!(&mut *tx, conn => sqlx::query_as("SELECT id, product_line, name, launched, eol FROM models WHERE id = $1")
         .bind(id)
-        .fetch_optional(&mut **tx)
-        .await
+        .fetch_optional(conn)
+        .await)
 }
 
 /// The hardware ids of a model, sorted.
 #[tracing::instrument(skip(db))]
-pub async fn model_hw_ids(db: &Db, model_id: &str) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT hw_id FROM model_hw_ids WHERE model_id = ? ORDER BY hw_id")
+pub async fn model_hw_ids(db: &Db, model_id: &str) -> Result<Vec<String>, super::Error> {
+    on!(db, conn => sqlx::query_scalar("SELECT hw_id FROM model_hw_ids WHERE model_id = $1 ORDER BY hw_id")
         .bind(model_id)
-        .fetch_all(db.pool())
-        .await
+        .fetch_all(conn)
+        .await)
 }
 
 /// The hardware ids of a model, sorted, inside a transaction.
 #[tracing::instrument(skip(tx))]
-pub async fn model_hw_ids_tx(tx: &mut Tx, model_id: &str) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT hw_id FROM model_hw_ids WHERE model_id = ? ORDER BY hw_id")
+pub async fn model_hw_ids_tx(tx: &mut Tx, model_id: &str) -> Result<Vec<String>, super::Error> {
+    on!(&mut *tx, conn => sqlx::query_scalar("SELECT hw_id FROM model_hw_ids WHERE model_id = $1 ORDER BY hw_id")
         .bind(model_id)
-        .fetch_all(&mut **tx)
-        .await
+        .fetch_all(conn)
+        .await)
 }
 
 /// The model a hardware id belongs to, if any.
 #[tracing::instrument(skip(tx))]
-pub async fn hw_id_owner(tx: &mut Tx, hw_id: &str) -> Result<Option<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT model_id FROM model_hw_ids WHERE hw_id = ?")
+pub async fn hw_id_owner(tx: &mut Tx, hw_id: &str) -> Result<Option<String>, super::Error> {
+    on!(&mut *tx, conn => sqlx::query_scalar("SELECT model_id FROM model_hw_ids WHERE hw_id = $1")
         .bind(hw_id)
-        .fetch_optional(&mut **tx)
-        .await
+        .fetch_optional(conn)
+        .await)
 }
 
 /// Creates a model or replaces its product line, name and dates.
 #[tracing::instrument(skip(tx))]
-pub async fn upsert_model(tx: &mut Tx, model: &ModelRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO models (id, product_line, name, launched, eol) VALUES (?, ?, ?, ?, ?)
+pub async fn upsert_model(tx: &mut Tx, model: &ModelRow) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query(
+        "INSERT INTO models (id, product_line, name, launched, eol) VALUES ($1, $2, $3, $4, $5)
          ON CONFLICT (id) DO UPDATE SET
             product_line = excluded.product_line, name = excluded.name,
             launched = excluded.launched, eol = excluded.eol",
@@ -164,25 +168,32 @@ pub async fn upsert_model(tx: &mut Tx, model: &ModelRow) -> Result<(), sqlx::Err
     .bind(&model.name)
     .bind(model.launched)
     .bind(model.eol)
-    .execute(&mut **tx)
-    .await?;
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// Replaces the hardware ids of a model. The caller has checked that no
 /// other model owns any of them.
 #[tracing::instrument(skip(tx))]
-pub async fn set_hw_ids(tx: &mut Tx, model_id: &str, hw_ids: &[String]) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM model_hw_ids WHERE model_id = ?")
+pub async fn set_hw_ids(
+    tx: &mut Tx,
+    model_id: &str,
+    hw_ids: &[String],
+) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query("DELETE FROM model_hw_ids WHERE model_id = $1")
         .bind(model_id)
-        .execute(&mut **tx)
-        .await?;
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
     for hw_id in hw_ids {
-        sqlx::query("INSERT INTO model_hw_ids (hw_id, model_id) VALUES (?, ?)")
+        on!(&mut *tx, conn => sqlx::query("INSERT INTO model_hw_ids (hw_id, model_id) VALUES ($1, $2)")
             .bind(hw_id)
             .bind(model_id)
-            .execute(&mut **tx)
-            .await?;
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected()))?;
     }
     Ok(())
 }
@@ -190,29 +201,30 @@ pub async fn set_hw_ids(tx: &mut Tx, model_id: &str, hw_ids: &[String]) -> Resul
 /// Sets or clears a model's EOL date; returns false if there is no such
 /// model.
 #[tracing::instrument(skip(tx))]
-pub async fn set_eol(tx: &mut Tx, model_id: &str, eol: Option<Date>) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query("UPDATE models SET eol = ? WHERE id = ?")
+pub async fn set_eol(tx: &mut Tx, model_id: &str, eol: Option<Date>) -> Result<bool, super::Error> {
+    let done = on!(&mut *tx, conn => sqlx::query("UPDATE models SET eol = $1 WHERE id = $2")
         .bind(eol)
         .bind(model_id)
-        .execute(&mut **tx)
-        .await?;
-    Ok(done.rows_affected() == 1)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(done == 1)
 }
 
 /// The distinct hardware ids provisioned devices of a model use, sorted.
 #[tracing::instrument(skip(tx))]
-pub async fn hw_ids_in_use(tx: &mut Tx, model_id: &str) -> Result<Vec<String>, sqlx::Error> {
-    sqlx::query_scalar("SELECT DISTINCT hw_id FROM devices WHERE model_id = ? ORDER BY hw_id")
+pub async fn hw_ids_in_use(tx: &mut Tx, model_id: &str) -> Result<Vec<String>, super::Error> {
+    on!(&mut *tx, conn => sqlx::query_scalar("SELECT DISTINCT hw_id FROM devices WHERE model_id = $1 ORDER BY hw_id")
         .bind(model_id)
-        .fetch_all(&mut **tx)
-        .await
+        .fetch_all(conn)
+        .await)
 }
 
 /// How many devices are provisioned with a model.
 #[tracing::instrument(skip(tx))]
-pub async fn device_count(tx: &mut Tx, model_id: &str) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE model_id = ?")
+pub async fn device_count(tx: &mut Tx, model_id: &str) -> Result<i64, super::Error> {
+    on!(&mut *tx, conn => sqlx::query_scalar("SELECT COUNT(*) FROM devices WHERE model_id = $1")
         .bind(model_id)
-        .fetch_one(&mut **tx)
-        .await
+        .fetch_one(conn)
+        .await)
 }

@@ -41,10 +41,10 @@ pub struct LicenceRow {
 
 /// Inserts a contract.
 #[tracing::instrument(skip(tx))]
-pub async fn insert_contract(tx: &mut Tx, c: &ContractRow) -> Result<(), sqlx::Error> {
-    sqlx::query(
+pub async fn insert_contract(tx: &mut Tx, c: &ContractRow) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query(
         "INSERT INTO contracts (id, serial, kind, starts, ends, created_at)
-         VALUES (?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6)",
     )
     .bind(&c.id)
     .bind(&c.serial)
@@ -52,83 +52,87 @@ pub async fn insert_contract(tx: &mut Tx, c: &ContractRow) -> Result<(), sqlx::E
     .bind(c.starts)
     .bind(c.ends)
     .bind(c.created_at)
-    .execute(&mut **tx)
-    .await?;
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// A contract by id, inside a transaction.
 #[tracing::instrument(skip(tx))]
-pub async fn find_contract_tx(tx: &mut Tx, id: &str) -> Result<Option<ContractRow>, sqlx::Error> {
-    sqlx::query_as("SELECT id, serial, kind, starts, ends, created_at FROM contracts WHERE id = ?")
+pub async fn find_contract_tx(tx: &mut Tx, id: &str) -> Result<Option<ContractRow>, super::Error> {
+    on!(&mut *tx, conn => sqlx::query_as("SELECT id, serial, kind, starts, ends, created_at FROM contracts WHERE id = $1")
         .bind(id)
-        .fetch_optional(&mut **tx)
-        .await
+        .fetch_optional(conn)
+        .await)
 }
 
 /// Deletes a contract by id.
 #[tracing::instrument(skip(tx))]
-pub async fn delete_contract(tx: &mut Tx, id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM contracts WHERE id = ?")
+pub async fn delete_contract(tx: &mut Tx, id: &str) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query("DELETE FROM contracts WHERE id = $1")
         .bind(id)
-        .execute(&mut **tx)
-        .await?;
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// The contracts of a device, by start date then id.
 #[tracing::instrument(skip(db))]
-pub async fn contracts_of(db: &Db, serial: &str) -> Result<Vec<ContractRow>, sqlx::Error> {
-    sqlx::query_as(
+pub async fn contracts_of(db: &Db, serial: &str) -> Result<Vec<ContractRow>, super::Error> {
+    on!(db, conn => sqlx::query_as(
         "SELECT id, serial, kind, starts, ends, created_at FROM contracts
-         WHERE serial = ? ORDER BY starts, id",
+         WHERE serial = $1 ORDER BY starts, id",
     )
     .bind(serial)
-    .fetch_all(db.pool())
-    .await
+    .fetch_all(conn)
+    .await)
 }
 
 /// Inserts a licence.
 #[tracing::instrument(skip(tx))]
-pub async fn insert_licence(tx: &mut Tx, l: &LicenceRow) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO licences (id, serial, starts, ends) VALUES (?, ?, ?, ?)")
+pub async fn insert_licence(tx: &mut Tx, l: &LicenceRow) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query("INSERT INTO licences (id, serial, starts, ends) VALUES ($1, $2, $3, $4)")
         .bind(&l.id)
         .bind(&l.serial)
         .bind(l.starts)
         .bind(l.ends)
-        .execute(&mut **tx)
-        .await?;
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// A licence by id, inside a transaction.
 #[tracing::instrument(skip(tx))]
-pub async fn find_licence_tx(tx: &mut Tx, id: &str) -> Result<Option<LicenceRow>, sqlx::Error> {
-    sqlx::query_as("SELECT id, serial, starts, ends FROM licences WHERE id = ?")
+pub async fn find_licence_tx(tx: &mut Tx, id: &str) -> Result<Option<LicenceRow>, super::Error> {
+    on!(&mut *tx, conn => sqlx::query_as("SELECT id, serial, starts, ends FROM licences WHERE id = $1")
         .bind(id)
-        .fetch_optional(&mut **tx)
-        .await
+        .fetch_optional(conn)
+        .await)
 }
 
 /// Deletes a licence by id.
 #[tracing::instrument(skip(tx))]
-pub async fn delete_licence(tx: &mut Tx, id: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("DELETE FROM licences WHERE id = ?")
+pub async fn delete_licence(tx: &mut Tx, id: &str) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query("DELETE FROM licences WHERE id = $1")
         .bind(id)
-        .execute(&mut **tx)
-        .await?;
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// The licences of a device, by start date then id.
 #[tracing::instrument(skip(db))]
-pub async fn licences_of(db: &Db, serial: &str) -> Result<Vec<LicenceRow>, sqlx::Error> {
-    sqlx::query_as(
-        "SELECT id, serial, starts, ends FROM licences WHERE serial = ? ORDER BY starts, id",
+pub async fn licences_of(db: &Db, serial: &str) -> Result<Vec<LicenceRow>, super::Error> {
+    on!(db, conn => sqlx::query_as(
+        "SELECT id, serial, starts, ends FROM licences WHERE serial = $1 ORDER BY starts, id",
     )
     .bind(serial)
-    .fetch_all(db.pool())
-    .await
+    .fetch_all(conn)
+    .await)
 }
 
 /// Which of `ids` are already used by contracts (checked in chunks, so a
@@ -137,16 +141,17 @@ pub async fn licences_of(db: &Db, serial: &str) -> Result<Vec<LicenceRow>, sqlx:
 pub async fn existing_contract_ids(
     tx: &mut Tx,
     ids: &[&str],
-) -> Result<std::collections::HashSet<String>, sqlx::Error> {
-    let mut found = std::collections::HashSet::new();
-    for chunk in ids.chunks(500) {
-        let placeholders = vec!["?"; chunk.len()].join(", ");
-        let sql = format!("SELECT id FROM contracts WHERE id IN ({placeholders})");
-        let mut q = sqlx::query_scalar::<_, String>(&sql);
-        for id in chunk {
-            q = q.bind(*id);
-        }
-        found.extend(q.fetch_all(&mut **tx).await?);
-    }
-    Ok(found)
+) -> Result<std::collections::HashSet<String>, super::Error> {
+    super::existing_keys(tx, "SELECT id FROM contracts WHERE id IN", ids).await
+}
+
+/// How many contracts are stored, of every device and kind. For tests
+/// (that a refused import stored nothing); the server never needs the
+/// total.
+#[doc(hidden)]
+#[tracing::instrument(skip(db))]
+pub async fn count_contracts(db: &Db) -> Result<i64, super::Error> {
+    on!(db, conn => sqlx::query_scalar("SELECT COUNT(*) FROM contracts")
+        .fetch_one(conn)
+        .await)
 }

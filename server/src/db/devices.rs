@@ -81,18 +81,8 @@ const DEVICE_COLUMNS: &str = "d.serial, d.model_id, d.hw_id, d.channel, d.curren
 pub async fn existing_serials(
     tx: &mut Tx,
     serials: &[&str],
-) -> Result<HashSet<String>, sqlx::Error> {
-    let mut found = HashSet::new();
-    for chunk in serials.chunks(500) {
-        let placeholders = vec!["?"; chunk.len()].join(", ");
-        let sql = format!("SELECT serial FROM devices WHERE serial IN ({placeholders})");
-        let mut q = sqlx::query_scalar::<_, String>(&sql);
-        for s in chunk {
-            q = q.bind(*s);
-        }
-        found.extend(q.fetch_all(&mut **tx).await?);
-    }
-    Ok(found)
+) -> Result<HashSet<String>, super::Error> {
+    super::existing_keys(tx, "SELECT serial FROM devices WHERE serial IN", serials).await
 }
 
 /// Inserts a device.
@@ -101,36 +91,37 @@ pub async fn insert(
     tx: &mut Tx,
     d: NewDevice<'_>,
     created_at: OffsetDateTime,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO devices (serial, model_id, hw_id, channel, created_at) VALUES (?, ?, ?, ?, ?)",
+) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query(
+        "INSERT INTO devices (serial, model_id, hw_id, channel, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(d.serial)
     .bind(d.model_id)
     .bind(d.hw_id)
     .bind(d.channel)
     .bind(created_at)
-    .execute(&mut **tx)
-    .await?;
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
 /// A device by serial, inside a transaction.
 #[tracing::instrument(skip(tx))]
-pub async fn find_tx(tx: &mut Tx, serial: &str) -> Result<Option<DeviceDetailRow>, sqlx::Error> {
-    sqlx::query_as(&detail_sql())
+pub async fn find_tx(tx: &mut Tx, serial: &str) -> Result<Option<DeviceDetailRow>, super::Error> {
+    on!(&mut *tx, conn => sqlx::query_as(&detail_sql())
         .bind(serial)
-        .fetch_optional(&mut **tx)
-        .await
+        .fetch_optional(conn)
+        .await)
 }
 
 /// A device with its model and product line.
 #[tracing::instrument(skip(db))]
-pub async fn find(db: &Db, serial: &str) -> Result<Option<DeviceDetailRow>, sqlx::Error> {
-    sqlx::query_as(&detail_sql())
+pub async fn find(db: &Db, serial: &str) -> Result<Option<DeviceDetailRow>, super::Error> {
+    on!(db, conn => sqlx::query_as(&detail_sql())
         .bind(serial)
-        .fetch_optional(db.pool())
-        .await
+        .fetch_optional(conn)
+        .await)
 }
 
 fn detail_sql() -> String {
@@ -140,18 +131,19 @@ fn detail_sql() -> String {
          FROM devices d
          JOIN models m ON m.id = d.model_id
          JOIN product_lines p ON p.id = m.product_line
-         WHERE d.serial = ?"
+         WHERE d.serial = $1"
     )
 }
 
 /// Sets the channel a device follows.
 #[tracing::instrument(skip(tx))]
-pub async fn set_channel(tx: &mut Tx, serial: &str, channel: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE devices SET channel = ? WHERE serial = ?")
+pub async fn set_channel(tx: &mut Tx, serial: &str, channel: &str) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query("UPDATE devices SET channel = $1 WHERE serial = $2")
         .bind(channel)
         .bind(serial)
-        .execute(&mut **tx)
-        .await?;
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -161,12 +153,13 @@ pub async fn set_registered(
     tx: &mut Tx,
     serial: &str,
     at: OffsetDateTime,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE devices SET registered_at = ? WHERE serial = ? AND registered_at IS NULL")
+) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query("UPDATE devices SET registered_at = $1 WHERE serial = $2 AND registered_at IS NULL")
         .bind(at)
         .bind(serial)
-        .execute(&mut **tx)
-        .await?;
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -188,23 +181,24 @@ pub async fn set_registered(
 /// no device row means no facts at all. `grants` is left empty: repair
 /// grants are loaded by their own module.
 #[tracing::instrument(skip(db))]
-pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFacts>, sqlx::Error> {
+pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFacts>, super::Error> {
     // NULL (perpetual) sorts first with `ends IS NULL DESC`, then the latest end.
-    let rows: Vec<FactsRow> = sqlx::query_as(
-        "SELECT 0 AS part, serial AS id, model_id, hw_id, channel, NULL AS starts, NULL AS ends
-           FROM devices WHERE serial = ?1
+    let rows: Vec<FactsRow> = on!(db, conn => sqlx::query_as(
+        "SELECT CAST(0 AS BIGINT) AS part, serial AS id, model_id, hw_id, channel,
+                CAST(NULL AS DATE) AS starts, CAST(NULL AS DATE) AS ends
+           FROM devices WHERE serial = $1
          UNION ALL
          SELECT 1, id, NULL, NULL, NULL, starts, ends
-           FROM contracts WHERE serial = ?1 AND kind = 'service_contract'
+           FROM contracts WHERE serial = $1 AND kind = 'service_contract'
          UNION ALL
          SELECT * FROM (
-           SELECT 2, id, NULL, NULL, NULL, NULL, ends FROM licences WHERE serial = ?1
-           ORDER BY ends IS NULL DESC, ends DESC, id LIMIT 1)
+           SELECT 2, id, NULL, NULL, NULL, CAST(NULL AS DATE), ends FROM licences WHERE serial = $1
+           ORDER BY ends IS NULL DESC, ends DESC, id LIMIT 1) AS newest_licence
          ORDER BY part, starts, id",
     )
     .bind(serial)
-    .fetch_all(db.pool())
-    .await?;
+    .fetch_all(conn)
+    .await)?;
     let mut rows = rows.into_iter().peekable();
     let Some(device) = rows.next_if(|r| r.part == 0) else {
         return Ok(None);
@@ -213,7 +207,7 @@ pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFac
         (device.model_id, device.hw_id, device.channel)
     else {
         // The columns are NOT NULL; a NULL here is a bug in the query.
-        return Err(sqlx::Error::Protocol(format!(
+        return Err(super::Error::Malformed(format!(
             "device facts of {serial:?}: device row without model, hardware id or channel"
         )));
     };
@@ -240,7 +234,7 @@ pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFac
                 });
             }
             (part, ..) => {
-                return Err(sqlx::Error::Protocol(format!(
+                return Err(super::Error::Malformed(format!(
                     "device facts of {serial:?}: unexpected row of part {part}"
                 )));
             }
@@ -261,4 +255,14 @@ struct FactsRow {
     channel: Option<String>,
     starts: Option<Date>,
     ends: Option<Date>,
+}
+
+/// How many devices are provisioned. For tests (that a refused batch
+/// provisioned nothing); the server never needs the total.
+#[doc(hidden)]
+#[tracing::instrument(skip(db))]
+pub async fn count(db: &Db) -> Result<i64, super::Error> {
+    on!(db, conn => sqlx::query_scalar("SELECT COUNT(*) FROM devices")
+        .fetch_one(conn)
+        .await)
 }

@@ -5,7 +5,7 @@
 //! from the other columns: those are copies of signed fields, for queries
 //! only. This module must never change a stored envelope or payload digest.
 
-use sqlx::{FromRow, SqliteExecutor};
+use sqlx::FromRow;
 use time::OffsetDateTime;
 
 use super::{Db, Tx};
@@ -99,54 +99,54 @@ const COLUMNS: &str = "id, product_line, channel, version, manifest_version, sec
 
 /// Whether the product line exists in the catalogue.
 #[tracing::instrument(skip(db))]
-pub async fn product_line_exists(db: &Db, id: &str) -> Result<bool, sqlx::Error> {
-    let row: Option<(i64,)> = sqlx::query_as("SELECT 1 FROM product_lines WHERE id = ?")
+pub async fn product_line_exists(db: &Db, id: &str) -> Result<bool, super::Error> {
+    let row: Option<(i32,)> = on!(db, conn => sqlx::query_as("SELECT 1 FROM product_lines WHERE id = $1")
         .bind(id)
-        .fetch_optional(db.pool())
-        .await?;
+        .fetch_optional(conn)
+        .await)?;
     Ok(row.is_some())
 }
 
 /// The release `version` of `product_line` on `channel`.
 #[tracing::instrument(skip(exec))]
-pub async fn find<'c>(
-    exec: impl SqliteExecutor<'c>,
+pub async fn find(
+    exec: impl Into<super::Exec<'_>>,
     product_line: &str,
     channel: &str,
     version: &str,
-) -> Result<Option<ReleaseRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM releases WHERE product_line = ? AND channel = ? AND version = ?"
+) -> Result<Option<ReleaseRow>, super::Error> {
+    on!(exec, conn => sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM releases WHERE product_line = $1 AND channel = $2 AND version = $3"
     ))
     .bind(product_line)
     .bind(channel)
     .bind(version)
-    .fetch_optional(exec)
-    .await
+    .fetch_optional(conn)
+    .await)
 }
 
 /// Every release of a product line, in no particular order (callers sort
 /// by semver, which SQL text ordering gets wrong: 2.10.0 < 2.9.0 as text).
 #[tracing::instrument(skip(db))]
-pub async fn list(db: &Db, product_line: &str) -> Result<Vec<ReleaseRow>, sqlx::Error> {
-    sqlx::query_as(&format!(
-        "SELECT {COLUMNS} FROM releases WHERE product_line = ?"
+pub async fn list(db: &Db, product_line: &str) -> Result<Vec<ReleaseRow>, super::Error> {
+    on!(db, conn => sqlx::query_as(&format!(
+        "SELECT {COLUMNS} FROM releases WHERE product_line = $1"
     ))
     .bind(product_line)
-    .fetch_all(db.pool())
-    .await
+    .fetch_all(conn)
+    .await)
 }
 
 /// The images of one release, by name.
 #[tracing::instrument(skip(db))]
-pub async fn images_of(db: &Db, release_id: i64) -> Result<Vec<ReleaseImageRow>, sqlx::Error> {
-    sqlx::query_as(
+pub async fn images_of(db: &Db, release_id: i64) -> Result<Vec<ReleaseImageRow>, super::Error> {
+    on!(db, conn => sqlx::query_as(
         "SELECT release_id, name, target, sha256, length FROM release_images
-         WHERE release_id = ? ORDER BY name",
+         WHERE release_id = $1 ORDER BY name",
     )
     .bind(release_id)
-    .fetch_all(db.pool())
-    .await
+    .fetch_all(conn)
+    .await)
 }
 
 /// The images of every release of a product line (one query for a list).
@@ -154,24 +154,24 @@ pub async fn images_of(db: &Db, release_id: i64) -> Result<Vec<ReleaseImageRow>,
 pub async fn images_of_line(
     db: &Db,
     product_line: &str,
-) -> Result<Vec<ReleaseImageRow>, sqlx::Error> {
-    sqlx::query_as(
+) -> Result<Vec<ReleaseImageRow>, super::Error> {
+    on!(db, conn => sqlx::query_as(
         "SELECT ri.release_id, ri.name, ri.target, ri.sha256, ri.length
          FROM release_images ri JOIN releases r ON r.id = ri.release_id
-         WHERE r.product_line = ? ORDER BY ri.release_id, ri.name",
+         WHERE r.product_line = $1 ORDER BY ri.release_id, ri.name",
     )
     .bind(product_line)
-    .fetch_all(db.pool())
-    .await
+    .fetch_all(conn)
+    .await)
 }
 
 /// The stored envelope of a release, byte for byte.
 #[tracing::instrument(skip(db))]
-pub async fn envelope(db: &Db, release_id: i64) -> Result<Option<Vec<u8>>, sqlx::Error> {
-    let row: Option<(Vec<u8>,)> = sqlx::query_as("SELECT envelope FROM releases WHERE id = ?")
+pub async fn envelope(db: &Db, release_id: i64) -> Result<Option<Vec<u8>>, super::Error> {
+    let row: Option<(Vec<u8>,)> = on!(db, conn => sqlx::query_as("SELECT envelope FROM releases WHERE id = $1")
         .bind(release_id)
-        .fetch_optional(db.pool())
-        .await?;
+        .fetch_optional(conn)
+        .await)?;
     Ok(row.map(|(e,)| e))
 }
 
@@ -179,53 +179,53 @@ pub async fn envelope(db: &Db, release_id: i64) -> Result<Option<Vec<u8>>, sqlx:
 /// the release `except` (the one being inserted, when checking inside the
 /// inserting transaction).
 #[tracing::instrument(skip(exec))]
-pub async fn max_manifest_version<'c>(
-    exec: impl SqliteExecutor<'c>,
+pub async fn max_manifest_version(
+    exec: impl Into<super::Exec<'_>>,
     product_line: &str,
     channel: &str,
     except: Option<i64>,
-) -> Result<Option<(i64, String)>, sqlx::Error> {
-    sqlx::query_as(
+) -> Result<Option<(i64, String)>, super::Error> {
+    on!(exec, conn => sqlx::query_as(
         "SELECT manifest_version, version FROM releases
-         WHERE product_line = ? AND channel = ? AND id != ?
+         WHERE product_line = $1 AND channel = $2 AND id != $3
          ORDER BY manifest_version DESC LIMIT 1",
     )
     .bind(product_line)
     .bind(channel)
     .bind(except.unwrap_or(-1))
-    .fetch_optional(exec)
-    .await
+    .fetch_optional(conn)
+    .await)
 }
 
 /// The versions of every release on a product line and channel but the
 /// release `except`, as stored.
 #[tracing::instrument(skip(exec))]
-pub async fn versions_except<'c>(
-    exec: impl SqliteExecutor<'c>,
+pub async fn versions_except(
+    exec: impl Into<super::Exec<'_>>,
     product_line: &str,
     channel: &str,
     except: i64,
-) -> Result<Vec<String>, sqlx::Error> {
-    let rows: Vec<(String,)> = sqlx::query_as(
-        "SELECT version FROM releases WHERE product_line = ? AND channel = ? AND id != ?",
+) -> Result<Vec<String>, super::Error> {
+    let rows: Vec<(String,)> = on!(exec, conn => sqlx::query_as(
+        "SELECT version FROM releases WHERE product_line = $1 AND channel = $2 AND id != $3",
     )
     .bind(product_line)
     .bind(channel)
     .bind(except)
-    .fetch_all(exec)
-    .await?;
+    .fetch_all(conn)
+    .await)?;
     Ok(rows.into_iter().map(|(v,)| v).collect())
 }
 
-/// Inserts a release; returns its row id. A second release with the same
-/// product line, channel and version fails with a unique violation.
-#[tracing::instrument(skip(tx, r), fields(product_line = r.product_line, channel = r.channel, version = r.version))]
-pub async fn insert(tx: &mut Tx, r: &NewRelease<'_>) -> Result<i64, sqlx::Error> {
-    let done = sqlx::query(
+/// Inserts a release row; returns its row id. A second release with the
+/// same product line, channel and version fails with a conflict.
+async fn insert(tx: &mut Tx, r: &NewRelease<'_>) -> Result<i64, super::Error> {
+    on!(&mut *tx, conn => sqlx::query_scalar(
         "INSERT INTO releases (product_line, channel, version, manifest_version, security_counter,
              requires, hw_compat, envelope, payload_sha256, release_notes, free_for_all,
              published_at, published_by)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+         RETURNING id",
     )
     .bind(r.product_line)
     .bind(r.channel)
@@ -240,33 +240,72 @@ pub async fn insert(tx: &mut Tx, r: &NewRelease<'_>) -> Result<i64, sqlx::Error>
     .bind(r.free_for_all)
     .bind(r.published_at)
     .bind(r.published_by)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.last_insert_rowid())
+    .fetch_one(conn)
+    .await)
 }
 
-/// Records one image of a release (the image row must exist).
-#[tracing::instrument(skip(tx))]
-pub async fn insert_image(
+/// One image of a release to store, in manifest order.
+#[derive(Debug, Clone, Copy)]
+pub struct NewReleaseImage<'a> {
+    /// Image name from the manifest.
+    pub name: &'a str,
+    /// Target slot or component.
+    pub target: &'a str,
+    /// Hex sha256 (the `images` row must exist).
+    pub sha256: &'a str,
+    /// Signed length in bytes.
+    pub length: i64,
+}
+
+/// What [`store`] did.
+#[derive(Debug, Clone)]
+pub enum Stored {
+    /// The release is new; its row id.
+    Inserted(i64),
+    /// The same signed payload was already published under this version:
+    /// nothing was written (publishing is idempotent).
+    AlreadyExists(ReleaseRow),
+    /// Another payload holds this version: nothing was written.
+    Conflict(ReleaseRow),
+}
+
+/// Stores a release and its images in the caller's write transaction,
+/// unless the version is already on the channel: then nothing is written
+/// and the stored row says whether it is the same payload (an idempotent
+/// retry) or another one. The write transaction's lock (see the module
+/// docs of `db`) makes the look-up and the insert one step, so two
+/// concurrent publishes of one version store one row.
+#[tracing::instrument(skip_all, fields(product_line = r.product_line, channel = r.channel, version = r.version))]
+pub async fn store(
     tx: &mut Tx,
-    release_id: i64,
-    name: &str,
-    target: &str,
-    sha256: &str,
-    length: i64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "INSERT INTO release_images (release_id, name, target, sha256, length)
-         VALUES (?, ?, ?, ?, ?)",
-    )
-    .bind(release_id)
-    .bind(name)
-    .bind(target)
-    .bind(sha256)
-    .bind(length)
-    .execute(&mut **tx)
-    .await?;
-    Ok(())
+    r: &NewRelease<'_>,
+    images: &[NewReleaseImage<'_>],
+) -> Result<Stored, super::Error> {
+    if let Some(existing) = find(&mut *tx, r.product_line, r.channel, r.version).await? {
+        return Ok(if existing.payload_sha256 == r.payload_sha256 {
+            Stored::AlreadyExists(existing)
+        } else {
+            Stored::Conflict(existing)
+        });
+    }
+    let id = insert(&mut *tx, r).await?;
+    for (position, image) in images.iter().enumerate() {
+        let position = i64::try_from(position).unwrap_or(i64::MAX);
+        on!(&mut *tx, conn => sqlx::query(
+            "INSERT INTO release_images (release_id, name, target, sha256, length, position)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(id)
+        .bind(image.name)
+        .bind(image.target)
+        .bind(image.sha256)
+        .bind(image.length)
+        .bind(position)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    }
+    Ok(Stored::Inserted(id))
 }
 
 /// Yanks a release; false if it was already yanked.
@@ -276,29 +315,31 @@ pub async fn yank(
     release_id: i64,
     at: OffsetDateTime,
     reason: &str,
-) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
-        "UPDATE releases SET yanked_at = ?, yank_reason = ? WHERE id = ? AND yanked_at IS NULL",
+) -> Result<bool, super::Error> {
+    let done = on!(&mut *tx, conn => sqlx::query(
+        "UPDATE releases SET yanked_at = $1, yank_reason = $2 WHERE id = $3 AND yanked_at IS NULL",
     )
     .bind(at)
     .bind(reason)
     .bind(release_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(done == 1)
 }
 
 /// Un-yanks a release; false if it was not yanked.
 #[tracing::instrument(skip(tx))]
-pub async fn unyank(tx: &mut Tx, release_id: i64) -> Result<bool, sqlx::Error> {
-    let done = sqlx::query(
+pub async fn unyank(tx: &mut Tx, release_id: i64) -> Result<bool, super::Error> {
+    let done = on!(&mut *tx, conn => sqlx::query(
         "UPDATE releases SET yanked_at = NULL, yank_reason = NULL
-         WHERE id = ? AND yanked_at IS NOT NULL",
+         WHERE id = $1 AND yanked_at IS NOT NULL",
     )
     .bind(release_id)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(done == 1)
 }
 
 /// Sets the free-for-all flag of a release.
@@ -307,11 +348,23 @@ pub async fn set_free_for_all(
     tx: &mut Tx,
     release_id: i64,
     free_for_all: bool,
-) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE releases SET free_for_all = ? WHERE id = ?")
+) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query("UPDATE releases SET free_for_all = $1 WHERE id = $2")
         .bind(free_for_all)
         .bind(release_id)
-        .execute(&mut **tx)
-        .await?;
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(())
+}
+
+/// How many releases are stored, on every product line and channel, yanked
+/// ones included. For tests (that a refused publish stored nothing); the
+/// server itself never needs the total.
+#[doc(hidden)]
+#[tracing::instrument(skip(db))]
+pub async fn count(db: &Db) -> Result<i64, super::Error> {
+    on!(db, conn => sqlx::query_scalar("SELECT COUNT(*) FROM releases")
+        .fetch_one(conn)
+        .await)
 }

@@ -10,53 +10,41 @@ use std::collections::BTreeMap;
 
 use time::OffsetDateTime;
 
-use super::{Db, Tx};
+use super::{Db, Stamp, Tx};
 use crate::lastseen::Pending;
 
 /// Writes coalesced last-seen records in one transaction; returns how many
 /// devices were updated.
 ///
-/// The `last_seen <= ?` guard keeps a record that is older than what is
+/// The `last_seen <= $7` guard keeps a record that is older than what is
 /// stored (a replica whose flush runs late, or a check queued before an
 /// `installed` report) from moving `last_seen` and the reported state back.
 #[tracing::instrument(skip(db, batch), fields(devices = batch.len()))]
-pub async fn write_last_seen(db: &Db, batch: &[Pending]) -> Result<usize, sqlx::Error> {
+pub async fn write_last_seen(db: &Db, batch: &[Pending]) -> Result<usize, super::Error> {
     let mut tx = db.begin().await?;
     let mut updated = 0;
     for p in batch {
         let seen = &p.latest;
-        let at = stamp(seen.seen_at);
-        let done = sqlx::query(
-            "UPDATE devices SET last_seen = ?, first_seen = COALESCE(first_seen, ?),
-                 current_version = ?, security_counter = ?, root_version = ?
-             WHERE serial = ? AND (last_seen IS NULL OR last_seen <= ?)",
+        let at = Stamp(seen.seen_at);
+        let done = on!(&mut tx, conn => sqlx::query(
+            "UPDATE devices SET last_seen = $1, first_seen = COALESCE(first_seen, $2),
+                 current_version = $3, security_counter = $4, root_version = $5
+             WHERE serial = $6 AND (last_seen IS NULL OR last_seen <= $7)",
         )
-        .bind(&at)
-        .bind(stamp(p.first_seen))
+        .bind(at)
+        .bind(Stamp(p.first_seen))
         .bind(&seen.current_version)
         .bind(seen.security_counter)
         .bind(seen.root_version)
         .bind(&seen.serial)
-        .bind(&at)
-        .execute(&mut *tx)
-        .await?;
-        updated += done.rows_affected() as usize;
+        .bind(at)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+        updated += done as usize;
     }
     tx.commit().await?;
     Ok(updated)
-}
-
-/// `first_seen`/`last_seen` as fixed-width RFC 3339 UTC text (microseconds),
-/// so that comparing the text in SQL compares the instants; the default
-/// encoding drops trailing zeros of the fraction, and then it would not.
-/// Every writer of these two columns uses this.
-fn stamp(t: OffsetDateTime) -> String {
-    const FORMAT: &[time::format_description::BorrowedFormatItem<'_>] = time::macros::format_description!(
-        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:6]Z"
-    );
-    t.to_offset(time::UtcOffset::UTC)
-        .format(FORMAT)
-        .unwrap_or_else(|_| t.unix_timestamp().to_string())
 }
 
 /// The id of release `version` of `product_line` on `channel`, yanked or
@@ -67,15 +55,15 @@ pub async fn release_id(
     product_line: &str,
     channel: &str,
     version: &str,
-) -> Result<Option<i64>, sqlx::Error> {
-    sqlx::query_scalar(
-        "SELECT id FROM releases WHERE product_line = ? AND channel = ? AND version = ?",
+) -> Result<Option<i64>, super::Error> {
+    on!(db, conn => sqlx::query_scalar(
+        "SELECT id FROM releases WHERE product_line = $1 AND channel = $2 AND version = $3",
     )
     .bind(product_line)
     .bind(channel)
     .bind(version)
-    .fetch_optional(db.pool())
-    .await
+    .fetch_optional(conn)
+    .await)
 }
 
 /// A report to store.
@@ -103,22 +91,22 @@ pub async fn count_for_device(
     tx: &mut Tx,
     serial: &str,
     release_id: i64,
-) -> Result<i64, sqlx::Error> {
-    let (n,): (i64,) =
-        sqlx::query_as("SELECT COUNT(*) FROM reports WHERE serial = ? AND release_id = ?")
+) -> Result<i64, super::Error> {
+    let (n,): (i64,) = on!(&mut *tx, conn => sqlx::query_as("SELECT COUNT(*) FROM reports WHERE serial = $1 AND release_id = $2")
             .bind(serial)
             .bind(release_id)
-            .fetch_one(&mut **tx)
-            .await?;
+            .fetch_one(conn)
+            .await)?;
     Ok(n)
 }
 
 /// Stores a report; returns its id.
 #[tracing::instrument(skip(tx, r), fields(serial = r.serial, stage = r.stage))]
-pub async fn insert(tx: &mut Tx, r: &NewReport<'_>) -> Result<i64, sqlx::Error> {
-    let done = sqlx::query(
+pub async fn insert(tx: &mut Tx, r: &NewReport<'_>) -> Result<i64, super::Error> {
+    on!(&mut *tx, conn => sqlx::query_scalar(
         "INSERT INTO reports (serial, release_id, version, stage, reason_code, detail, at)
-         VALUES (?, ?, ?, ?, ?, ?, ?)",
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
+         RETURNING id",
     )
     .bind(r.serial)
     .bind(r.release_id)
@@ -127,9 +115,8 @@ pub async fn insert(tx: &mut Tx, r: &NewReport<'_>) -> Result<i64, sqlx::Error> 
     .bind(r.reason_code)
     .bind(r.detail)
     .bind(r.at)
-    .execute(&mut **tx)
-    .await?;
-    Ok(done.last_insert_rowid())
+    .fetch_one(conn)
+    .await)
 }
 
 /// Records the version a device says it now runs after an `installed`
@@ -141,19 +128,20 @@ pub async fn record_installed(
     serial: &str,
     version: &str,
     at: OffsetDateTime,
-) -> Result<(), sqlx::Error> {
-    let at = stamp(at);
-    sqlx::query(
-        "UPDATE devices SET current_version = ?, first_seen = COALESCE(first_seen, ?),
-             last_seen = MAX(COALESCE(last_seen, ''), ?)
-         WHERE serial = ?",
+) -> Result<(), super::Error> {
+    let at = Stamp(at);
+    on!(&mut *tx, conn => sqlx::query(
+        "UPDATE devices SET current_version = $1, first_seen = COALESCE(first_seen, $2),
+             last_seen = CASE WHEN last_seen IS NULL OR last_seen < $3 THEN $3 ELSE last_seen END
+         WHERE serial = $4",
     )
     .bind(version)
-    .bind(&at)
-    .bind(&at)
+    .bind(at)
+    .bind(at)
     .bind(serial)
-    .execute(&mut **tx)
-    .await?;
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 
@@ -170,29 +158,28 @@ pub struct ReportCounts {
 
 /// The counts of the reports on `release_id`.
 #[tracing::instrument(skip(db))]
-pub async fn counts(db: &Db, release_id: i64) -> Result<ReportCounts, sqlx::Error> {
-    let latest: Vec<(String, i64)> = sqlx::query_as(
+pub async fn counts(db: &Db, release_id: i64) -> Result<ReportCounts, super::Error> {
+    let latest: Vec<(String, i64)> = on!(db, conn => sqlx::query_as(
         "SELECT r.stage, COUNT(*) FROM reports r
-         JOIN (SELECT MAX(id) AS id FROM reports WHERE release_id = ? GROUP BY serial) l
+         JOIN (SELECT MAX(id) AS id FROM reports WHERE release_id = $1 GROUP BY serial) l
            ON l.id = r.id
          GROUP BY r.stage",
     )
     .bind(release_id)
-    .fetch_all(db.pool())
-    .await?;
-    let by_stage: Vec<(String, i64)> =
-        sqlx::query_as("SELECT stage, COUNT(*) FROM reports WHERE release_id = ? GROUP BY stage")
+    .fetch_all(conn)
+    .await)?;
+    let by_stage: Vec<(String, i64)> = on!(db, conn => sqlx::query_as("SELECT stage, COUNT(*) FROM reports WHERE release_id = $1 GROUP BY stage")
             .bind(release_id)
-            .fetch_all(db.pool())
-            .await?;
-    let reasons: Vec<(String, i64)> = sqlx::query_as(
+            .fetch_all(conn)
+            .await)?;
+    let reasons: Vec<(String, i64)> = on!(db, conn => sqlx::query_as(
         "SELECT COALESCE(reason_code, 'unspecified'), COUNT(*) FROM reports
-         WHERE release_id = ? AND stage IN ('failed', 'rolled_back')
+         WHERE release_id = $1 AND stage IN ('failed', 'rolled_back')
          GROUP BY 1",
     )
     .bind(release_id)
-    .fetch_all(db.pool())
-    .await?;
+    .fetch_all(conn)
+    .await)?;
     Ok(ReportCounts {
         latest_by_stage: latest.into_iter().collect(),
         by_stage: by_stage.into_iter().collect(),
@@ -216,12 +203,23 @@ pub struct ReportedState {
 
 /// The reported state of a device; `None` for an unknown serial.
 #[tracing::instrument(skip(db))]
-pub async fn reported_state(db: &Db, serial: &str) -> Result<Option<ReportedState>, sqlx::Error> {
-    sqlx::query_as(
+pub async fn reported_state(db: &Db, serial: &str) -> Result<Option<ReportedState>, super::Error> {
+    on!(db, conn => sqlx::query_as(
         "SELECT current_version, security_counter, root_version, last_seen
-         FROM devices WHERE serial = ?",
+         FROM devices WHERE serial = $1",
     )
     .bind(serial)
-    .fetch_optional(db.pool())
-    .await
+    .fetch_optional(conn)
+    .await)
+}
+
+/// How many reports are stored, of every device and release. For tests;
+/// the server counts per release ([`counts`]) or per device
+/// ([`count_for_device`]).
+#[doc(hidden)]
+#[tracing::instrument(skip(db))]
+pub async fn count(db: &Db) -> Result<i64, super::Error> {
+    on!(db, conn => sqlx::query_scalar("SELECT COUNT(*) FROM reports")
+        .fetch_one(conn)
+        .await)
 }

@@ -44,13 +44,12 @@ pub async fn load_catalogue(
     db: &Db,
     generation: u64,
     known: &HashMap<i64, SharedRaw>,
-) -> Result<Catalogue, sqlx::Error> {
+) -> Result<Catalogue, super::Error> {
     let mut tx = db.begin_read().await?;
 
-    let lines: Vec<(String, String, String)> =
-        sqlx::query_as("SELECT id, name, kind FROM product_lines")
-            .fetch_all(&mut *tx)
-            .await?;
+    let lines: Vec<(String, String, String)> = on!(&mut tx, conn => sqlx::query_as("SELECT id, name, kind FROM product_lines")
+            .fetch_all(conn)
+            .await)?;
     let product_lines = lines
         .into_iter()
         .filter_map(|(id, name, kind)| match ProductKind::parse(&kind) {
@@ -62,10 +61,9 @@ pub async fn load_catalogue(
         })
         .collect();
 
-    let models: Vec<(String, String, String, Option<Date>)> =
-        sqlx::query_as("SELECT id, name, product_line, eol FROM models")
-            .fetch_all(&mut *tx)
-            .await?;
+    let models: Vec<(String, String, String, Option<Date>)> = on!(&mut tx, conn => sqlx::query_as("SELECT id, name, product_line, eol FROM models")
+            .fetch_all(conn)
+            .await)?;
     let models = models
         .into_iter()
         .map(|(id, name, product_line, eol)| ModelInfo {
@@ -76,17 +74,17 @@ pub async fn load_catalogue(
         })
         .collect();
 
-    let hw_ids: Vec<(String, String)> = sqlx::query_as("SELECT hw_id, model_id FROM model_hw_ids")
-        .fetch_all(&mut *tx)
-        .await?;
+    let hw_ids: Vec<(String, String)> = on!(&mut tx, conn => sqlx::query_as("SELECT hw_id, model_id FROM model_hw_ids")
+        .fetch_all(conn)
+        .await)?;
 
     let mut images: HashMap<i64, Vec<ImageEntry>> = HashMap::new();
-    let image_rows: Vec<(i64, String, String, String, i64)> = sqlx::query_as(
+    let image_rows: Vec<(i64, String, String, String, i64)> = on!(&mut tx, conn => sqlx::query_as(
         "SELECT release_id, name, target, sha256, length FROM release_images
-         ORDER BY release_id, rowid",
+         ORDER BY release_id, position",
     )
-    .fetch_all(&mut *tx)
-    .await?;
+    .fetch_all(conn)
+    .await)?;
     let mut bad_images = Vec::new();
     for (release_id, name, target, sha256, length) in image_rows {
         match (sha256.parse(), u64::try_from(length)) {
@@ -100,13 +98,13 @@ pub async fn load_catalogue(
         }
     }
 
-    let rows: Vec<ReleaseTuple> = sqlx::query_as(
+    let rows: Vec<ReleaseTuple> = on!(&mut tx, conn => sqlx::query_as(
         "SELECT id, product_line, channel, version, manifest_version, security_counter,
                 requires, hw_compat, published_at, free_for_all, yanked_at
          FROM releases",
     )
-    .fetch_all(&mut *tx)
-    .await?;
+    .fetch_all(conn)
+    .await)?;
 
     let wanted: Vec<i64> = rows
         .iter()
@@ -115,18 +113,16 @@ pub async fn load_catalogue(
         .collect();
     let mut fetched: HashMap<i64, Vec<u8>> = HashMap::new();
     if wanted.len() > BULK_ENVELOPES {
-        let all: Vec<(i64, Vec<u8>)> =
-            sqlx::query_as("SELECT id, envelope FROM releases WHERE yanked_at IS NULL")
-                .fetch_all(&mut *tx)
-                .await?;
+        let all: Vec<(i64, Vec<u8>)> = on!(&mut tx, conn => sqlx::query_as("SELECT id, envelope FROM releases WHERE yanked_at IS NULL")
+                .fetch_all(conn)
+                .await)?;
         fetched.extend(all);
     } else {
         for id in &wanted {
-            let env: Option<Vec<u8>> =
-                sqlx::query_scalar("SELECT envelope FROM releases WHERE id = ?")
+            let env: Option<Vec<u8>> = on!(&mut tx, conn => sqlx::query_scalar("SELECT envelope FROM releases WHERE id = $1")
                     .bind(id)
-                    .fetch_optional(&mut *tx)
-                    .await?;
+                    .fetch_optional(conn)
+                    .await)?;
             if let Some(env) = env {
                 fetched.insert(*id, env);
             }

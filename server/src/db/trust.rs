@@ -12,29 +12,44 @@ use super::{Db, Tx};
 
 /// All stored root envelopes, by ascending version.
 #[tracing::instrument(skip(db))]
-pub async fn chain(db: &Db) -> Result<Vec<(i64, Vec<u8>)>, sqlx::Error> {
-    sqlx::query_as("SELECT version, envelope FROM trust_roots ORDER BY version")
-        .fetch_all(db.pool())
-        .await
+pub async fn chain(db: &Db) -> Result<Vec<(i64, Vec<u8>)>, super::Error> {
+    on!(db, conn => sqlx::query_as("SELECT version, envelope FROM trust_roots ORDER BY version")
+        .fetch_all(conn)
+        .await)
 }
 
 /// Stored root envelopes newer than `version`, ascending.
 #[tracing::instrument(skip(db))]
-pub async fn newer_than(db: &Db, version: u64) -> Result<Vec<(i64, Vec<u8>)>, sqlx::Error> {
-    sqlx::query_as("SELECT version, envelope FROM trust_roots WHERE version > ? ORDER BY version")
+pub async fn newer_than(db: &Db, version: u64) -> Result<Vec<(i64, Vec<u8>)>, super::Error> {
+    on!(db, conn => sqlx::query_as("SELECT version, envelope FROM trust_roots WHERE version > $1 ORDER BY version")
         .bind(i64::try_from(version).unwrap_or(i64::MAX))
-        .fetch_all(db.pool())
-        .await
+        .fetch_all(conn)
+        .await)
 }
 
 /// Stores a verified root envelope.
 #[tracing::instrument(skip(tx, envelope))]
-pub async fn insert(tx: &mut Tx, version: i64, envelope: &[u8]) -> Result<(), sqlx::Error> {
-    sqlx::query("INSERT INTO trust_roots (version, envelope, added_at) VALUES (?, ?, ?)")
+pub async fn insert(tx: &mut Tx, version: i64, envelope: &[u8]) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query("INSERT INTO trust_roots (version, envelope, added_at) VALUES ($1, $2, $3)")
         .bind(version)
         .bind(envelope)
         .bind(OffsetDateTime::now_utc())
-        .execute(&mut **tx)
-        .await?;
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
     Ok(())
+}
+
+/// Deletes the stored root envelope of `version`; returns false if there
+/// was none. For tests only (removing a forged row another replica could
+/// have stored): the server never deletes a root, the chain only grows.
+#[doc(hidden)]
+#[tracing::instrument(skip(tx))]
+pub async fn delete(tx: &mut Tx, version: i64) -> Result<bool, super::Error> {
+    let done = on!(&mut *tx, conn => sqlx::query("DELETE FROM trust_roots WHERE version = $1")
+        .bind(version)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(done == 1)
 }

@@ -92,6 +92,9 @@ impl TestApp {
             address_rate_per_sec: 0,
             ..Config::default()
         };
+        // On PostgreSQL (see `firmup_fixtures::database`), a database of its
+        // own; a test's tweak may still choose another.
+        config.database_url = firmup_fixtures::database::fresh_url();
         tweak(&mut config);
         let app = App::build(config).await.expect("app builds");
         let router = firmup_server::router::build(app.clone());

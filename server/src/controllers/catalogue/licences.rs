@@ -17,7 +17,7 @@ use crate::db::{self, contracts::LicenceRow};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
 use crate::extract::{JsonBody, Path};
-use crate::provisioning::{self, check_period, format_date, parse_date};
+use crate::provisioning::{check_period, format_date, parse_date};
 
 /// A licence to add.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
@@ -128,13 +128,7 @@ pub async fn create(
     };
     db::contracts::insert_licence(&mut tx, &row)
         .await
-        .map_err(|e| {
-            if provisioning::is_unique_violation(&e) {
-                exists()
-            } else {
-                e.into()
-            }
-        })?;
+        .map_err(|e| if e.is_conflict() { exists() } else { e.into() })?;
     db::audit::record(
         &mut tx,
         &principal.actor(),

@@ -8,7 +8,7 @@ use axum::Json;
 use axum::extract::State;
 use serde::Deserialize;
 
-use super::{ReleaseInfo, ReleaseKey, ReleasePath, find_release, find_release_tx, load_info};
+use super::{ReleaseInfo, ReleaseKey, ReleasePath, find_release, load_info};
 use crate::app::AppState;
 use crate::auth::{Caller, ReleaseEngineers};
 use crate::db;
@@ -42,7 +42,7 @@ pub async fn set_free_for_all(
     let key = ReleaseKey::parse(&path)?;
     let req = body;
     let mut tx = app.db.begin().await?;
-    let row = find_release_tx(&mut tx, &key).await?;
+    let row = find_release(&mut tx, &key).await?;
     if row.free_for_all != req.free_for_all {
         db::releases::set_free_for_all(&mut tx, row.id, req.free_for_all).await?;
         db::audit::record(
@@ -58,6 +58,6 @@ pub async fn set_free_for_all(
     } else {
         tx.rollback().await?;
     }
-    let row = find_release(&app, &key).await?;
+    let row = find_release(&app.db, &key).await?;
     Ok(Json(load_info(&app, row).await?))
 }

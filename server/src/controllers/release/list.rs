@@ -81,7 +81,7 @@ pub async fn detail(
     Path(path): Path<ReleasePath>,
 ) -> AppResult<Json<ReleaseInfo>> {
     let key = ReleaseKey::parse(&path)?;
-    let row = find_release(&app, &key).await?;
+    let row = find_release(&app.db, &key).await?;
     Ok(Json(load_info(&app, row).await?))
 }
 
@@ -102,7 +102,7 @@ pub async fn manifest(
     Path(path): Path<ReleasePath>,
 ) -> AppResult<Response> {
     let key = ReleaseKey::parse(&path)?;
-    let row = find_release(&app, &key).await?;
+    let row = find_release(&app.db, &key).await?;
     let envelope = db::releases::envelope(&app.db, row.id)
         .await?
         .ok_or_else(|| anyhow::anyhow!("release {} vanished", key.target()))?;

@@ -170,23 +170,15 @@ pub fn audit_target(line: &str, channel: &str, version: &semver::Version) -> Str
     format!("{line}/{channel}/{version}")
 }
 
-/// The stored release at `key`, or 404 `unknown_release`.
-pub async fn find_release(app: &AppState, key: &ReleaseKey) -> AppResult<ReleaseRow> {
+/// The stored release at `key`, or 404 `unknown_release`. Inside a write
+/// transaction (`&mut tx`), for changes that depend on what they read,
+/// nothing can change it before the commit.
+pub async fn find_release(
+    exec: impl Into<db::Exec<'_>>,
+    key: &ReleaseKey,
+) -> AppResult<ReleaseRow> {
     let found = db::releases::find(
-        app.db.pool(),
-        key.line.as_str(),
-        key.channel.as_str(),
-        &key.version.to_string(),
-    )
-    .await?;
-    found.ok_or_else(|| unknown_release(key))
-}
-
-/// [`find_release`] inside a write transaction, for changes that depend on
-/// what they read (nothing can change it before the commit).
-pub async fn find_release_tx(tx: &mut crate::db::Tx, key: &ReleaseKey) -> AppResult<ReleaseRow> {
-    let found = db::releases::find(
-        &mut **tx,
+        exec,
         key.line.as_str(),
         key.channel.as_str(),
         &key.version.to_string(),

@@ -52,7 +52,7 @@ pub async fn promote(
 ) -> AppResult<(StatusCode, Json<PublishOutcome>)> {
     let key = ReleaseKey::parse(&path)?;
     let envelope = manifest_body(body)?;
-    let source = find_release(&app, &key).await?;
+    let source = find_release(&app.db, &key).await?;
     let plan = verify_submission(&app, &key.line, &envelope).await?;
     let m = &plan.manifest;
 

@@ -31,7 +31,10 @@ use super::{ReleaseInfo, audit_target, load_info, manifest_body};
 use crate::app::AppState;
 use crate::auth::Principal;
 use crate::auth::{Caller, ReleaseEngineers};
-use crate::db::{self, releases::NewRelease, releases::ReleaseRow};
+use crate::db::{
+    self,
+    releases::{NewRelease, NewReleaseImage, ReleaseRow, Stored},
+};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
 use crate::extract::{Path, Query};
@@ -161,8 +164,7 @@ pub async fn store_release(
     let payload_sha256 = Sha256Digest::of(&plan.payload).to_hex();
     let target = audit_target(line.as_str(), &m.channel, &m.version);
 
-    if let Some(existing) =
-        db::releases::find(app.db.pool(), line.as_str(), &m.channel, &version).await?
+    if let Some(existing) = db::releases::find(&app.db, line.as_str(), &m.channel, &version).await?
     {
         return already_published(app, existing, &payload_sha256, &target).await;
     }
@@ -180,7 +182,7 @@ pub async fn store_release(
     // Checked here for a quick answer, and again inside the transaction
     // (after the insert holds the write lock) against concurrent publishes.
     let latest =
-        db::releases::max_manifest_version(app.db.pool(), line.as_str(), &m.channel, None).await?;
+        db::releases::max_manifest_version(&app.db, line.as_str(), &m.channel, None).await?;
     check_increasing(manifest_version, latest, &m.channel)?;
 
     for image in &m.images {
@@ -217,24 +219,36 @@ pub async fn store_release(
         published_by: &principal.label,
     };
 
+    let hexes: Vec<String> = m.images.iter().map(|i| i.sha256.to_hex()).collect();
+    let images = m
+        .images
+        .iter()
+        .zip(&hexes)
+        .map(|(image, hex)| {
+            Ok(NewReleaseImage {
+                name: &image.name,
+                target: &image.target,
+                sha256: hex,
+                length: i64::try_from(image.length)
+                    .map_err(|_| anyhow::anyhow!("image length {} out of range", image.length))?,
+            })
+        })
+        .collect::<Result<Vec<_>, AppError>>()?;
+
     let mut tx = app.db.begin().await?;
-    let id = match db::releases::insert(&mut tx, &new).await {
-        Ok(id) => id,
-        Err(sqlx::Error::Database(d)) if d.is_unique_violation() => {
-            // Published concurrently: answer as if we had come second.
+    let id = match db::releases::store(&mut tx, &new, &images).await? {
+        Stored::Inserted(id) => id,
+        // Published concurrently: answer as if we had come second.
+        Stored::AlreadyExists(existing) | Stored::Conflict(existing) => {
             drop(tx);
-            let existing = db::releases::find(app.db.pool(), line.as_str(), &m.channel, &version)
-                .await?
-                .ok_or_else(|| anyhow::anyhow!("release {target} vanished after a conflict"))?;
             return already_published(app, existing, &payload_sha256, &target).await;
         }
-        Err(e) => return Err(e.into()),
     };
     let latest =
-        db::releases::max_manifest_version(&mut *tx, line.as_str(), &m.channel, Some(id)).await?;
+        db::releases::max_manifest_version(&mut tx, line.as_str(), &m.channel, Some(id)).await?;
     check_increasing(manifest_version, latest, &m.channel)?;
     if let Some(channel) = promoted_from {
-        let source = db::releases::find(&mut *tx, line.as_str(), channel, &version).await?;
+        let source = db::releases::find(&mut tx, line.as_str(), channel, &version).await?;
         match source {
             Some(row) if row.yanked_at.is_none() => {}
             Some(_) => {
@@ -257,7 +271,7 @@ pub async fn store_release(
     // Build metadata has no SemVer precedence: two releases that differ
     // only in it would be the same version to every device, so the second
     // is refused (checked under the write lock, against concurrent ones).
-    let others = db::releases::versions_except(&mut *tx, line.as_str(), &m.channel, id).await?;
+    let others = db::releases::versions_except(&mut tx, line.as_str(), &m.channel, id).await?;
     if let Some(same) = others.iter().find(|v| {
         v.parse::<semver::Version>()
             .is_ok_and(|o| o.cmp_precedence(&m.version).is_eq())
@@ -270,19 +284,6 @@ pub async fn store_release(
                  under a new version"
             ),
         ));
-    }
-    for image in &m.images {
-        let length = i64::try_from(image.length)
-            .map_err(|_| anyhow::anyhow!("image length {} out of range", image.length))?;
-        db::releases::insert_image(
-            &mut tx,
-            id,
-            &image.name,
-            &image.target,
-            &image.sha256.to_hex(),
-            length,
-        )
-        .await?;
     }
     let mut audit = serde_json::json!({
         "product_line": line.as_str(),
@@ -306,7 +307,7 @@ pub async fn store_release(
     app.catalogue_changed();
     tracing::info!(release = %target, action, payload_sha256 = %payload_sha256, "release stored");
 
-    let row = db::releases::find(app.db.pool(), line.as_str(), &m.channel, &version)
+    let row = db::releases::find(&app.db, line.as_str(), &m.channel, &version)
         .await?
         .ok_or_else(|| anyhow::anyhow!("release {target} vanished after its commit"))?;
     Ok((

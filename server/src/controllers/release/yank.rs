@@ -9,7 +9,7 @@ use axum::extract::State;
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use super::{ReleaseInfo, ReleaseKey, ReleasePath, find_release, find_release_tx, load_info};
+use super::{ReleaseInfo, ReleaseKey, ReleasePath, find_release, load_info};
 use crate::app::AppState;
 use crate::auth::{Caller, ReleaseEngineers};
 use crate::db;
@@ -54,7 +54,7 @@ pub async fn yank(
         true,
     )?;
     let mut tx = app.db.begin().await?;
-    let row = find_release_tx(&mut tx, &key).await?;
+    let row = find_release(&mut tx, &key).await?;
     if !db::releases::yank(&mut tx, row.id, OffsetDateTime::now_utc(), reason).await? {
         return Err(AppError::conflict(
             "already_yanked",
@@ -74,7 +74,7 @@ pub async fn yank(
     .await?;
     tx.commit().await?;
     app.catalogue_changed();
-    let row = find_release(&app, &key).await?;
+    let row = find_release(&app.db, &key).await?;
     Ok(Json(load_info(&app, row).await?))
 }
 
@@ -95,7 +95,7 @@ pub async fn unyank(
 ) -> AppResult<Json<ReleaseInfo>> {
     let key = ReleaseKey::parse(&path)?;
     let mut tx = app.db.begin().await?;
-    let row = find_release_tx(&mut tx, &key).await?;
+    let row = find_release(&mut tx, &key).await?;
     if !db::releases::unyank(&mut tx, row.id).await? {
         return Err(AppError::conflict(
             "not_yanked",
@@ -112,6 +112,6 @@ pub async fn unyank(
     .await?;
     tx.commit().await?;
     app.catalogue_changed();
-    let row = find_release(&app, &key).await?;
+    let row = find_release(&app.db, &key).await?;
     Ok(Json(load_info(&app, row).await?))
 }
