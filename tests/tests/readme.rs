@@ -10,7 +10,10 @@
 //!   and a release build would take minutes more;
 //! - `/tmp/firmup-demo` becomes a fresh temporary directory, and the
 //!   walkthrough's port 8080 a free port (`FIRMUP_LISTEN` for the server, the
-//!   same address in the commands), so runs never meet each other.
+//!   same address in the commands), so runs never meet each other;
+//! - on the suite's PostgreSQL run, `FIRMUP_DATABASE_URL` is exported with
+//!   a fresh database, as the README says an operator may do
+//!   (`firmup_fixtures::database`).
 //!
 //! Blocks in other sections are not run; [`NOT_RUN`] names those sections
 //! and why, and a block in a section that is in neither list fails the test.
@@ -134,6 +137,9 @@ fn the_readme_runs_as_written() {
         .env_remove("LOGNAME");
     for (key, _) in std::env::vars().filter(|(k, _)| k.starts_with("FIRMUP_")) {
         bash.env_remove(key);
+    }
+    if let Some(url) = firmup_fixtures::database::fresh_url() {
+        bash.env("FIRMUP_DATABASE_URL", url);
     }
     let out = bash
         .env("FIRMUP_LISTEN", format!("127.0.0.1:{port}"))
