@@ -1,24 +1,27 @@
-//! The application state every handler shares.
+//! The application state every handler shares, and the background tasks
+//! that keep it current: [`App::build`] starts them (`serve` starts the
+//! rate limits' sweeper), each given only the database and the state it
+//! touches, and each ends with the app.
 //!
-//! Caches here are kept consistent across replicas by
+//! Caches here ([`Caches`]) are kept consistent across replicas by
 //! [`crate::invalidation`]: a change drops this replica's entry at once and
 //! the other replicas' within `invalidation::POLL_INTERVAL`.
 
-use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use anyhow::Context as _;
 
-use crate::auth::TokenCache;
+use crate::caches::Caches;
 use crate::config::Config;
 use crate::db::Db;
 use crate::db::invalidations::Kind;
+use crate::domain::catalogue::Catalogue;
 use crate::grants::GrantKey;
 use crate::invalidation::Invalidations;
 use crate::lastseen::LastSeen;
-use crate::snapshot::{CatalogueCell, DeviceFacts};
+use crate::ratelimit::RateLimits;
+use crate::snapshot::CatalogueCell;
 use crate::storage::Storage;
 use crate::trust::TrustState;
 
@@ -37,27 +40,23 @@ pub struct App {
     /// Trusted roots; the latest judges publishes. Rotations stored by
     /// other replicas are verified and added by the periodic refresher
     /// ([`crate::trust::refresh`]).
-    pub trust: RwLock<TrustState>,
-    /// Token lookups, cached for `token_cache_ttl_secs`; a revocation drops
-    /// them on every replica (see [`crate::invalidation`]).
-    pub token_cache: TokenCache,
+    pub trust: Arc<RwLock<TrustState>>,
     /// Key for download grants.
     pub grants: GrantKey,
-    /// Bumped on every catalogue or release change; the check path's
-    /// snapshot reloads when it sees a new value.
-    pub catalogue_generation: AtomicU64,
-    /// Per-device facts for the check path, cached for
-    /// `device_cache_ttl_secs`; [`App::device_changed`] drops them on every
-    /// replica.
-    pub device_facts: moka::sync::Cache<String, Arc<DeviceFacts>>,
-    /// The cross-replica invalidation log: publisher, applied seq, epoch.
-    pub invalidations: Invalidations,
-    /// The catalogue snapshot the check path reads (see `snapshot`).
-    pub catalogue: CatalogueCell,
+    /// Token lookups (cached for `token_cache_ttl_secs`; a revocation drops
+    /// them on every replica) and per-device facts for the check path
+    /// (cached for `device_cache_ttl_secs`; [`App::device_changed`] drops
+    /// them on every replica). See [`crate::invalidation`].
+    pub caches: Arc<Caches>,
+    /// The cross-replica invalidation log: publisher, applied seq, gaps.
+    pub invalidations: Arc<Invalidations>,
+    /// The catalogue snapshot the check path reads, and its generation,
+    /// bumped on every catalogue or release change (see `snapshot`).
+    pub catalogue: Arc<CatalogueCell>,
     /// Buffered last-seen records, written in batches (see `lastseen`).
     pub last_seen: LastSeen,
     /// Per-token and per-address rate limits of the device routes.
-    pub rate_limits: crate::ratelimit::RateLimits,
+    pub rate_limits: Arc<RateLimits>,
 }
 
 impl App {
@@ -74,8 +73,8 @@ impl App {
         }
         let trust = load_trust(&db, &config).await?;
         let grants = GrantKey::load_or_create(config.grant_key.as_deref(), &config.data_dir)?;
-        // Generation 1 is the value `catalogue_generation` starts at.
-        let catalogue = crate::db::snapshot::load_catalogue(&db, 1, &Default::default())
+        // The catalogue starts at generation 1.
+        let catalogue = crate::snapshot::read(&db, 1, &Catalogue::default())
             .await
             .context("loading the catalogue")?;
         let last_seen =
@@ -85,41 +84,42 @@ impl App {
         let applied = crate::db::invalidations::max_seq(&db)
             .await
             .context("reading the cache invalidation log")?;
-        let invalidations = Invalidations::start(db.clone(), applied);
-        let token_cache = moka::sync::Cache::builder()
-            .max_capacity(1_000_000)
-            .time_to_live(Duration::from_secs(config.token_cache_ttl_secs))
-            // Revocation drops entries by token id, which is in the value.
-            .support_invalidation_closures()
-            .build();
-        let device_facts = moka::sync::Cache::builder()
-            .max_capacity(1_000_000)
-            .time_to_live(Duration::from_secs(config.device_cache_ttl_secs))
-            .build();
-        let rate_limits = crate::ratelimit::RateLimits::new(&config);
-        let app = Arc::new(App {
+        let invalidations = Arc::new(Invalidations::start(db.clone(), applied));
+        let caches = Arc::new(Caches::new(
+            Duration::from_secs(config.device_cache_ttl_secs),
+            Duration::from_secs(config.token_cache_ttl_secs),
+        ));
+        let catalogue = Arc::new(CatalogueCell::new(catalogue));
+        let trust = Arc::new(RwLock::new(trust));
+        crate::snapshot::spawn_refresher(
+            db.clone(),
+            Arc::downgrade(&catalogue),
+            Arc::downgrade(&trust),
+        );
+        crate::invalidation::spawn_poller(
+            db.clone(),
+            Arc::downgrade(&invalidations),
+            Arc::downgrade(&caches),
+        );
+        let rate_limits = Arc::new(RateLimits::new(&config));
+        Ok(Arc::new(App {
             rate_limits,
             db,
             storage,
             config,
-            trust: RwLock::new(trust),
-            token_cache,
+            trust,
             grants,
-            catalogue_generation: AtomicU64::new(1),
-            device_facts,
+            caches,
             invalidations,
-            catalogue: CatalogueCell::new(catalogue),
+            catalogue,
             last_seen,
-        });
-        crate::snapshot::spawn_refresher(Arc::downgrade(&app));
-        crate::invalidation::spawn_poller(Arc::downgrade(&app));
-        Ok(app)
+        }))
     }
 
     /// Call after any change to product lines, models or releases (in the
     /// same request, after the commit).
     pub fn catalogue_changed(&self) {
-        self.catalogue_generation.fetch_add(1, Ordering::Release);
+        self.catalogue.changed();
     }
 
     /// Call after any change to one device, its contracts, licences or
@@ -129,33 +129,8 @@ impl App {
     /// in the background within milliseconds, retried while the database
     /// refuses; see [`crate::invalidation`]).
     pub fn device_changed(&self, serial: &str) {
-        self.forget_devices([serial]);
+        self.caches.forget_devices([serial]);
         self.invalidations.publish(Kind::Device, serial);
-    }
-
-    /// Drops this replica's cached facts of `serials` (no broadcast).
-    pub fn forget_devices<'a>(&self, serials: impl IntoIterator<Item = &'a str>) {
-        self.invalidations.bump();
-        for serial in serials {
-            self.device_facts.invalidate(serial);
-        }
-    }
-
-    /// Drops this replica's cached lookups of the tokens with these ids (no
-    /// broadcast; a revocation writes its invalidation row in its own
-    /// transaction, see `tokens::revoke_token`).
-    pub fn forget_tokens(&self, ids: HashSet<String>) {
-        self.invalidations.bump();
-        let dropped = self.token_cache.invalidate_entries_if(move |_, principal| {
-            principal
-                .as_ref()
-                .is_some_and(|p| ids.contains(&p.token_id))
-        });
-        if let Err(e) = dropped {
-            // Only if the cache was built without invalidation closures.
-            tracing::error!(error = %e, "dropping tokens by id failed; dropping every cached token");
-            self.token_cache.invalidate_all();
-        }
     }
 
     /// A read guard on the trust state. A poisoned lock means a panic while

@@ -1,4 +1,6 @@
-//! Authentication and roles.
+//! Authentication: which [`Principal`] is calling (roles and principals
+//! are domain types, [`crate::domain::roles`]), and extractors that admit
+//! only some roles ([`Caller`]).
 //!
 //! Clients send `Authorization: Bearer <token>`. Tokens are 32 random bytes
 //! (`fu_` + base64url); the server stores only their sha256, which is safe
@@ -19,151 +21,14 @@ use axum::http::request::Parts;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use rand::RngCore as _;
-use serde::{Deserialize, Serialize};
 use sha2::{Digest as _, Sha256};
 use time::OffsetDateTime;
 
 use crate::app::AppState;
-use crate::db;
+use crate::db::{self, Db};
+use crate::domain::roles::{Principal, Role, STAFF};
 use crate::error::{AppError, AppResult};
-
-/// What a token may do.
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Hash,
-    Serialize,
-    Deserialize,
-    utoipa::ToSchema,
-    clap::ValueEnum,
-)]
-#[serde(rename_all = "snake_case")]
-#[value(rename_all = "snake_case")]
-pub enum Role {
-    /// Operators: tokens, catalogue, contracts, everything.
-    Admin,
-    /// Publishes, yanks and promotes releases.
-    ReleaseEngineer,
-    /// Repair technicians: see full entitlement reasoning, download images.
-    Technician,
-    /// One device, bound to its serial.
-    Device,
-}
-
-impl Role {
-    /// The stored and displayed name.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Role::Admin => "admin",
-            Role::ReleaseEngineer => "release_engineer",
-            Role::Technician => "technician",
-            Role::Device => "device",
-        }
-    }
-
-    fn parse(s: &str) -> Option<Role> {
-        Some(match s {
-            "admin" => Role::Admin,
-            "release_engineer" => Role::ReleaseEngineer,
-            "technician" => Role::Technician,
-            "device" => Role::Device,
-            _ => return None,
-        })
-    }
-}
-
-/// Staff who may read the catalogue, releases and reports and download
-/// images without a grant (admins pass every staff check).
-pub const STAFF: &[Role] = &[Role::ReleaseEngineer, Role::Technician];
-
-/// Who did something, for the audit log.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Actor {
-    /// Token id; `None` for the server's own CLI.
-    pub token_id: Option<String>,
-    /// Token label.
-    pub label: String,
-    /// Role.
-    pub role: Role,
-    /// The request this was done in (`x-request-id`), to find its access
-    /// log line; `None` for the server's own CLI.
-    pub request_id: Option<String>,
-}
-
-impl Actor {
-    /// The operator running a server CLI command on the host.
-    pub fn cli() -> Self {
-        Actor {
-            token_id: None,
-            label: "server-cli".into(),
-            role: Role::Admin,
-            request_id: None,
-        }
-    }
-}
-
-/// An authenticated caller.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// Token id.
-    pub token_id: String,
-    /// Token label.
-    pub label: String,
-    /// Role.
-    pub role: Role,
-    /// The serial a device token is bound to.
-    pub serial: Option<String>,
-    /// Token expiry.
-    pub expires_at: Option<OffsetDateTime>,
-    /// The request's id (`x-request-id`), carried into audit records.
-    pub request_id: Option<String>,
-}
-
-impl Principal {
-    /// Fails with 403 unless the caller has one of `roles`. Admins may do
-    /// everything but act as a device.
-    pub fn require(&self, roles: &[Role]) -> AppResult<()> {
-        if roles.contains(&self.role)
-            || (self.role == Role::Admin && !roles.contains(&Role::Device))
-        {
-            return Ok(());
-        }
-        let wanted: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
-        Err(AppError::forbidden(
-            "wrong_role",
-            format!(
-                "this action needs a token with role {}; this token has role {}",
-                wanted.join(" or "),
-                self.role.as_str()
-            ),
-        ))
-    }
-
-    /// Fails with 403 unless this is the device token bound to `serial`.
-    pub fn require_device(&self, serial: &str) -> AppResult<()> {
-        self.require(&[Role::Device])?;
-        match &self.serial {
-            Some(s) if s == serial => Ok(()),
-            _ => Err(AppError::forbidden(
-                "token_serial_mismatch",
-                format!("this device token is not bound to serial {serial:?}"),
-            )),
-        }
-    }
-
-    /// The caller as an audit actor.
-    pub fn actor(&self) -> Actor {
-        Actor {
-            token_id: Some(self.token_id.clone()),
-            label: self.label.clone(),
-            role: self.role,
-            request_id: self.request_id.clone(),
-        }
-    }
-}
+use crate::extract::{REQUEST_ID, bearer_token};
 
 /// A new token secret and the hash stored for it.
 pub fn new_token() -> (String, String) {
@@ -178,9 +43,6 @@ pub fn new_token() -> (String, String) {
 pub fn hash_token(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
-
-/// Cached token lookups: hash -> principal (or `None` for unknown tokens).
-pub type TokenCache = moka::sync::Cache<String, Option<Arc<Principal>>>;
 
 impl FromRequestParts<AppState> for Principal {
     type Rejection = AppError;
@@ -263,36 +125,6 @@ impl<R: Roles> FromRequestParts<AppState> for Caller<R> {
     }
 }
 
-/// The token in `Authorization: Bearer <token>`: the scheme is matched
-/// case-insensitively (RFC 9110 section 11.1); a request with two
-/// Authorization headers is refused, since the two could be judged
-/// differently by a proxy and by this server.
-pub fn bearer_token(headers: &HeaderMap) -> AppResult<Option<&str>> {
-    let mut values = headers.get_all(axum::http::header::AUTHORIZATION).iter();
-    let Some(header) = values.next() else {
-        return Ok(None);
-    };
-    if values.next().is_some() {
-        return Err(AppError::bad_request(
-            "multiple_authorization_headers",
-            "send exactly one Authorization header",
-        ));
-    }
-    let malformed = || {
-        AppError::unauthorized(
-            "malformed_authorization",
-            "the Authorization header must be `Bearer <token>`",
-        )
-    };
-    let value = header.to_str().map_err(|_| malformed())?;
-    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
-    let token = token.trim();
-    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
-        return Err(malformed());
-    }
-    Ok(Some(token))
-}
-
 /// Authenticates the bearer token in `headers`.
 pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> AppResult<Principal> {
     let secret = bearer_token(headers)?.ok_or_else(|| {
@@ -302,20 +134,16 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> AppResult<Prin
         )
     })?;
     let hash = hash_token(secret);
-    let principal = match app.token_cache.get(&hash) {
-        Some(cached) => cached,
-        None => {
-            // A revocation committed while we read the row must not leave
-            // the stale lookup cached (see `invalidation`, the epoch).
-            let epoch = app.invalidations.epoch();
-            let found = lookup(app, &hash).await?;
-            app.token_cache.insert(hash.clone(), found.clone());
-            if app.invalidations.epoch() != epoch {
-                app.token_cache.invalidate(&hash);
-            }
-            found
-        }
-    };
+    // Unknown tokens are cached too (as `None`). A revocation committed
+    // while we read the row does not leave the stale lookup cached (see
+    // `Caches::get_or_fill`).
+    let principal = app
+        .caches
+        .get_or_fill(&app.caches.tokens, &hash, || async {
+            lookup(&app.db, &hash).await.map(Some)
+        })
+        .await?
+        .flatten();
     let principal = principal.ok_or_else(|| {
         AppError::invalid_token("invalid_token", "this API token is unknown or revoked")
     })?;
@@ -330,14 +158,14 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> AppResult<Prin
     }
     let mut principal = (*principal).clone();
     principal.request_id = headers
-        .get(crate::router::REQUEST_ID)
+        .get(REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
     Ok(principal)
 }
 
-async fn lookup(app: &AppState, hash: &str) -> AppResult<Option<Arc<Principal>>> {
-    let Some(row) = db::tokens::find_by_hash(&app.db, hash).await? else {
+async fn lookup(db: &Db, hash: &str) -> AppResult<Option<Arc<Principal>>> {
+    let Some(row) = db::tokens::find_by_hash(db, hash).await? else {
         return Ok(None);
     };
     if row.revoked_at.is_some() {

@@ -15,11 +15,12 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use clap::{Args as _, CommandFactory as _, FromArgMatches as _, Parser, Subcommand};
 
-use crate::auth::{Actor, Role};
-use crate::config::{Config, Overrides, ServeArgs, StoreArgs, redact_url};
+use crate::config::{Config, Overrides, ServeArgs, StoreArgs};
 use crate::controllers::tokens::TokenInfo;
 use crate::db::Db;
 use crate::db::tokens::{TokenFilter, TokenRow};
+use crate::domain::roles::{Actor, Role};
+use crate::domain::url::redact_url;
 use crate::provisioning;
 use crate::tokens::{NewToken, create_token, revoke_token_in_db};
 

@@ -29,6 +29,8 @@
 use serde::Serialize;
 use time::{Date, OffsetDateTime, UtcOffset};
 
+use crate::domain::facts::{ContractFacts, GrantFacts, LicenceFacts};
+
 /// Facts about a hardware model.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ModelFacts {
@@ -38,16 +40,6 @@ pub struct ModelFacts {
     pub model_name: String,
     /// End-of-life (discontinuation) date; `None` while still in production.
     pub eol: Option<Date>,
-}
-
-/// Facts about a software licence held for the device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct LicenceFacts {
-    /// Identifier of the licence (never shown to devices).
-    pub licence_id: String,
-    /// Last day (inclusive, UTC) of releases the licence covers; `None` means
-    /// perpetual.
-    pub ends: Option<Date>,
 }
 
 /// What kind of product the device is, with the facts its terms depend on.
@@ -74,33 +66,6 @@ pub struct ReleaseFacts {
     /// Set by the release engineers to offer the release to every device
     /// (e.g. a critical security fix).
     pub free_for_all: bool,
-}
-
-/// A service contract held for the device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ContractFacts {
-    /// Identifier of the contract (never shown to devices).
-    pub contract_id: String,
-    /// First day the contract is active (inclusive, UTC).
-    pub starts: Date,
-    /// Last day the contract is active (inclusive, UTC).
-    pub ends: Date,
-}
-
-/// A repair grant issued by a technician for the device.
-///
-/// The caller passes only grants issued for this device; the module cannot
-/// check that itself.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GrantFacts {
-    /// Identifier of the grant (never shown to devices).
-    pub grant_id: String,
-    /// Name of the technician who issued it (never shown to devices).
-    pub technician: String,
-    /// The one release version the grant is for; `None` means any release.
-    pub version: Option<semver::Version>,
-    /// The grant is valid strictly before this instant.
-    pub expires_at: OffsetDateTime,
 }
 
 /// The outcome of [`decide`].

@@ -10,6 +10,10 @@
 //! Variants are split into the client's fault (4xx) and ours (5xx). Internal
 //! detail (SQL, file paths, I/O errors) is logged with a request-scoped
 //! tracing event and never returned to the client.
+//!
+//! The layers beneath convert their own errors into it next to where they
+//! define them (`db::Error`, `storage::StorageError`), so that this module
+//! names nothing of the server but the code list ([`crate::codes`]).
 
 use axum::Json;
 use axum::http::StatusCode;
@@ -240,19 +244,6 @@ impl AppError {
     }
 }
 
-impl From<crate::db::Error> for AppError {
-    /// Contention and outages are 503 (retry later); a conflict a handler
-    /// did not turn into its own 409, and anything else, is a bug or
-    /// corruption: 500.
-    fn from(e: crate::db::Error) -> Self {
-        if e.is_unavailable() {
-            AppError::Unavailable(e.to_string())
-        } else {
-            AppError::Internal(anyhow::Error::new(e).context("database"))
-        }
-    }
-}
-
 impl From<firmup_client::Error> for AppError {
     /// A verification verdict on something a client submitted.
     fn from(e: firmup_client::Error) -> Self {
@@ -339,36 +330,5 @@ impl IntoResponse for AppError {
             );
         }
         response
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A real `SQLITE_BUSY` from a second writer that does not wait.
-    #[tokio::test]
-    async fn a_locked_database_is_unavailable_not_internal() {
-        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
-        let dir = tempfile::tempdir().unwrap();
-        let options = SqliteConnectOptions::new()
-            .filename(dir.path().join("busy.db"))
-            .create_if_missing(true)
-            .busy_timeout(std::time::Duration::ZERO);
-        let pool = SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(options)
-            .await
-            .unwrap();
-        let holder = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
-        let e = pool.begin_with("BEGIN IMMEDIATE").await.unwrap_err();
-        let app = AppError::from(crate::db::Error::from(e));
-        assert_eq!(app.status(), StatusCode::SERVICE_UNAVAILABLE, "{app:?}");
-        let response = app.into_response();
-        assert_eq!(
-            response.headers().get(axum::http::header::RETRY_AFTER),
-            Some(&axum::http::HeaderValue::from_static("5"))
-        );
-        drop(holder);
     }
 }

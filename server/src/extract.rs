@@ -9,6 +9,9 @@
 //! plain words ("expected a whole number, found the string \"lots\""),
 //! never the server's Rust types: serde's own texts ("expected struct
 //! CheckRequest", "expected u64") are rewritten by [`plain_message`].
+//!
+//! The headers more than one layer reads are parsed here too: the bearer
+//! token ([`bearer_token`]) and the request id ([`REQUEST_ID`]).
 
 use axum::body::Bytes;
 use axum::extract::rejection::PathRejection;
@@ -17,10 +20,44 @@ use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use serde::de::DeserializeOwned;
 
-use crate::error::AppError;
+use crate::error::{AppError, AppResult};
 
 /// The most characters of a client's value echoed back in a message.
 const ECHO_CHARS: usize = 64;
+
+/// The request id header: taken from the client if it sent one of sane
+/// length, otherwise made by the router, and echoed in the answer.
+pub const REQUEST_ID: &str = "x-request-id";
+
+/// The token in `Authorization: Bearer <token>`: the scheme is matched
+/// case-insensitively (RFC 9110 section 11.1); a request with two
+/// Authorization headers is refused, since the two could be judged
+/// differently by a proxy and by this server.
+pub fn bearer_token(headers: &HeaderMap) -> AppResult<Option<&str>> {
+    let mut values = headers.get_all(axum::http::header::AUTHORIZATION).iter();
+    let Some(header) = values.next() else {
+        return Ok(None);
+    };
+    if values.next().is_some() {
+        return Err(AppError::bad_request(
+            "multiple_authorization_headers",
+            "send exactly one Authorization header",
+        ));
+    }
+    let malformed = || {
+        AppError::unauthorized(
+            "malformed_authorization",
+            "the Authorization header must be `Bearer <token>`",
+        )
+    };
+    let value = header.to_str().map_err(|_| malformed())?;
+    let (scheme, token) = value.split_once(' ').ok_or_else(malformed)?;
+    let token = token.trim();
+    if !scheme.eq_ignore_ascii_case("bearer") || token.is_empty() {
+        return Err(malformed());
+    }
+    Ok(Some(token))
+}
 
 /// A JSON request body. Rejections become:
 /// - 400 `invalid_json`: not JSON, or JSON of the wrong shape (the message

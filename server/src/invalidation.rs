@@ -37,23 +37,20 @@
 //! twice is harmless (dropping a cache entry is idempotent), so the rules
 //! only need never to miss one.
 //!
-//! A cache fill races with invalidations: a lookup that read the old row
-//! may insert it after the invalidation ran, and with long TTLs that stale
-//! entry would live long. Every invalidation therefore bumps an epoch
-//! first ([`Invalidations::epoch`]); a filler reads the epoch before its
-//! query and drops the entry it inserted when the epoch moved meanwhile.
+//! A cache fill races with invalidations; the caches' epoch guards against
+//! it (see [`crate::caches`]).
 //!
 //! This module must never make a check wait for the database: publishing
 //! only queues, and polling runs in its own task.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, Weak};
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::app::App;
+use crate::caches::Caches;
 use crate::db::Db;
 use crate::db::invalidations::{Invalidation, Kind};
 
@@ -97,8 +94,6 @@ enum Message {
 /// This replica's side of the invalidation log.
 #[derive(Debug)]
 pub struct Invalidations {
-    /// Bumped before every invalidation (see the module docs).
-    epoch: AtomicU64,
     /// The highest seq applied to this replica's caches.
     applied: AtomicI64,
     /// Seqs below `applied` not seen yet, with when they were first
@@ -125,22 +120,10 @@ impl Invalidations {
         let (outbox, inbox) = mpsc::unbounded_channel();
         tokio::spawn(publisher(db, inbox));
         Invalidations {
-            epoch: AtomicU64::new(0),
             applied: AtomicI64::new(applied),
             gaps: Mutex::new(BTreeMap::new()),
             outbox,
         }
-    }
-
-    /// The current epoch. Read it before loading an entry from the
-    /// database; if it differs after the entry was inserted, drop it.
-    pub fn epoch(&self) -> u64 {
-        self.epoch.load(Ordering::SeqCst)
-    }
-
-    /// Marks the start of an invalidation; call before dropping entries.
-    pub fn bump(&self) {
-        self.epoch.fetch_add(1, Ordering::SeqCst);
     }
 
     /// The highest seq applied to this replica's caches.
@@ -346,19 +329,31 @@ struct Accepted<'r> {
 
 /// Applies the invalidations written since the last one applied, by any
 /// replica (this one's included, harmlessly), and those that filled a gap
-/// (see the module docs): drops the matching device facts and token
-/// lookups. Returns how many rows were applied.
-pub async fn poll(app: &App) -> Result<usize, crate::db::Error> {
+/// (see the module docs): reads them from `db`, records them in
+/// `invalidations` and drops the matching device facts and token lookups
+/// from `caches`. Returns how many rows were applied.
+pub async fn poll(
+    db: &Db,
+    invalidations: &Invalidations,
+    caches: &Caches,
+) -> Result<usize, crate::db::Error> {
     let mut applied = 0;
-    let gaps = app.invalidations.gaps_to_ask();
+    let gaps = invalidations.gaps_to_ask();
     if !gaps.is_empty() {
-        let batch = crate::db::invalidations::among(&app.db, &gaps).await?;
-        applied += apply(app, app.invalidations.accept(&batch.rows, &batch.unknown));
+        let batch = crate::db::invalidations::among(db, &gaps).await?;
+        applied += apply(
+            invalidations,
+            caches,
+            invalidations.accept(&batch.rows, &batch.unknown),
+        );
     }
     loop {
-        let batch =
-            crate::db::invalidations::after(&app.db, app.invalidations.applied(), BATCH).await?;
-        applied += apply(app, app.invalidations.accept(&batch.rows, &batch.unknown));
+        let batch = crate::db::invalidations::after(db, invalidations.applied(), BATCH).await?;
+        applied += apply(
+            invalidations,
+            caches,
+            invalidations.accept(&batch.rows, &batch.unknown),
+        );
         if batch.complete {
             return Ok(applied);
         }
@@ -366,7 +361,7 @@ pub async fn poll(app: &App) -> Result<usize, crate::db::Error> {
 }
 
 /// Drops the entries the rows name, then advances the applied seq.
-fn apply(app: &App, accepted: Accepted<'_>) -> usize {
+fn apply(invalidations: &Invalidations, caches: &Caches, accepted: Accepted<'_>) -> usize {
     let mut devices = Vec::new();
     let mut tokens = HashSet::new();
     for row in &accepted.rows {
@@ -378,20 +373,20 @@ fn apply(app: &App, accepted: Accepted<'_>) -> usize {
         }
     }
     if !devices.is_empty() {
-        app.forget_devices(devices);
+        caches.forget_devices(devices);
     }
     if !tokens.is_empty() {
-        app.forget_tokens(tokens);
+        caches.forget_tokens(tokens);
     }
     // Advance only after the entries are gone.
-    app.invalidations.advance(accepted.high);
+    invalidations.advance(accepted.high);
     accepted.rows.len()
 }
 
 /// Starts the task that [`poll`]s every [`POLL_INTERVAL`] and prunes old
-/// rows every hour. It holds only a weak reference and ends when the app
-/// is dropped.
-pub fn spawn_poller(app: Weak<App>) {
+/// rows every hour. It holds only weak references to `invalidations` and
+/// `caches` and ends when either is dropped (with the app).
+pub fn spawn_poller(db: Db, invalidations: Weak<Invalidations>, caches: Weak<Caches>) {
     tokio::spawn(async move {
         let mut tick =
             tokio::time::interval_at(tokio::time::Instant::now() + POLL_INTERVAL, POLL_INTERVAL);
@@ -399,10 +394,11 @@ pub fn spawn_poller(app: Weak<App>) {
         let mut next_prune = tokio::time::Instant::now();
         loop {
             tick.tick().await;
-            let Some(app) = app.upgrade() else {
+            let (Some(invalidations), Some(caches)) = (invalidations.upgrade(), caches.upgrade())
+            else {
                 return;
             };
-            match poll(&app).await {
+            match poll(&db, &invalidations, &caches).await {
                 Ok(0) => {}
                 Ok(n) => tracing::debug!(count = n, "cache invalidations applied"),
                 // Entries stay until the next successful poll or their TTL.
@@ -410,7 +406,7 @@ pub fn spawn_poller(app: Weak<App>) {
             }
             if tokio::time::Instant::now() >= next_prune {
                 next_prune = tokio::time::Instant::now() + PRUNE_INTERVAL;
-                if let Err(e) = prune(&app.db).await {
+                if let Err(e) = prune(&db).await {
                     tracing::warn!(error = %e, "pruning cache invalidations failed");
                 }
             }

@@ -21,10 +21,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use time::OffsetDateTime;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::Db;
+use crate::domain::seen::{Pending, Seen};
 
 /// How many records may wait for the flush task. At the default one-second
 /// flush this absorbs bursts far above a fleet of millions polling every
@@ -34,30 +34,6 @@ pub const CAPACITY: usize = 100_000;
 /// Coalesced pending records above which new serials are dropped while the
 /// database is failing, so an outage cannot grow memory without bound.
 const MAX_PENDING: usize = 1_000_000;
-
-/// What a device reported in one check.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Seen {
-    /// Serial.
-    pub serial: String,
-    /// Version it runs (canonical semver text).
-    pub current_version: String,
-    /// Its anti-rollback counter.
-    pub security_counter: i64,
-    /// The root version it trusts.
-    pub root_version: i64,
-    /// When the check arrived.
-    pub seen_at: OffsetDateTime,
-}
-
-/// The latest record for a serial and the earliest time in the batch.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pending {
-    /// The latest record.
-    pub latest: Seen,
-    /// The earliest `seen_at` of the serial in this batch, for `first_seen`.
-    pub first_seen: OffsetDateTime,
-}
 
 #[derive(Debug)]
 enum Command {
@@ -213,6 +189,7 @@ async fn write(db: &Db, pending: &mut HashMap<String, Pending>) -> anyhow::Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+    use time::OffsetDateTime;
     use time::macros::datetime;
 
     fn seen(serial: &str, version: &str, at: OffsetDateTime) -> Seen {

@@ -13,6 +13,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod caches;
 pub mod cli;
 pub mod codes;
 pub mod config;

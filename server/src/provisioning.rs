@@ -16,12 +16,12 @@ use std::fmt;
 
 use time::{Date, OffsetDateTime};
 
-use crate::auth::{Actor, Role};
 use crate::db::catalogue::ModelRow;
 use crate::db::contracts::ContractRow;
 use crate::db::invalidations::Kind;
 use crate::db::{self, Db, Tx};
 use crate::domain::Name;
+use crate::domain::roles::{Actor, Role};
 use crate::error::{AppError, AppResult};
 use crate::tokens::{CreatedToken, NewToken, create_token_tx};
 
@@ -254,9 +254,9 @@ async fn check_device<'a>(
         ));
     }
     if !models.contains_key(&entry.model_id) {
-        let found = match db::catalogue::find_model_tx(tx, &entry.model_id).await? {
+        let found = match db::catalogue::find_model(&mut *tx, &entry.model_id).await? {
             Some(m) => {
-                let hw_ids = db::catalogue::model_hw_ids_tx(tx, &m.id).await?;
+                let hw_ids = db::catalogue::model_hw_ids(&mut *tx, &m.id).await?;
                 Some((m, hw_ids))
             }
             None => None,
@@ -620,10 +620,7 @@ pub async fn import_contracts(
                 ));
             }
             if !known_serials.contains(&entry.serial) {
-                if db::devices::find_tx(&mut tx, &entry.serial)
-                    .await?
-                    .is_none()
-                {
+                if db::devices::find(&mut tx, &entry.serial).await?.is_none() {
                     return Err(AppError::unprocessable(
                         "unknown_serial",
                         format!(

@@ -19,6 +19,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -30,7 +31,6 @@ use governor::clock::{Clock as _, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use sha2::{Digest as _, Sha256};
 
-use crate::app::AppState;
 use crate::config::Config;
 use crate::error::AppError;
 
@@ -139,31 +139,38 @@ fn too_many(code: &'static str, what: &str, wait: Duration) -> AppError {
     }
 }
 
-/// Middleware for the routes the limits guard.
-pub async fn limit(Extension(app): Extension<AppState>, req: Request, next: Next) -> Response {
+/// Middleware for the routes the limits guard (the router layers the
+/// limits in as an extension).
+pub async fn limit(
+    Extension(limits): Extension<Arc<RateLimits>>,
+    req: Request,
+    next: Next,
+) -> Response {
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0.ip());
-    let token = match crate::auth::bearer_token(req.headers()) {
+    let token = match crate::extract::bearer_token(req.headers()) {
         Ok(t) => t,
         Err(e) => return e.into_response(),
     };
-    if let Err(e) = app.rate_limits.check(peer, token) {
+    if let Err(e) = limits.check(peer, token) {
         return e.into_response();
     }
     next.run(req).await
 }
 
-/// Sweeps the limiters once a minute while `app` lives.
-pub fn spawn_sweeper(app: std::sync::Weak<crate::app::App>) {
+/// Sweeps the limiters once a minute while `limits` lives.
+pub fn spawn_sweeper(limits: std::sync::Weak<RateLimits>) {
     tokio::spawn(async move {
         let mut every = tokio::time::interval(Duration::from_secs(60));
         every.tick().await;
         loop {
             every.tick().await;
-            let Some(app) = app.upgrade() else { return };
-            app.rate_limits.sweep();
+            let Some(limits) = limits.upgrade() else {
+                return;
+            };
+            limits.sweep();
         }
     });
 }

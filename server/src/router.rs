@@ -21,6 +21,7 @@ use utoipa_axum::router::OpenApiRouter;
 use crate::app::AppState;
 use crate::controllers;
 use crate::error::{AppError, ErrorBody, ErrorDetail};
+use crate::extract::REQUEST_ID;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -121,10 +122,6 @@ async fn access_log(req: axum::extract::Request, next: Next) -> Response {
     res
 }
 
-/// The request id header: taken from the client if it sent one of sane
-/// length, otherwise made here, and echoed in the answer.
-pub const REQUEST_ID: &str = "x-request-id";
-
 /// Makes request ids: a client's own if short and printable, else a UUID.
 #[derive(Debug, Clone, Copy, Default)]
 struct MakeId;
@@ -182,6 +179,7 @@ pub fn build(app: AppState) -> Router {
             MakeId,
         ))
         .layer(axum::middleware::from_fn(sanitise_request_id))
+        .layer(Extension(app.rate_limits.clone()))
         .layer(Extension(app.clone()))
         .with_state(app)
 }

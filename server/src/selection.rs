@@ -30,8 +30,9 @@ use std::sync::Arc;
 use semver::Version;
 use time::OffsetDateTime;
 
-use crate::entitlement::{self, ContractFacts, Decision, GrantFacts, ProductFacts, ReleaseFacts};
-use crate::snapshot::ReleaseEntry;
+use crate::domain::catalogue::ReleaseEntry;
+use crate::domain::facts::{ContractFacts, GrantFacts};
+use crate::entitlement::{self, Decision, ProductFacts, ReleaseFacts};
 
 /// What a device reports about itself in a check.
 #[derive(Debug, Clone, Copy)]
@@ -191,8 +192,9 @@ pub fn select(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::entitlement::{Code, LicenceFacts, ModelFacts};
-    use crate::snapshot::{Catalogue, LoadedRelease, SharedRaw};
+    use crate::domain::catalogue::{Catalogue, LoadedRelease, SharedRaw};
+    use crate::domain::facts::LicenceFacts;
+    use crate::entitlement::{Code, ModelFacts};
     use time::macros::{date, datetime};
     use time::{Date, Duration};
 

@@ -38,7 +38,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let router = crate::router::build(app.clone());
-    crate::ratelimit::spawn_sweeper(std::sync::Arc::downgrade(&app));
+    crate::ratelimit::spawn_sweeper(std::sync::Arc::downgrade(&app.rate_limits));
     let shutdown = tokio_util::sync::CancellationToken::new();
     let signal = shutdown.clone();
     tokio::spawn(async move {

@@ -5,11 +5,11 @@
 //! an immutable [`Catalogue`] snapshot behind an `Arc`, swapped whole:
 //!
 //! * writers call `App::catalogue_changed` after their commit, which bumps
-//!   `App::catalogue_generation`; the next check sees that its snapshot is
-//!   older and reloads ([`current`]). One reload runs at a time; requests
-//!   that find a reload under way answer from the old snapshot meanwhile
-//!   instead of piling onto the database, and a failed reload (database
-//!   down) keeps the old snapshot in service;
+//!   the cell's generation ([`CatalogueCell::changed`]); the next check
+//!   sees that its snapshot is older and reloads ([`current`]). One reload
+//!   runs at a time; requests that find a reload under way answer from the
+//!   old snapshot meanwhile instead of piling onto the database, and a
+//!   failed reload (database down) keeps the old snapshot in service;
 //! * a background task ([`spawn_refresher`]) reloads every
 //!   [`REFRESH_INTERVAL`], so changes made through other replicas arrive
 //!   too. It does not take the request-side reload lock, and a snapshot is
@@ -18,7 +18,12 @@
 //!   ([`crate::trust::refresh`]), trusting each only once it verifies
 //!   against the latest root already trusted.
 //!
-//! Per-device facts are cached in `App::device_facts` for
+//! The snapshot is built here from the rows the database layer reads
+//! ([`crate::db::snapshot::load_catalogue`]). A malformed row (which only a
+//! hand edit of the database can produce: the publish path checks every
+//! field) is logged and left out rather than failing every check.
+//!
+//! Per-device facts are cached in [`Caches::device_facts`] for
 //! `device_cache_ttl_secs` (an hour by default, about the poll interval of
 //! a device, so a warm fleet rarely misses) and dropped by
 //! `App::device_changed` ([`device_facts`]): at once on the replica that
@@ -33,296 +38,55 @@
 //! never lets a stale generation overwrite a newer one.
 
 use std::collections::HashMap;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
-use firmup_client::Sha256Digest;
-use serde::Serialize;
-use serde_json::value::RawValue;
-use time::{Date, OffsetDateTime};
-
-use crate::app::App;
-use crate::entitlement::{ContractFacts, GrantFacts, LicenceFacts};
+use crate::caches::Caches;
+use crate::db::Db;
+use crate::db::snapshot::{CatalogueRows, ReleaseRow};
+use crate::domain::catalogue::{
+    Catalogue, ImageEntry, LoadedRelease, ModelInfo, ProductKind, ProductLineInfo, ReleaseEntry,
+    SharedRaw,
+};
+use crate::domain::facts::DeviceFacts;
+use crate::trust::TrustState;
 
 /// How often the background task reloads the catalogue and the trust
 /// chain, so that changes made through other replicas arrive.
 pub const REFRESH_INTERVAL: Duration = Duration::from_secs(10);
 
-/// What the entitlement decision needs to know about one device.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeviceFacts {
-    /// Serial.
-    pub serial: String,
-    /// Registered model.
-    pub model_id: String,
-    /// Registered hardware id.
-    pub hw_id: String,
-    /// Channel the device follows.
-    pub channel: String,
-    /// Service contracts of the device.
-    pub contracts: Vec<ContractFacts>,
-    /// Its software licence, if any.
-    pub licence: Option<LicenceFacts>,
-    /// Repair grants issued for it.
-    pub grants: Vec<GrantFacts>,
-}
-
-/// What kind of product a line is; it decides which terms apply.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum ProductKind {
-    /// Hardware: free upgrades until the model's EOL.
-    Hardware,
-    /// Software: upgrades covered by a licence.
-    Software,
-}
-
-impl ProductKind {
-    /// Parses the stored `product_lines.kind`.
-    pub fn parse(s: &str) -> Option<ProductKind> {
-        match s {
-            "hardware" => Some(ProductKind::Hardware),
-            "software" => Some(ProductKind::Software),
-            _ => None,
-        }
-    }
-}
-
-/// A product line.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProductLineInfo {
-    /// Id, as in manifests.
-    pub id: String,
-    /// Display name (used in entitlement explanations for software).
-    pub name: String,
-    /// Hardware or software.
-    pub kind: ProductKind,
-}
-
-/// A model.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ModelInfo {
-    /// Id.
-    pub id: String,
-    /// Display name (used in entitlement explanations).
-    pub name: String,
-    /// The product line it belongs to.
-    pub product_line: String,
-    /// Discontinued on this date; `None` while in production.
-    pub eol: Option<Date>,
-}
-
-/// One image of a release, as signed in its manifest.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ImageEntry {
-    /// Image name.
-    pub name: String,
-    /// Target slot or component.
-    pub target: String,
-    /// Signed length in bytes.
-    pub length: u64,
-    /// Signed sha256.
-    pub sha256: Sha256Digest,
-}
-
-/// A signed envelope kept as raw JSON text, shared between snapshots and
-/// serialised byte for byte: devices verify the exact signed bytes, so it
-/// must never be parsed into a value and written back.
-#[derive(Debug, Clone)]
-pub struct SharedRaw(Arc<RawValue>);
-
-impl SharedRaw {
-    /// Wraps stored envelope bytes; fails unless they are UTF-8 JSON.
-    /// Trailing whitespace (the signer writes a final newline) is dropped:
-    /// it is outside the JSON value and not covered by any signature.
-    pub fn from_bytes(bytes: &[u8]) -> Result<SharedRaw, String> {
-        let text = std::str::from_utf8(bytes).map_err(|_| "envelope is not UTF-8".to_string())?;
-        let raw = RawValue::from_string(text.trim_end().to_string())
-            .map_err(|e| format!("envelope is not JSON: {e}"))?;
-        Ok(SharedRaw(Arc::from(raw)))
-    }
-
-    /// The JSON text.
-    pub fn get(&self) -> &str {
-        self.0.get()
-    }
-}
-
-impl Serialize for SharedRaw {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        self.0.as_ref().serialize(s)
-    }
-}
-
-/// A release as the check path needs it (never a yanked one).
-#[derive(Debug, Clone)]
-pub struct ReleaseEntry {
-    /// Row id.
-    pub id: i64,
-    /// Product line.
-    pub product_line: String,
-    /// Channel.
-    pub channel: String,
-    /// Version.
-    pub version: semver::Version,
-    /// Replay counter.
-    pub manifest_version: u64,
-    /// Anti-rollback counter.
-    pub security_counter: u64,
-    /// Minimum installed version needed to install it.
-    pub requires: Option<semver::Version>,
-    /// Hardware ids it is signed for.
-    pub hw_compat: Vec<String>,
-    /// Publication time (judged by the entitlement rules).
-    pub published_at: OffsetDateTime,
-    /// Offered to every device regardless of entitlement.
-    pub free_for_all: bool,
-    /// The envelope exactly as signed.
-    pub envelope: SharedRaw,
-    /// Images, as signed.
-    pub images: Vec<ImageEntry>,
-}
-
-/// A release as loaded, before the snapshot drops the yanked ones.
-#[derive(Debug, Clone)]
-pub struct LoadedRelease {
-    /// The release.
-    pub entry: ReleaseEntry,
-    /// When it was yanked, if it was.
-    pub yanked_at: Option<OffsetDateTime>,
-}
-
-/// An immutable view of the catalogue at one generation.
-#[derive(Debug, Default)]
-pub struct Catalogue {
-    /// The value of `App::catalogue_generation` read before loading (0:
-    /// never loaded).
-    pub generation: u64,
-    product_lines: HashMap<String, ProductLineInfo>,
-    models: HashMap<String, ModelInfo>,
-    hw_ids: HashMap<String, String>,
-    /// product line -> channel -> releases, newest version first.
-    releases: HashMap<String, HashMap<String, Vec<Arc<ReleaseEntry>>>>,
-    /// image sha256 -> the one name every release (yanked ones included)
-    /// gives it, or `None` when releases name it differently.
-    image_names: HashMap<Sha256Digest, Option<String>>,
-}
-
-impl Catalogue {
-    /// Assembles a snapshot: drops yanked releases and sorts each
-    /// (product line, channel) list by version, newest first.
-    pub fn assemble(
-        generation: u64,
-        product_lines: Vec<ProductLineInfo>,
-        models: Vec<ModelInfo>,
-        hw_ids: Vec<(String, String)>,
-        releases: Vec<LoadedRelease>,
-    ) -> Catalogue {
-        let mut image_names: HashMap<Sha256Digest, Option<String>> = HashMap::new();
-        for image in releases.iter().flat_map(|r| &r.entry.images) {
-            image_names
-                .entry(image.sha256)
-                .and_modify(|known| {
-                    if known.as_deref() != Some(image.name.as_str()) {
-                        *known = None;
-                    }
-                })
-                .or_insert_with(|| Some(image.name.clone()));
-        }
-        let mut by_line: HashMap<String, HashMap<String, Vec<Arc<ReleaseEntry>>>> = HashMap::new();
-        for r in releases.into_iter().filter(|r| r.yanked_at.is_none()) {
-            by_line
-                .entry(r.entry.product_line.clone())
-                .or_default()
-                .entry(r.entry.channel.clone())
-                .or_default()
-                .push(Arc::new(r.entry));
-        }
-        for list in by_line.values_mut().flat_map(|c| c.values_mut()) {
-            // Newest first by SemVer precedence (build metadata ignored;
-            // publishing refuses two releases that differ only in it).
-            list.sort_by(|a, b| b.version.cmp_precedence(&a.version));
-        }
-        Catalogue {
-            generation,
-            product_lines: product_lines
-                .into_iter()
-                .map(|p| (p.id.clone(), p))
-                .collect(),
-            models: models.into_iter().map(|m| (m.id.clone(), m)).collect(),
-            hw_ids: hw_ids.into_iter().collect(),
-            releases: by_line,
-            image_names,
-        }
-    }
-
-    /// The name releases give an image: `None` if no release lists it,
-    /// `Some(None)` if releases name it differently, `Some(Some(name))`
-    /// if all that list it agree.
-    pub fn image_name(&self, sha256: &Sha256Digest) -> Option<Option<&str>> {
-        self.image_names.get(sha256).map(Option::as_deref)
-    }
-
-    /// A product line.
-    pub fn product_line(&self, id: &str) -> Option<&ProductLineInfo> {
-        self.product_lines.get(id)
-    }
-
-    /// A model.
-    pub fn model(&self, id: &str) -> Option<&ModelInfo> {
-        self.models.get(id)
-    }
-
-    /// The model a hardware id belongs to.
-    pub fn model_for_hw_id(&self, hw_id: &str) -> Option<&ModelInfo> {
-        self.hw_ids.get(hw_id).and_then(|m| self.models.get(m))
-    }
-
-    /// The releases of a product line on a channel that are not yanked,
-    /// newest version first.
-    pub fn releases(&self, product_line: &str, channel: &str) -> &[Arc<ReleaseEntry>] {
-        self.releases
-            .get(product_line)
-            .and_then(|c| c.get(channel))
-            .map_or(&[], Vec::as_slice)
-    }
-
-    /// A release by row id (to reuse its envelope on the next load).
-    pub fn release_by_id(&self, id: i64) -> Option<&Arc<ReleaseEntry>> {
-        self.releases
-            .values()
-            .flat_map(|c| c.values())
-            .flatten()
-            .find(|r| r.id == id)
-    }
-
-    /// Envelopes by release id, for the next load to reuse: an envelope is
-    /// immutable once stored, so only new releases need their bytes read.
-    pub fn envelopes(&self) -> HashMap<i64, SharedRaw> {
-        self.releases
-            .values()
-            .flat_map(|c| c.values())
-            .flatten()
-            .map(|r| (r.id, r.envelope.clone()))
-            .collect()
-    }
-}
-
-/// The current snapshot and the request-side reload lock.
+/// The current snapshot, the generation it should have, and the
+/// request-side reload lock.
 #[derive(Debug, Default)]
 pub struct CatalogueCell {
     current: RwLock<Arc<Catalogue>>,
     reloading: tokio::sync::Mutex<()>,
+    /// Bumped on every catalogue or release change ([`CatalogueCell::changed`]);
+    /// a snapshot of an older generation is stale.
+    generation: AtomicU64,
 }
 
 impl CatalogueCell {
-    /// A cell holding `initial`.
+    /// A cell holding `initial`, current at its generation.
     pub fn new(initial: Catalogue) -> CatalogueCell {
         CatalogueCell {
+            generation: AtomicU64::new(initial.generation),
             current: RwLock::new(Arc::new(initial)),
             reloading: tokio::sync::Mutex::new(()),
         }
+    }
+
+    /// The generation the catalogue is at: a snapshot loaded before is
+    /// stale.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Marks the catalogue changed (call after the commit): the next
+    /// request reloads.
+    pub fn changed(&self) {
+        self.generation.fetch_add(1, Ordering::Release);
     }
 
     /// The snapshot in use. A poisoned lock only means a panic while it was
@@ -347,14 +111,167 @@ impl CatalogueCell {
     }
 }
 
+/// Reads the catalogue from the database and builds the snapshot of
+/// `generation`, reusing `previous`'s envelopes (an envelope is immutable
+/// once stored, so only new releases need their bytes read).
+pub async fn read(
+    db: &Db,
+    generation: u64,
+    previous: &Catalogue,
+) -> Result<Catalogue, crate::db::Error> {
+    let known = previous.envelopes();
+    let ids = known.keys().copied().collect();
+    let rows = crate::db::snapshot::load_catalogue(db, &ids).await?;
+    Ok(from_rows(generation, rows, &known))
+}
+
+/// Builds the snapshot of `generation` from the rows read, taking the
+/// envelopes of `known` releases from there: parses what the database
+/// holds as text and leaves out (logged) what does not parse.
+fn from_rows(generation: u64, rows: CatalogueRows, known: &HashMap<i64, SharedRaw>) -> Catalogue {
+    let CatalogueRows {
+        product_lines,
+        models,
+        hw_ids,
+        images: image_rows,
+        releases: rows,
+        envelopes: fetched,
+    } = rows;
+    let product_lines = product_lines
+        .into_iter()
+        .filter_map(|l| match ProductKind::parse(&l.kind) {
+            Some(kind) => Some(ProductLineInfo {
+                id: l.id,
+                name: l.name,
+                kind,
+            }),
+            None => {
+                tracing::error!(product_line = %l.id, kind = %l.kind, "unknown product kind; line left out");
+                None
+            }
+        })
+        .collect();
+
+    let models = models
+        .into_iter()
+        .map(|m| ModelInfo {
+            id: m.id,
+            name: m.name,
+            product_line: m.product_line,
+            eol: m.eol,
+        })
+        .collect();
+
+    let mut images: HashMap<i64, Vec<ImageEntry>> = HashMap::new();
+    let mut bad_images = Vec::new();
+    for i in image_rows {
+        match (i.sha256.parse(), u64::try_from(i.length)) {
+            (Ok(sha256), Ok(length)) => images.entry(i.release_id).or_default().push(ImageEntry {
+                name: i.name,
+                target: i.target,
+                length,
+                sha256,
+            }),
+            _ => bad_images.push(i.release_id),
+        }
+    }
+
+    let mut releases = Vec::with_capacity(rows.len());
+    for row in rows {
+        let id = row.id;
+        if bad_images.contains(&id) {
+            tracing::error!(
+                release_id = id,
+                "release has a malformed image row; left out"
+            );
+            continue;
+        }
+        let envelope = match known.get(&id) {
+            Some(e) => Some(e.clone()),
+            None => match fetched.get(&id).map(|b| SharedRaw::from_bytes(b)) {
+                Some(Ok(e)) => Some(e),
+                Some(Err(e)) => {
+                    tracing::error!(release_id = id, error = %e, "stored envelope unusable; release left out");
+                    continue;
+                }
+                // Yanked: the envelope is not needed.
+                None => None,
+            },
+        };
+        match release(row, envelope, images.remove(&id).unwrap_or_default()) {
+            Ok(Some(r)) => releases.push(r),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::error!(release_id = id, error = %e, "malformed release row; left out")
+            }
+        }
+    }
+    Catalogue::assemble(generation, product_lines, models, hw_ids, releases)
+}
+
+/// Parses one release row; `Ok(None)` for a yanked release without its
+/// envelope (the snapshot drops it anyway).
+fn release(
+    row: ReleaseRow,
+    envelope: Option<SharedRaw>,
+    images: Vec<ImageEntry>,
+) -> Result<Option<LoadedRelease>, String> {
+    let ReleaseRow {
+        id,
+        product_line,
+        channel,
+        version,
+        manifest_version,
+        security_counter,
+        requires,
+        hw_compat,
+        published_at,
+        free_for_all,
+        yanked_at,
+    } = row;
+    let Some(envelope) = envelope else {
+        return Ok(None);
+    };
+    let version = version
+        .parse()
+        .map_err(|e| format!("version {version:?}: {e}"))?;
+    let requires = requires
+        .map(|r| r.parse().map_err(|e| format!("requires {r:?}: {e}")))
+        .transpose()?;
+    let hw_compat: Vec<String> =
+        serde_json::from_str(&hw_compat).map_err(|e| format!("hw_compat: {e}"))?;
+    Ok(Some(LoadedRelease {
+        entry: ReleaseEntry {
+            id,
+            product_line,
+            channel,
+            version,
+            manifest_version: u64::try_from(manifest_version)
+                .map_err(|_| "negative manifest_version".to_string())?,
+            security_counter: u64::try_from(security_counter)
+                .map_err(|_| "negative security_counter".to_string())?,
+            requires,
+            hw_compat,
+            published_at,
+            free_for_all,
+            envelope,
+            images,
+        },
+        yanked_at,
+    }))
+}
+
 /// Loads a new snapshot from the database, reusing `previous`'s envelopes.
-async fn load(app: &App, previous: &Catalogue) -> Result<Arc<Catalogue>, crate::db::Error> {
+async fn load(
+    db: &Db,
+    cell: &CatalogueCell,
+    previous: &Catalogue,
+) -> Result<Arc<Catalogue>, crate::db::Error> {
     // Read the generation BEFORE the database: a change committed after
     // this read bumps the generation again, so it is never missed.
-    let generation = app.catalogue_generation.load(Ordering::Acquire);
+    let generation = cell.generation();
     let started = std::time::Instant::now();
-    let fresh =
-        crate::db::snapshot::load_catalogue(&app.db, generation, &previous.envelopes()).await?;
+    let fresh = read(db, generation, previous).await?;
     tracing::debug!(
         generation,
         elapsed_ms = started.elapsed().as_millis() as u64,
@@ -367,22 +284,22 @@ async fn load(app: &App, previous: &Catalogue) -> Result<Arc<Catalogue>, crate::
 /// a writer changed the catalogue since it was loaded. While another
 /// request reloads, or when the reload fails, this one answers from the
 /// previous snapshot; it never fails.
-pub async fn current(app: &App) -> Arc<Catalogue> {
-    let snap = app.catalogue.get();
-    if snap.generation >= app.catalogue_generation.load(Ordering::Acquire) {
+pub async fn current(db: &Db, cell: &CatalogueCell) -> Arc<Catalogue> {
+    let snap = cell.get();
+    if snap.generation >= cell.generation() {
         return snap;
     }
-    let Ok(_guard) = app.catalogue.reloading.try_lock() else {
+    let Ok(_guard) = cell.reloading.try_lock() else {
         return snap;
     };
     // Another request may have finished a reload while we took the lock.
-    let snap = app.catalogue.get();
-    if snap.generation >= app.catalogue_generation.load(Ordering::Acquire) {
+    let snap = cell.get();
+    if snap.generation >= cell.generation() {
         return snap;
     }
-    match load(app, &snap).await {
+    match load(db, cell, &snap).await {
         Ok(fresh) => {
-            app.catalogue.store(fresh.clone());
+            cell.store(fresh.clone());
             fresh
         }
         // A database outage must not take the warm check path down with it:
@@ -398,17 +315,18 @@ pub async fn current(app: &App) -> Arc<Catalogue> {
 /// Reloads unconditionally (for data that other replicas changed), waiting
 /// for the database; used by the background refresher and after a snapshot
 /// turned out not to know a model a device row names.
-pub async fn reload(app: &App) -> Result<Arc<Catalogue>, crate::db::Error> {
-    let snap = app.catalogue.get();
-    let fresh = load(app, &snap).await?;
-    app.catalogue.store(fresh.clone());
-    Ok(app.catalogue.get())
+pub async fn reload(db: &Db, cell: &CatalogueCell) -> Result<Arc<Catalogue>, crate::db::Error> {
+    let snap = cell.get();
+    let fresh = load(db, cell, &snap).await?;
+    cell.store(fresh.clone());
+    Ok(cell.get())
 }
 
-/// Starts the task that reloads the catalogue and picks up stored root
-/// rotations every [`REFRESH_INTERVAL`]. It holds only a weak reference and
-/// ends when the app is dropped.
-pub fn spawn_refresher(app: Weak<App>) {
+/// Starts the task that reloads the catalogue in `cell` and picks up root
+/// rotations stored in `db` into `trust` every [`REFRESH_INTERVAL`]. It
+/// holds only weak references to both and ends when either is dropped
+/// (with the app).
+pub fn spawn_refresher(db: Db, cell: Weak<CatalogueCell>, trust: Weak<RwLock<TrustState>>) {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval_at(
             tokio::time::Instant::now() + REFRESH_INTERVAL,
@@ -417,14 +335,14 @@ pub fn spawn_refresher(app: Weak<App>) {
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            let Some(app) = app.upgrade() else {
+            let (Some(cell), Some(trust)) = (cell.upgrade(), trust.upgrade()) else {
                 return;
             };
-            if let Err(e) = reload(&app).await {
+            if let Err(e) = reload(&db, &cell).await {
                 // Keep serving the previous snapshot; try again next tick.
                 tracing::warn!(error = %e, "periodic catalogue reload failed");
             }
-            if let Err(e) = crate::trust::refresh(&app).await {
+            if let Err(e) = crate::trust::refresh(&db, &trust).await {
                 tracing::warn!(error = %e, "reading stored trust roots failed");
             }
         }
@@ -432,148 +350,151 @@ pub fn spawn_refresher(app: Weak<App>) {
 }
 
 /// The facts about one device: from the cache, else from the database
-/// (then cached). `None` for an unknown serial.
+/// (then cached, see [`Caches::get_or_fill`]). `None` for an unknown
+/// serial.
 ///
 /// Unknown serials are not cached: a check names the serial its token is
 /// bound to, so only a device token issued for a serial that was never
 /// provisioned (an operator mistake) reaches the database this way; a
 /// flood of bad tokens stops at the token cache first.
 pub async fn device_facts(
-    app: &App,
+    db: &Db,
+    caches: &Caches,
     serial: &str,
 ) -> Result<Option<Arc<DeviceFacts>>, crate::db::Error> {
-    if let Some(f) = app.device_facts.get(serial) {
-        return Ok(Some(f));
-    }
-    let epoch = app.invalidations.epoch();
-    let Some(facts) = crate::db::devices::load_device_facts(&app.db, serial).await? else {
-        return Ok(None);
-    };
-    let facts = Arc::new(facts);
-    app.device_facts.insert(serial.to_string(), facts.clone());
-    // An invalidation that ran while we read may have come before our
-    // insert: drop what we inserted, it may predate the change. (The facts
-    // are still answered: they were current when the request arrived.)
-    if app.invalidations.epoch() != epoch {
-        app.device_facts.invalidate(serial);
-    }
-    Ok(Some(facts))
+    caches
+        .get_or_fill(&caches.device_facts, serial, || async {
+            Ok(crate::db::devices::load_device_facts(db, serial)
+                .await?
+                .map(Arc::new))
+        })
+        .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn entry(line: &str, channel: &str, version: &str, id: i64) -> ReleaseEntry {
-        ReleaseEntry {
+    fn release_row(id: i64, version: &str, yanked: bool) -> ReleaseRow {
+        ReleaseRow {
             id,
-            product_line: line.into(),
-            channel: channel.into(),
-            version: version.parse().unwrap(),
+            product_line: "enc".into(),
+            channel: "stable".into(),
+            version: version.into(),
             manifest_version: 1,
             security_counter: 0,
             requires: None,
-            hw_compat: vec!["hw-1".into()],
-            published_at: OffsetDateTime::UNIX_EPOCH,
+            hw_compat: r#"["hw-1"]"#.into(),
+            published_at: time::OffsetDateTime::UNIX_EPOCH,
             free_for_all: false,
-            envelope: SharedRaw::from_bytes(b"{\"x\": 1}\n").unwrap(),
-            images: vec![],
+            yanked_at: yanked.then_some(time::OffsetDateTime::UNIX_EPOCH),
         }
     }
 
+    fn image_row(release_id: i64, sha256: &str, length: i64) -> crate::db::snapshot::ImageRow {
+        crate::db::snapshot::ImageRow {
+            release_id,
+            name: format!("fw-{release_id}.img"),
+            target: "rootfs".into(),
+            sha256: sha256.into(),
+            length,
+        }
+    }
+
+    /// Rows only a hand edit can make are left out, one by one; the rest
+    /// of the catalogue is served.
     #[test]
-    fn assemble_drops_yanked_and_sorts_newest_first() {
-        let releases = vec![
-            LoadedRelease {
-                entry: entry("enc", "stable", "1.10.0", 1),
-                yanked_at: None,
-            },
-            LoadedRelease {
-                entry: entry("enc", "stable", "1.9.0", 2),
-                yanked_at: None,
-            },
-            LoadedRelease {
-                entry: entry("enc", "stable", "2.0.0", 3),
-                yanked_at: Some(OffsetDateTime::UNIX_EPOCH),
-            },
-            LoadedRelease {
-                entry: entry("enc", "beta", "3.0.0-rc.1", 4),
-                yanked_at: None,
-            },
-        ];
-        let c = Catalogue::assemble(3, vec![], vec![], vec![], releases);
-        let stable: Vec<_> = c
+    fn malformed_rows_are_left_out_and_known_envelopes_reused() {
+        use crate::db::snapshot::{LineRow, ModelRow};
+        let good_sha = firmup_client::Sha256Digest::of(b"image").to_hex();
+        let rows = CatalogueRows {
+            product_lines: vec![
+                LineRow {
+                    id: "enc".into(),
+                    name: "Encoders".into(),
+                    kind: "hardware".into(),
+                },
+                LineRow {
+                    id: "odd".into(),
+                    name: "Odd".into(),
+                    kind: "firmware".into(),
+                },
+            ],
+            models: vec![ModelRow {
+                id: "E4K".into(),
+                name: "Encoder 4K".into(),
+                product_line: "enc".into(),
+                eol: None,
+            }],
+            hw_ids: vec![("hw-1".into(), "E4K".into())],
+            images: vec![
+                image_row(1, &good_sha, 5),
+                image_row(2, "not-a-digest", 5),
+                image_row(3, &good_sha, -1),
+            ],
+            releases: vec![
+                release_row(1, "1.0.0", false),
+                release_row(2, "1.1.0", false),
+                release_row(3, "1.2.0", false),
+                release_row(4, "not.a.version", false),
+                release_row(5, "1.3.0", false),
+                release_row(6, "1.4.0", true),
+                release_row(7, "1.5.0", false),
+            ],
+            envelopes: [
+                (2, b"{}".to_vec()),
+                (3, b"{}".to_vec()),
+                (4, b"{}".to_vec()),
+                (5, b"not json".to_vec()),
+                (7, b"{\"seven\": 7}\n".to_vec()),
+            ]
+            .into_iter()
+            .collect(),
+        };
+        let known: HashMap<i64, SharedRaw> =
+            [(1, SharedRaw::from_bytes(b"{\"known\": 1}").unwrap())].into();
+        let c = from_rows(9, rows, &known);
+        assert_eq!(c.generation, 9);
+        assert!(c.product_line("enc").is_some());
+        assert!(c.product_line("odd").is_none(), "unknown kind left out");
+        assert_eq!(
+            c.model_for_hw_id("hw-1").map(|m| m.id.as_str()),
+            Some("E4K")
+        );
+        let served: Vec<(i64, &str)> = c
             .releases("enc", "stable")
             .iter()
-            .map(|r| r.version.to_string())
+            .map(|r| (r.id, r.envelope.get()))
             .collect();
-        assert_eq!(stable, ["1.10.0", "1.9.0"]);
-        assert_eq!(c.releases("enc", "beta").len(), 1);
-        assert!(c.releases("enc", "nightly").is_empty());
-        assert!(c.releases("dec", "stable").is_empty());
-        assert!(c.release_by_id(3).is_none(), "yanked release is not served");
-        assert_eq!(c.envelopes().len(), 3);
-    }
-
-    #[test]
-    fn image_names_are_known_only_when_releases_agree() {
-        let image = |name: &str, seed: &[u8]| ImageEntry {
-            name: name.into(),
-            target: "rootfs".into(),
-            length: 1,
-            sha256: Sha256Digest::of(seed),
-        };
-        let with = |id: i64, channel: &str, images: Vec<ImageEntry>, yanked: bool| {
-            let mut entry = entry("enc", channel, "1.0.0", id);
-            entry.images = images;
-            LoadedRelease {
-                entry,
-                yanked_at: yanked.then_some(OffsetDateTime::UNIX_EPOCH),
-            }
-        };
-        let releases = vec![
-            // Promoted: the same image under the same name on two channels.
-            with(1, "beta", vec![image("fw.img", b"a")], false),
-            with(2, "stable", vec![image("fw.img", b"a")], false),
-            // Two names for one image.
-            with(3, "beta", vec![image("one.img", b"b")], false),
-            with(4, "stable", vec![image("two.img", b"b")], false),
-            // Only in a yanked release: still named.
-            with(5, "nightly", vec![image("old.img", b"c")], true),
-        ];
-        let c = Catalogue::assemble(1, vec![], vec![], vec![], releases);
-        assert_eq!(c.image_name(&Sha256Digest::of(b"a")), Some(Some("fw.img")));
-        assert_eq!(c.image_name(&Sha256Digest::of(b"b")), Some(None));
-        assert_eq!(c.image_name(&Sha256Digest::of(b"c")), Some(Some("old.img")));
-        assert_eq!(c.image_name(&Sha256Digest::of(b"d")), None);
-    }
-
-    #[test]
-    fn raw_envelope_keeps_bytes_and_drops_trailing_newline() {
-        let text = "{\n  \"b\": 1,\n  \"a\":   [1,2]\n}\n";
-        let raw = SharedRaw::from_bytes(text.as_bytes()).unwrap();
-        assert_eq!(raw.get(), text.trim_end());
-        let wrapped = serde_json::to_string(&vec![raw]).unwrap();
-        assert_eq!(wrapped, format!("[{}]", text.trim_end()));
-        assert!(SharedRaw::from_bytes(b"not json").is_err());
-        assert!(SharedRaw::from_bytes(&[0xff, 0xfe]).is_err());
+        // 2 and 3: malformed images; 4: version; 5: envelope; 6: yanked.
+        assert_eq!(served, [(7, "{\"seven\": 7}"), (1, "{\"known\": 1}")]);
+        assert_eq!(c.releases("enc", "stable")[1].images.len(), 1);
     }
 
     #[test]
     fn store_never_replaces_a_newer_generation() {
         let cell = CatalogueCell::new(Catalogue::default());
-        assert!(cell.store(Arc::new(Catalogue {
-            generation: 5,
-            ..Catalogue::default()
-        })));
-        assert!(!cell.store(Arc::new(Catalogue {
-            generation: 4,
-            ..Catalogue::default()
-        })));
+        assert!(cell.store(Arc::new(Catalogue::assemble(
+            5,
+            vec![],
+            vec![],
+            vec![],
+            vec![]
+        ))));
+        assert!(!cell.store(Arc::new(Catalogue::assemble(
+            4,
+            vec![],
+            vec![],
+            vec![],
+            vec![]
+        ))));
         assert_eq!(cell.get().generation, 5);
-        assert!(cell.store(Arc::new(Catalogue {
-            generation: 5,
-            ..Catalogue::default()
-        })));
+        assert!(cell.store(Arc::new(Catalogue::assemble(
+            5,
+            vec![],
+            vec![],
+            vec![],
+            vec![]
+        ))));
     }
 }

@@ -14,10 +14,11 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::app::App;
-use crate::auth::{self, Actor, Role};
+use crate::auth;
 use crate::db::invalidations::Kind;
 use crate::db::{self, Db, Tx};
 use crate::domain::Name;
+use crate::domain::roles::{Actor, Role};
 use crate::error::{AppError, AppResult};
 
 /// Longest lifetime a token may be given, in days (ten years). Longer
@@ -147,7 +148,8 @@ pub fn expiry(now: OffsetDateTime, days: u32) -> AppResult<OffsetDateTime> {
 /// 404 `unknown_token` when there is no such token or it is already revoked.
 pub async fn revoke_token(app: &App, actor: &Actor, id: &str) -> AppResult<()> {
     revoke_token_in_db(&app.db, actor, id).await?;
-    app.forget_tokens([id.to_string()].into_iter().collect());
+    app.caches
+        .forget_tokens([id.to_string()].into_iter().collect());
     Ok(())
 }
 

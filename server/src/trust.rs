@@ -12,9 +12,11 @@
 //! stored: each is verified as a rotation of the latest root this replica
 //! already trusts, and refused (logged) otherwise.
 
+use std::sync::RwLock;
+
 use firmup_client::TrustedRoot;
 
-use crate::app::App;
+use crate::db::Db;
 
 /// Roots the server trusts.
 #[derive(Debug, Clone, Default)]
@@ -86,12 +88,19 @@ impl TrustState {
 /// configured). Stops at the first one that fails, logging why: a root
 /// that does not verify is never trusted, and the ones after it cannot be
 /// verified without it. Returns the number of roots added.
-pub async fn refresh(app: &App) -> Result<usize, crate::db::Error> {
-    let latest = app.trust().latest().map_or(0, |r| r.version());
-    let stored = crate::db::trust::newer_than(&app.db, latest).await?;
+///
+/// A poisoned lock means a panic while it was held; the state itself is
+/// always consistent (it is replaced whole), so using it on is safe.
+pub async fn refresh(db: &Db, state: &RwLock<TrustState>) -> Result<usize, crate::db::Error> {
+    let latest = state
+        .read()
+        .unwrap_or_else(|e| e.into_inner())
+        .latest()
+        .map_or(0, |r| r.version());
+    let stored = crate::db::trust::newer_than(db, latest).await?;
     let mut added = 0;
     for (version, envelope) in stored {
-        let mut trust = app.trust.write().unwrap_or_else(|e| e.into_inner());
+        let mut trust = state.write().unwrap_or_else(|e| e.into_inner());
         let current = trust.latest().map_or(0, |r| r.version());
         if u64::try_from(version).is_ok_and(|v| v <= current) {
             // Added meanwhile (by `POST /v1/trust/roots` on this replica).

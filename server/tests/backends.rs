@@ -142,8 +142,11 @@ async fn an_invalidation_that_commits_after_a_later_seq_is_still_applied() {
 
     let b = App::build(t.app.config.clone()).await.unwrap();
     for serial in ["SN-EARLY", "SN-LATE"] {
-        snapshot::device_facts(&b, serial).await.unwrap().unwrap();
-        assert!(b.device_facts.contains_key(serial));
+        snapshot::device_facts(&b.db, &b.caches, serial)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(b.caches.device_facts.contains_key(serial));
     }
 
     let mut early = t.app.db.begin_unserialised().await.unwrap();
@@ -156,22 +159,37 @@ async fn an_invalidation_that_commits_after_a_later_seq_is_still_applied() {
         .unwrap();
     late.commit().await.unwrap();
 
-    assert_eq!(invalidation::poll(&b).await.unwrap(), 1);
-    assert!(!b.device_facts.contains_key("SN-LATE"));
-    assert!(b.device_facts.contains_key("SN-EARLY"));
+    assert_eq!(
+        invalidation::poll(&b.db, &b.invalidations, &b.caches)
+            .await
+            .unwrap(),
+        1
+    );
+    assert!(!b.caches.device_facts.contains_key("SN-LATE"));
+    assert!(b.caches.device_facts.contains_key("SN-EARLY"));
     let gaps = b.invalidations.gaps();
     assert_eq!(gaps.len(), 1, "the earlier seq is awaited: {gaps:?}");
     assert_eq!(gaps[0], b.invalidations.applied() - 1);
 
     early.commit().await.unwrap();
-    assert_eq!(invalidation::poll(&b).await.unwrap(), 1);
+    assert_eq!(
+        invalidation::poll(&b.db, &b.invalidations, &b.caches)
+            .await
+            .unwrap(),
+        1
+    );
     assert!(
-        !b.device_facts.contains_key("SN-EARLY"),
+        !b.caches.device_facts.contains_key("SN-EARLY"),
         "the late commit reached the cache"
     );
     assert!(b.invalidations.gaps().is_empty());
     // Nothing is applied twice afterwards.
-    assert_eq!(invalidation::poll(&b).await.unwrap(), 0);
+    assert_eq!(
+        invalidation::poll(&b.db, &b.invalidations, &b.caches)
+            .await
+            .unwrap(),
+        0
+    );
 }
 
 /// A seq taken by a transaction that rolls back never appears: the poller
@@ -195,7 +213,13 @@ async fn a_rolled_back_invalidation_leaves_a_gap_that_does_not_stall_the_poller(
             .await
             .unwrap();
         tx.commit().await.unwrap();
-        assert_eq!(invalidation::poll(&b).await.unwrap(), 1, "{key}");
+        assert_eq!(
+            invalidation::poll(&b.db, &b.invalidations, &b.caches)
+                .await
+                .unwrap(),
+            1,
+            "{key}"
+        );
     }
     assert_eq!(b.invalidations.gaps().len(), 1);
 }

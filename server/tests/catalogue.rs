@@ -4,10 +4,10 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::{TestApp, TestResponse};
-use firmup_server::auth::{Actor, Role};
 use firmup_server::db;
 use firmup_server::db::devices::load_device_facts;
 use firmup_server::db::tokens::{TokenFilter, TokenRow};
+use firmup_server::domain::roles::{Actor, Role};
 use firmup_server::provisioning;
 use firmup_server::warranty::add_months;
 use serde_json::{Value, json};
@@ -353,10 +353,7 @@ async fn models_are_validated_and_hw_ids_name_one_model() {
 async fn eol_is_set_moved_and_cleared_with_old_and_new_audited() {
     let t = TestApp::new().await;
     seed(&t).await;
-    let generation = t
-        .app
-        .catalogue_generation
-        .load(std::sync::atomic::Ordering::Acquire);
+    let generation = t.app.catalogue.generation();
 
     let r = t
         .put_json(
@@ -385,10 +382,7 @@ async fn eol_is_set_moved_and_cleared_with_old_and_new_audited() {
     assert_status(&r, StatusCode::OK);
     assert!(r.json()["eol"].is_null());
     assert!(
-        t.app
-            .catalogue_generation
-            .load(std::sync::atomic::Ordering::Acquire)
-            > generation,
+        t.app.catalogue.generation() > generation,
         "the check path's snapshot is told"
     );
 

@@ -9,7 +9,8 @@ use common::TestApp;
 use firmup_fixtures::RootBuilder;
 use firmup_fixtures::keys::NEXT_ROOT_KEYS;
 use firmup_server::app::{App, AppState};
-use firmup_server::auth::{Actor, authenticate, hash_token};
+use firmup_server::auth::{authenticate, hash_token};
+use firmup_server::domain::roles::Actor;
 use firmup_server::{db, invalidation, snapshot};
 use serde_json::json;
 
@@ -108,7 +109,7 @@ async fn created_tokens_work_are_audited_and_can_be_revoked() {
     // Use the token, so this replica has its lookup cached when it is revoked.
     let r = t.get("/v1/admin/tokens", Some(&secret)).await;
     assert_eq!(r.error_code(), "wrong_role", "a technician token works");
-    assert!(t.app.token_cache.contains_key(&hash_token(&secret)));
+    assert!(t.app.caches.tokens.contains_key(&hash_token(&secret)));
 
     let id = created["id"].as_str().unwrap();
     let r = t
@@ -462,10 +463,13 @@ async fn device_changes_reach_other_replicas_through_the_invalidation_log() {
     db::devices::insert(&mut tx, device, created).await.unwrap();
     tx.commit().await.unwrap();
     let b = replica(&t).await;
-    let facts = snapshot::device_facts(&b, "SN-1").await.unwrap().unwrap();
+    let facts = snapshot::device_facts(&b.db, &b.caches, "SN-1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(facts.channel, "stable");
     assert!(
-        b.device_facts.contains_key("SN-1"),
+        b.caches.device_facts.contains_key("SN-1"),
         "replica B has it cached"
     );
 
@@ -481,9 +485,14 @@ async fn device_changes_reach_other_replicas_through_the_invalidation_log() {
     t.app.invalidations.flush().await.unwrap();
 
     // B's next poll (every 2 s in the background; here, directly) drops it.
-    invalidation::poll(&b).await.unwrap();
-    assert!(!b.device_facts.contains_key("SN-1"));
-    let facts = snapshot::device_facts(&b, "SN-1").await.unwrap().unwrap();
+    invalidation::poll(&b.db, &b.invalidations, &b.caches)
+        .await
+        .unwrap();
+    assert!(!b.caches.device_facts.contains_key("SN-1"));
+    let facts = snapshot::device_facts(&b.db, &b.caches, "SN-1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(facts.channel, "beta");
 
     // A replica that starts later begins after what is already written.
@@ -506,7 +515,7 @@ async fn revocations_reach_other_replicas_through_the_invalidation_log() {
     let secret = created["token"].as_str().unwrap();
     let b = replica(&t).await;
     assert!(authenticate(&b, &bearer(secret)).await.is_ok());
-    assert!(b.token_cache.contains_key(&hash_token(secret)));
+    assert!(b.caches.tokens.contains_key(&hash_token(secret)));
 
     let id = created["id"].as_str().unwrap();
     let r = t
@@ -521,7 +530,9 @@ async fn revocations_reach_other_replicas_through_the_invalidation_log() {
     assert_eq!(r.status, StatusCode::NO_CONTENT);
 
     // Written in the revoking transaction: no flush needed.
-    invalidation::poll(&b).await.unwrap();
+    invalidation::poll(&b.db, &b.invalidations, &b.caches)
+        .await
+        .unwrap();
     let e = authenticate(&b, &bearer(secret)).await.unwrap_err();
     assert_eq!(e.code(), "invalid_token");
     // Other tokens stay cached.
@@ -571,7 +582,12 @@ async fn stored_root_rotations_are_verified_before_they_are_trusted() {
         .signed_by(&["root-4", "root-5"])
         .build();
     insert_root(&t.app, 2, &forged).await;
-    assert_eq!(firmup_server::trust::refresh(&t.app).await.unwrap(), 0);
+    assert_eq!(
+        firmup_server::trust::refresh(&t.app.db, &t.app.trust)
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(t.app.trust().latest().unwrap().version(), 1);
     assert_eq!(
         t.get("/v1/trust/roots", None).await.json()["latest_version"],
@@ -587,7 +603,12 @@ async fn stored_root_rotations_are_verified_before_they_are_trusted() {
         .signed_by(&["root-1", "root-2", "root-4", "root-5"])
         .build();
     insert_root(&t.app, 2, &good).await;
-    assert_eq!(firmup_server::trust::refresh(&t.app).await.unwrap(), 1);
+    assert_eq!(
+        firmup_server::trust::refresh(&t.app.db, &t.app.trust)
+            .await
+            .unwrap(),
+        1
+    );
     assert_eq!(t.app.trust().latest().unwrap().version(), 2);
     let served = t.get("/v1/trust/roots?after=1", None).await;
     assert!(
@@ -596,7 +617,12 @@ async fn stored_root_rotations_are_verified_before_they_are_trusted() {
             .contains(std::str::from_utf8(&good).unwrap().trim_end())
     );
     // Nothing new: nothing added, and no double push.
-    assert_eq!(firmup_server::trust::refresh(&t.app).await.unwrap(), 0);
+    assert_eq!(
+        firmup_server::trust::refresh(&t.app.db, &t.app.trust)
+            .await
+            .unwrap(),
+        0
+    );
     assert_eq!(
         t.get("/v1/trust/roots", None).await.json()["roots"]
             .as_array()

@@ -338,10 +338,7 @@ async fn uploads_need_the_release_engineer_role() {
 #[tokio::test]
 async fn publish_is_idempotent_on_the_signed_payload() {
     let t = seeded().await;
-    let generation = t
-        .app
-        .catalogue_generation
-        .load(std::sync::atomic::Ordering::Acquire);
+    let generation = t.app.catalogue.generation();
     let r = ReleaseBuilder::standard().build();
     let created = upload_and_publish(&t, &r).await;
     assert_eq!(created["status"], "created");
@@ -356,10 +353,7 @@ async fn publish_is_idempotent_on_the_signed_payload() {
     assert_eq!(rel["published_by"], "test-release_engineer");
     assert_eq!(rel["free_for_all"], false);
     assert!(
-        t.app
-            .catalogue_generation
-            .load(std::sync::atomic::Ordering::Acquire)
-            > generation,
+        t.app.catalogue.generation() > generation,
         "the catalogue snapshot is told"
     );
 
@@ -615,21 +609,13 @@ async fn yank_and_unyank() {
         .await;
     assert_eq!(r.error_code(), "invalid_reason");
 
-    let generation = t
-        .app
-        .catalogue_generation
-        .load(std::sync::atomic::Ordering::Acquire);
+    let generation = t.app.catalogue.generation();
     let r = t.post_json(url, Some(&t.release_engineer), &reason).await;
     assert_eq!(r.status, StatusCode::OK, "{:?}", r.body);
     let body = r.json();
     assert!(body["yanked_at"].is_string());
     assert_eq!(body["yank_reason"], "bricks enc-4k-r1 units");
-    assert!(
-        t.app
-            .catalogue_generation
-            .load(std::sync::atomic::Ordering::Acquire)
-            > generation
-    );
+    assert!(t.app.catalogue.generation() > generation);
     let r = t.post_json(url, Some(&t.release_engineer), &reason).await;
     assert_eq!(
         (r.status, r.error_code().as_str()),

@@ -10,9 +10,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::auth::Role;
 use crate::auth::{Admins, Caller};
 use crate::db;
+use crate::domain::roles::Role;
 use crate::error::AppResult;
 use crate::extract::{JsonBody, Path, Query};
 use crate::tokens::{CreatedToken, NewToken, create_token, revoke_token};

@@ -7,7 +7,7 @@ use sqlx::FromRow;
 use time::OffsetDateTime;
 
 use super::Tx;
-use crate::auth::Actor;
+use crate::domain::roles::Actor;
 
 /// Writes an audit record.
 #[tracing::instrument(skip(tx, detail))]

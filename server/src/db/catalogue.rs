@@ -110,36 +110,24 @@ pub async fn list_hw_ids(db: &Db) -> Result<Vec<(String, String)>, super::Error>
 }
 
 /// A model by id.
-#[tracing::instrument(skip(db))]
-pub async fn find_model(db: &Db, id: &str) -> Result<Option<ModelRow>, super::Error> {
-    on!(db, conn => sqlx::query_as("SELECT id, product_line, name, launched, eol FROM models WHERE id = $1")
-        .bind(id)
-        .fetch_optional(conn)
-        .await)
-}
-
-/// A model by id, inside a transaction.
-#[tracing::instrument(skip(tx))]
-pub async fn find_model_tx(tx: &mut Tx, id: &str) -> Result<Option<ModelRow>, super::Error> {
-    on!(&mut *tx, conn => sqlx::query_as("SELECT id, product_line, name, launched, eol FROM models WHERE id = $1")
+#[tracing::instrument(skip(exec))]
+pub async fn find_model(
+    exec: impl Into<super::Exec<'_>>,
+    id: &str,
+) -> Result<Option<ModelRow>, super::Error> {
+    on!(exec, conn => sqlx::query_as("SELECT id, product_line, name, launched, eol FROM models WHERE id = $1")
         .bind(id)
         .fetch_optional(conn)
         .await)
 }
 
 /// The hardware ids of a model, sorted.
-#[tracing::instrument(skip(db))]
-pub async fn model_hw_ids(db: &Db, model_id: &str) -> Result<Vec<String>, super::Error> {
-    on!(db, conn => sqlx::query_scalar("SELECT hw_id FROM model_hw_ids WHERE model_id = $1 ORDER BY hw_id")
-        .bind(model_id)
-        .fetch_all(conn)
-        .await)
-}
-
-/// The hardware ids of a model, sorted, inside a transaction.
-#[tracing::instrument(skip(tx))]
-pub async fn model_hw_ids_tx(tx: &mut Tx, model_id: &str) -> Result<Vec<String>, super::Error> {
-    on!(&mut *tx, conn => sqlx::query_scalar("SELECT hw_id FROM model_hw_ids WHERE model_id = $1 ORDER BY hw_id")
+#[tracing::instrument(skip(exec))]
+pub async fn model_hw_ids(
+    exec: impl Into<super::Exec<'_>>,
+    model_id: &str,
+) -> Result<Vec<String>, super::Error> {
+    on!(exec, conn => sqlx::query_scalar("SELECT hw_id FROM model_hw_ids WHERE model_id = $1 ORDER BY hw_id")
         .bind(model_id)
         .fetch_all(conn)
         .await)

@@ -11,8 +11,7 @@ use sqlx::FromRow;
 use time::{Date, OffsetDateTime};
 
 use super::{Db, Tx};
-use crate::entitlement::{ContractFacts, LicenceFacts};
-use crate::snapshot::DeviceFacts;
+use crate::domain::facts::{ContractFacts, DeviceFacts, LicenceFacts};
 
 /// A stored device.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -106,19 +105,13 @@ pub async fn insert(
     Ok(())
 }
 
-/// A device by serial, inside a transaction.
-#[tracing::instrument(skip(tx))]
-pub async fn find_tx(tx: &mut Tx, serial: &str) -> Result<Option<DeviceDetailRow>, super::Error> {
-    on!(&mut *tx, conn => sqlx::query_as(&detail_sql())
-        .bind(serial)
-        .fetch_optional(conn)
-        .await)
-}
-
 /// A device with its model and product line.
-#[tracing::instrument(skip(db))]
-pub async fn find(db: &Db, serial: &str) -> Result<Option<DeviceDetailRow>, super::Error> {
-    on!(db, conn => sqlx::query_as(&detail_sql())
+#[tracing::instrument(skip(exec))]
+pub async fn find(
+    exec: impl Into<super::Exec<'_>>,
+    serial: &str,
+) -> Result<Option<DeviceDetailRow>, super::Error> {
+    on!(exec, conn => sqlx::query_as(&detail_sql())
         .bind(serial)
         .fetch_optional(conn)
         .await)

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+use crate::error::AppError;
+
 /// A failed query or transaction.
 #[derive(Debug)]
 pub enum Error {
@@ -70,6 +72,19 @@ impl From<sqlx::Error> for Error {
     }
 }
 
+impl From<Error> for AppError {
+    /// Contention and outages are 503 (retry later); a conflict a handler
+    /// did not turn into its own 409, and anything else, is a bug or
+    /// corruption: 500.
+    fn from(e: Error) -> Self {
+        if e.is_unavailable() {
+            AppError::Unavailable(e.to_string())
+        } else {
+            AppError::Internal(anyhow::Error::new(e).context("database"))
+        }
+    }
+}
+
 /// Whether a backend error code means "try again later".
 ///
 /// SQLite's are numbers: `SQLITE_BUSY` (5) or `SQLITE_LOCKED` (6), or one of
@@ -126,5 +141,35 @@ mod tests {
             assert!(!is_transient(Some(code)), "{code}");
         }
         assert!(!is_transient(None));
+    }
+
+    /// A real `SQLITE_BUSY` from a second writer that does not wait.
+    #[tokio::test]
+    async fn a_locked_database_is_unavailable_not_internal() {
+        use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let options = SqliteConnectOptions::new()
+            .filename(dir.path().join("busy.db"))
+            .create_if_missing(true)
+            .busy_timeout(std::time::Duration::ZERO);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(options)
+            .await
+            .unwrap();
+        let holder = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+        let e = pool.begin_with("BEGIN IMMEDIATE").await.unwrap_err();
+        let app = AppError::from(Error::from(e));
+        assert_eq!(
+            app.status(),
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "{app:?}"
+        );
+        let response = axum::response::IntoResponse::into_response(app);
+        assert_eq!(
+            response.headers().get(axum::http::header::RETRY_AFTER),
+            Some(&axum::http::HeaderValue::from_static("5"))
+        );
+        drop(holder);
     }
 }

@@ -9,7 +9,7 @@
 //! once, with `$N` placeholders, which both accept.
 //!
 //! Why an enum over two pools, with each query expanded for both by the
-//! [`on!`] macro, rather than `sqlx::Any` or generic functions:
+//! `on!` macro (defined below), rather than `sqlx::Any` or generic functions:
 //! `sqlx::Any` has no date, time or uuid types (every timestamp would have
 //! to travel as text on PostgreSQL too) and copies every row into its own
 //! value type; functions generic over `sqlx::Database` need a long list of
@@ -348,7 +348,7 @@ impl Db {
     /// `postgres://` and `postgresql://` URLs select PostgreSQL, anything
     /// else SQLite.
     pub async fn connect_with(url: &str, settings: PoolSettings) -> anyhow::Result<Db> {
-        let shown = crate::config::redact_url(url);
+        let shown = crate::domain::url::redact_url(url);
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             Db::connect_postgres(url, shown, settings).await
         } else {
@@ -412,6 +412,17 @@ impl Db {
             options.get_port(),
             options.get_database().unwrap_or("(the user's)")
         );
+        // One plain connection first: the pool would retry until its
+        // acquire timeout and report only that, hiding why (refused, no
+        // such database, authentication).
+        use sqlx::{ConnectOptions as _, Connection as _};
+        options
+            .connect()
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot connect to {place}: {}", Error::from(e)))?
+            .close()
+            .await
+            .ok();
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)

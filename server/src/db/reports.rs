@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use time::OffsetDateTime;
 
 use super::{Db, Stamp, Tx};
-use crate::lastseen::Pending;
+use crate::domain::seen::Pending;
 
 /// Writes coalesced last-seen records in one transaction; returns how many
 /// devices were updated.

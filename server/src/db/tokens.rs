@@ -5,7 +5,7 @@ use sqlx::FromRow;
 use time::{OffsetDateTime, UtcOffset};
 
 use super::{Db, Tx};
-use crate::auth::Role;
+use crate::domain::roles::Role;
 
 /// A stored token (without its secret).
 #[derive(Debug, Clone, FromRow)]

@@ -98,10 +98,7 @@ pub async fn create(
     let input = body;
     let terms = provisioning::parse_contract(&input.id, &input.kind, &input.starts, &input.ends)?;
     let mut tx = app.db.begin().await?;
-    if db::devices::find_tx(&mut tx, serial.as_str())
-        .await?
-        .is_none()
-    {
+    if db::devices::find(&mut tx, serial.as_str()).await?.is_none() {
         return Err(unknown_serial(serial.as_str()));
     }
     let row = provisioning::insert_contract(&mut tx, serial.as_str(), &terms).await?;

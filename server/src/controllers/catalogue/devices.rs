@@ -289,7 +289,7 @@ pub async fn set_channel(
     let serial = Name::parse("serial", &serial)?;
     let channel = Name::parse("channel", &body.channel)?;
     let mut tx = app.db.begin().await?;
-    let row = db::devices::find_tx(&mut tx, serial.as_str())
+    let row = db::devices::find(&mut tx, serial.as_str())
         .await?
         .ok_or_else(|| unknown_serial(serial.as_str()))?;
     db::devices::set_channel(&mut tx, serial.as_str(), channel.as_str()).await?;
@@ -325,7 +325,7 @@ pub async fn register(
 ) -> AppResult<Json<DeviceView>> {
     let serial = Name::parse("serial", &serial)?;
     let mut tx = app.db.begin().await?;
-    let row = db::devices::find_tx(&mut tx, serial.as_str())
+    let row = db::devices::find(&mut tx, serial.as_str())
         .await?
         .ok_or_else(|| unknown_serial(serial.as_str()))?;
     if row.device.registered_at.is_some() {

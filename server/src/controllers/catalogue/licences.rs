@@ -95,7 +95,7 @@ pub async fn create(
         .transpose()?;
     check_period(starts, ends)?;
     let mut tx = app.db.begin().await?;
-    let device = db::devices::find_tx(&mut tx, serial.as_str())
+    let device = db::devices::find(&mut tx, serial.as_str())
         .await?
         .ok_or_else(|| unknown_serial(serial.as_str()))?;
     if device.kind != "software" {

@@ -196,9 +196,9 @@ pub async fn apply(tx: &mut Tx, id: &Name, input: &ModelInput) -> AppResult<Mode
             ),
         ));
     }
-    let before = match db::catalogue::find_model_tx(tx, id.as_str()).await? {
+    let before = match db::catalogue::find_model(&mut *tx, id.as_str()).await? {
         Some(row) => {
-            let hw = db::catalogue::model_hw_ids_tx(tx, id.as_str()).await?;
+            let hw = db::catalogue::model_hw_ids(&mut *tx, id.as_str()).await?;
             Some(ModelState { row, hw_ids: hw })
         }
         None => None,
@@ -352,7 +352,7 @@ pub async fn put_eol(
     };
     let eol = eol.map(|s| parse_date("eol", &s)).transpose()?;
     let mut tx = app.db.begin().await?;
-    let mut row = db::catalogue::find_model_tx(&mut tx, id.as_str())
+    let mut row = db::catalogue::find_model(&mut tx, id.as_str())
         .await?
         .ok_or_else(|| unknown_model(id.as_str()))?;
     check_dates(row.launched, eol)?;
@@ -366,7 +366,7 @@ pub async fn put_eol(
         serde_json::json!({ "old": old.map(format_date), "new": eol.map(format_date) }),
     )
     .await?;
-    let hw_ids = db::catalogue::model_hw_ids_tx(&mut tx, id.as_str()).await?;
+    let hw_ids = db::catalogue::model_hw_ids(&mut tx, id.as_str()).await?;
     tx.commit().await?;
     app.catalogue_changed();
     row.eol = eol;

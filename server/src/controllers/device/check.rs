@@ -2,7 +2,7 @@
 //! install.
 //!
 //! The hot path. With warm caches it reads no database row: the token comes
-//! from the token cache, the device facts from `App::device_facts`, the
+//! from the token cache, the device facts from `Caches::device_facts`, the
 //! catalogue from the in-memory snapshot, the root chain from the trust
 //! state, and last-seen is queued for a batched write. It must stay that
 //! way: no query, no write and no lock held across an await here.
@@ -24,13 +24,13 @@ use crate::app::AppState;
 use crate::auth::{Caller, Devices};
 use crate::config::Config;
 use crate::controllers::trust::raw_envelopes;
+use crate::domain::catalogue::SharedRaw;
+use crate::domain::seen::Seen;
 use crate::domain::{Name, parse_version};
 use crate::entitlement::Decision;
 use crate::error::{AppError, AppResult};
 use crate::extract::JsonBody;
-use crate::lastseen::Seen;
 use crate::selection::{self, Outcome, Reported, Terms};
-use crate::snapshot::SharedRaw;
 
 /// What a device reports when it checks.
 ///

@@ -20,11 +20,11 @@ use crate::app::AppState;
 use crate::auth::{Caller, Technicians};
 use crate::db;
 use crate::domain::Name;
+use crate::domain::catalogue::ProductKind;
 use crate::entitlement::Decision;
 use crate::error::AppResult;
 use crate::extract::{Path, Query};
 use crate::selection::{self, Outcome, Reported, Terms};
-use crate::snapshot::ProductKind;
 
 /// Which channel to explain.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]

@@ -18,9 +18,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::{App, AppState};
+use crate::domain::catalogue::{Catalogue, ModelInfo, ProductKind, ProductLineInfo};
+use crate::domain::facts::DeviceFacts;
 use crate::entitlement::{ModelFacts, ProductFacts};
 use crate::error::{AppError, AppResult};
-use crate::snapshot::{self, Catalogue, DeviceFacts, ModelInfo, ProductKind, ProductLineInfo};
+use crate::snapshot;
 
 /// Routes of this module.
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -48,7 +50,7 @@ pub(crate) fn unknown_serial(serial: &str) -> AppError {
 
 /// The device facts for a device-facing request (cached), or 404.
 pub(crate) async fn cached_facts(app: &App, serial: &str) -> AppResult<Arc<DeviceFacts>> {
-    snapshot::device_facts(app, serial)
+    snapshot::device_facts(&app.db, &app.caches, serial)
         .await?
         .ok_or_else(|| unknown_serial(serial))
 }
@@ -63,11 +65,11 @@ pub(crate) async fn catalogue_for(app: &App, model_id: &str) -> AppResult<Arc<Ca
         c.model(model_id)
             .is_some_and(|m| c.product_line(&m.product_line).is_some())
     };
-    let c = snapshot::current(app).await;
+    let c = snapshot::current(&app.db, &app.catalogue).await;
     if knows(&c) {
         return Ok(c);
     }
-    let c = snapshot::reload(app).await?;
+    let c = snapshot::reload(&app.db, &app.catalogue).await?;
     if knows(&c) {
         return Ok(c);
     }

@@ -31,9 +31,10 @@ use http_range_header::RangeUnsatisfiableError;
 use serde::Deserialize;
 
 use crate::app::AppState;
-use crate::auth::{Role, STAFF, authenticate};
+use crate::auth::authenticate;
 use crate::db;
 use crate::domain::parse_sha256;
+use crate::domain::roles::{Role, STAFF};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Path, Query};
 use crate::grants::GrantParams;
@@ -239,7 +240,7 @@ pub fn safe_filename(name: &str) -> Option<String> {
 /// published on another replica since its last reload). A failed lookup
 /// only costs the nice name.
 async fn release_name(app: &AppState, digest: &firmup_client::Sha256Digest) -> Option<String> {
-    let catalogue = crate::snapshot::current(app).await;
+    let catalogue = crate::snapshot::current(&app.db, &app.catalogue).await;
     if let Some(known) = catalogue.image_name(digest) {
         return known.map(str::to_owned);
     }

@@ -18,10 +18,10 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::auth::{Caller, ReleaseEngineers};
 use crate::db;
 use crate::domain::parse_sha256;
+use crate::domain::roles::Principal;
 use crate::error::{AppError, AppResult};
 use crate::extract::Path;
 use crate::storage::{PutOutcome, StorageError, StorageKey};

@@ -1,5 +1,24 @@
-//! Parsed input types ("parse, don't validate"): a handler turns raw
-//! strings into these once, and everything past it can rely on them.
+//! The domain layer: the types that describe the business and that the
+//! other layers share (the database layer reads and writes them, the
+//! policy modules judge them, handlers answer with them).
+//!
+//! - [`roles`]: roles, the authenticated caller and the audit actor;
+//! - [`facts`]: what the entitlement rules know about one device;
+//! - [`catalogue`]: the catalogue the update check reads;
+//! - [`seen`]: what a device reported in a check (the last-seen record);
+//! - [`url`]: database URLs as they may be shown;
+//! - this module: parsed input types ("parse, don't validate"): a handler
+//!   turns raw strings into these once, and everything past it can rely
+//!   on them.
+//!
+//! This layer names nothing of the server but its error type
+//! ([`crate::error`]): no database, no caches, no HTTP state.
+
+pub mod catalogue;
+pub mod facts;
+pub mod roles;
+pub mod seen;
+pub mod url;
 
 use std::fmt;
 
