@@ -29,13 +29,13 @@ use time::OffsetDateTime;
 
 use super::{ReleaseInfo, audit_target, load_info, manifest_body};
 use crate::app::AppState;
-use crate::auth::Principal;
 use crate::auth::{Caller, ReleaseEngineers};
 use crate::db::{
     self,
     releases::{NewRelease, NewReleaseImage, ReleaseRow, Stored},
 };
 use crate::domain::Name;
+use crate::domain::roles::Principal;
 use crate::error::{AppError, AppResult};
 use crate::extract::{Path, Query};
 use crate::publish_check::check_for_publish;
@@ -164,8 +164,14 @@ pub async fn store_release(
     let payload_sha256 = Sha256Digest::of(&plan.payload).to_hex();
     let target = audit_target(line.as_str(), &m.channel, &m.version);
 
-    if let Some(existing) = db::releases::find(&app.db, line.as_str(), &m.channel, &version).await?
+    // The quick checks below read one snapshot: read one by one, a publish
+    // of this very version committing in between would make a retry of it
+    // look like a manifest_version replay (409) instead of the idempotent 200.
+    let mut snapshot = app.db.begin_read().await?;
+    if let Some(existing) =
+        db::releases::find(&mut snapshot, line.as_str(), &m.channel, &version).await?
     {
+        drop(snapshot);
         return already_published(app, existing, &payload_sha256, &target).await;
     }
 
@@ -182,7 +188,8 @@ pub async fn store_release(
     // Checked here for a quick answer, and again inside the transaction
     // (after the insert holds the write lock) against concurrent publishes.
     let latest =
-        db::releases::max_manifest_version(&app.db, line.as_str(), &m.channel, None).await?;
+        db::releases::max_manifest_version(&mut snapshot, line.as_str(), &m.channel, None).await?;
+    drop(snapshot);
     check_increasing(manifest_version, latest, &m.channel)?;
 
     for image in &m.images {
