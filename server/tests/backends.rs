@@ -266,88 +266,29 @@ async fn the_database_url_password_never_reaches_debug_output() {
     assert_eq!(db.backend(), Backend::Postgres);
 }
 
-/// A TCP forwarder standing in for the network path to the database: when
-/// stopped, every connection through it is cut and new ones are refused,
-/// which is what the server sees when PostgreSQL goes away; started again
-/// on the same port, the database is back.
-struct Forwarder {
-    port: u16,
-    target: std::net::SocketAddr,
-    tasks: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
-}
-
-impl Forwarder {
-    fn start(target: std::net::SocketAddr) -> Forwarder {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let f = Forwarder {
-            port,
-            target,
-            tasks: Default::default(),
-        };
-        f.serve(listener);
-        f
-    }
-
-    fn serve(&self, listener: std::net::TcpListener) {
-        listener.set_nonblocking(true).unwrap();
-        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-        let target = self.target;
-        let tasks = self.tasks.clone();
-        let accept = tokio::spawn(async move {
-            while let Ok((mut inbound, _)) = listener.accept().await {
-                let copy = tokio::spawn(async move {
-                    if let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await {
-                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
-                    }
-                });
-                tasks.lock().unwrap().push(copy.abort_handle());
-            }
-        });
-        self.tasks.lock().unwrap().push(accept.abort_handle());
-    }
-
-    /// Cuts every connection and closes the port.
-    async fn stop(&self) {
-        for task in self.tasks.lock().unwrap().drain(..) {
-            task.abort();
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-
-    /// Listens on the same port again.
-    fn restart(&self) {
-        let listener = std::net::TcpListener::bind(("127.0.0.1", self.port)).unwrap();
-        self.serve(listener);
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_goes_away_gives_503s_and_the_server_recovers_by_itself() {
     if !firmup_fixtures::database::on_postgres() {
         // The embedded database cannot go away under a running server.
         return;
     }
-    let mut forwarder = None;
+    // A cluster of this test's own: stopping the shared one would fail the
+    // tests running beside this one.
+    let cluster = tokio::task::spawn_blocking(firmup_fixtures::database::OwnCluster::start)
+        .await
+        .unwrap();
+    let url = cluster.url();
     let t = TestApp::with_config(|c| {
-        let url = c.database_url.clone().expect("a PostgreSQL test database");
-        let (scheme, rest) = url.split_once("://").unwrap();
-        let (userinfo, rest) = rest.split_once('@').unwrap();
-        let (hostport, path) = rest.split_once('/').unwrap();
-        let target: std::net::SocketAddr = hostport.parse().expect("host:port");
-        let f = Forwarder::start(target);
-        c.database_url = Some(format!("{scheme}://{userinfo}@127.0.0.1:{}/{path}", f.port));
+        c.database_url = Some(url);
         c.database_statement_timeout_secs = 2;
-        forwarder = Some(f);
     })
     .await;
-    let forwarder = forwarder.unwrap();
     seed_line(&t).await;
     let lines = "/v1/product-lines";
     assert_eq!(t.get("/readyz", None).await.status, StatusCode::OK);
     assert_eq!(t.get(lines, Some(&t.admin)).await.status, StatusCode::OK);
 
-    forwarder.stop().await;
+    tokio::task::block_in_place(|| cluster.stop());
     let ready = t.get("/readyz", None).await;
     assert_eq!(ready.status, StatusCode::SERVICE_UNAVAILABLE);
     let r = t.get(lines, Some(&t.admin)).await;
@@ -364,7 +305,7 @@ async fn a_database_that_goes_away_gives_503s_and_the_server_recovers_by_itself(
         .await;
     assert_eq!(w.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", w.body);
 
-    forwarder.restart();
+    tokio::task::block_in_place(|| cluster.restart());
     let mut recovered = false;
     for _ in 0..50 {
         if t.get("/readyz", None).await.status == StatusCode::OK {
