@@ -1,7 +1,8 @@
 //! The application state every handler shares, and the background tasks
 //! that keep it current: [`App::build`] starts them (`serve` starts the
-//! rate limits' sweeper), each given only the database and the state it
-//! touches, and each ends with the app.
+//! rate limits' sweeper), each given only the database and weak references
+//! to the state it touches, and each ends at its first tick after the app
+//! is gone.
 //!
 //! Caches here ([`Caches`]) are kept consistent across replicas by
 //! [`crate::invalidation`]: a change drops this replica's entry at once and

@@ -89,8 +89,9 @@ impl TrustState {
 /// that does not verify is never trusted, and the ones after it cannot be
 /// verified without it. Returns the number of roots added.
 ///
-/// A poisoned lock means a panic while it was held; the state itself is
-/// always consistent (it is replaced whole), so using it on is safe.
+/// A poisoned lock means a panic while it was held; the state is still
+/// consistent (a root is pushed only once verified, in one step), so using
+/// it on is safe.
 pub async fn refresh(db: &Db, state: &RwLock<TrustState>) -> Result<usize, crate::db::Error> {
     let latest = state
         .read()

@@ -412,17 +412,28 @@ impl Db {
             options.get_port(),
             options.get_database().unwrap_or("(the user's)")
         );
-        // One plain connection first: the pool would retry until its
-        // acquire timeout and report only that, hiding why (refused, no
-        // such database, authentication).
+        // Plain connections first: the pool would retry until its acquire
+        // timeout and report only that, hiding why. A refused or lost
+        // connection is tried again for as long (the database may be
+        // starting beside us); anything else (no such database, a wrong
+        // password) fails at once; either way the error says which.
         use sqlx::{ConnectOptions as _, Connection as _};
-        options
-            .connect()
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot connect to {place}: {}", Error::from(e)))?
-            .close()
-            .await
-            .ok();
+        let deadline = tokio::time::Instant::now() + settings.acquire_timeout;
+        loop {
+            match options.connect().await {
+                Ok(conn) => {
+                    conn.close().await.ok();
+                    break;
+                }
+                Err(e) => {
+                    let e = Error::from(e);
+                    if !e.is_unavailable() || tokio::time::Instant::now() >= deadline {
+                        anyhow::bail!("cannot connect to {place}: {e}");
+                    }
+                    tokio::time::sleep(Duration::from_millis(250)).await;
+                }
+            }
+        }
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
