@@ -1,7 +1,8 @@
 //! What each database backend must guarantee alike: concurrent publishes
 //! store one row, invalidations that commit out of seq order are not
-//! missed, an unreachable database fails the start with a plain message,
-//! and a database that goes away mid-run gives 503s and then recovers.
+//! missed, an unreachable database fails the start with a plain message
+//! (after waiting for one that is still starting), and a database that
+//! goes away mid-run gives 503s and then recovers.
 //!
 //! Like every server suite, these run on SQLite, and on PostgreSQL when
 //! `FIRMUP_TEST_DATABASE_URL` is set (see `firmup_fixtures::database`).
@@ -244,8 +245,53 @@ async fn an_unreachable_postgres_fails_with_one_line_naming_host_and_database_on
         message.contains(&format!("127.0.0.1:{port}")) && message.contains("fleet"),
         "names the host and database: {message}"
     );
+    assert!(
+        message.to_lowercase().contains("refused"),
+        "says why, not only that the pool timed out: {message}"
+    );
     let debug = format!("{e:?}");
     assert!(!debug.contains("hunter2"), "{debug}");
+}
+
+/// A server started while its database is still starting waits for it
+/// (up to the acquire timeout) instead of exiting at the first refusal;
+/// an error that waiting cannot cure fails at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_waits_for_a_database_that_is_starting_but_not_for_a_wrong_one() {
+    if !firmup_fixtures::database::on_postgres() {
+        return;
+    }
+    let cluster = tokio::task::spawn_blocking(firmup_fixtures::database::OwnCluster::start)
+        .await
+        .unwrap();
+    tokio::task::block_in_place(|| cluster.stop());
+    let settings = db::PoolSettings {
+        acquire_timeout: Duration::from_secs(30),
+        ..db::PoolSettings::default()
+    };
+    let url = cluster.url();
+    let connecting = tokio::spawn(async move { Db::connect_with(&url, settings).await });
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        !connecting.is_finished(),
+        "gave up while the database was down"
+    );
+    tokio::task::block_in_place(|| cluster.restart());
+    let db = connecting
+        .await
+        .unwrap()
+        .expect("connected once the database was up");
+    db.ready().await.unwrap();
+
+    let wrong = cluster.url().replace("/postgres", "/no_such_database");
+    let started = std::time::Instant::now();
+    let e = Db::connect_with(&wrong, settings).await.unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a missing database is not waited for: {:?}",
+        started.elapsed()
+    );
+    assert!(format!("{e:#}").contains("no_such_database"), "{e:#}");
 }
 
 #[tokio::test]

@@ -723,6 +723,24 @@ mod reader {
     }
 
     #[test]
+    fn a_forbidden_edge_is_named_and_allowed_ones_pass() {
+        let graph: BTreeMap<ModPath, BTreeSet<ModPath>> = [
+            ("db::devices", &["db", "domain::facts", "snapshot"][..]),
+            ("db", &["error"]),
+            ("domain", &["error"]),
+            ("snapshot", &["db"]),
+        ]
+        .into_iter()
+        .map(|(k, v)| (m(k), v.iter().map(|p| m(p)).collect()))
+        .collect();
+        assert_eq!(
+            violations(&graph, &["db"], &["db", "domain", "error"]),
+            ["db::devices -> snapshot"]
+        );
+        assert!(violations(&graph, &["domain"], &["domain", "error"]).is_empty());
+    }
+
+    #[test]
     fn the_server_graph_has_the_edges_everyone_knows() {
         let graph = server_graph();
         for (from, to) in [("router", "controllers"), ("app", "db"), ("serve", "app")] {
