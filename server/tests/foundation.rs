@@ -340,9 +340,15 @@ async fn token_list_is_paged_newest_first() {
     let all = all.as_array().unwrap().clone();
     assert_eq!(all.len(), 8);
     assert_eq!(all[0]["label"], "re-4", "newest first");
+    // Compared as times: RFC 3339 text drops trailing zeros of the
+    // fraction, so "…:01.12Z" sorts after "…:01.123Z" as a string.
     let key = |v: &serde_json::Value| {
         (
-            v["created_at"].as_str().unwrap().to_string(),
+            time::OffsetDateTime::parse(
+                v["created_at"].as_str().unwrap(),
+                &time::format_description::well_known::Rfc3339,
+            )
+            .unwrap(),
             v["id"].as_str().unwrap().to_string(),
         )
     };
