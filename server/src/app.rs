@@ -65,12 +65,22 @@ impl App {
     pub async fn build(config: Config) -> anyhow::Result<AppState> {
         create_data_dir(&config.data_dir)?;
         let db = Db::connect_with(&config.database_url(), config.pool_settings()).await?;
-        let storage = Storage::local(config.blob_dir())
-            .await
-            .with_context(|| format!("opening blob directory {}", config.blob_dir().display()))?;
-        let removed = storage.clean_partial_uploads().await?;
-        if removed > 0 {
-            tracing::info!(count = removed, "removed interrupted uploads");
+        let storage = match config.s3_location()? {
+            Some(location) => {
+                let part_size = usize::try_from(config.s3_part_size_bytes)
+                    .context("s3_part_size_bytes does not fit in memory")?;
+                Storage::s3(location, part_size).await?
+            }
+            None => Storage::local(config.blob_dir()).await.with_context(|| {
+                format!("opening blob directory {}", config.blob_dir().display())
+            })?,
+        };
+        // Leftovers are never served; a store that cannot be listed now
+        // (down, say) is cleaned at the next start.
+        match storage.clean_partial_uploads().await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(count = removed, "removed interrupted uploads"),
+            Err(e) => tracing::warn!(error = %e, "could not clean up interrupted uploads"),
         }
         let trust = load_trust(&db, &config).await?;
         let grants = GrantKey::load_or_create(config.grant_key.as_deref(), &config.data_dir)?;

@@ -30,6 +30,18 @@ pub enum LogFormat {
     Json,
 }
 
+/// How image downloads are delivered once their grant is checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Delivery {
+    /// The server streams the bytes itself (works with every backend).
+    Stream,
+    /// The server answers 307 with a short-lived presigned URL of the
+    /// object store (S3 backend only), which carries the bytes, or a CDN
+    /// in front of it does.
+    Redirect,
+}
+
 /// Server configuration. Every field has a default that works on a laptop.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -48,6 +60,16 @@ pub struct Config {
     pub database_statement_timeout_secs: u64,
     /// Blob directory for the local storage backend; default `<data_dir>/blobs`.
     pub blob_dir: Option<PathBuf>,
+    /// Object store for images, `s3://BUCKET?endpoint=URL&region=REGION`;
+    /// default: the local blob directory.
+    pub storage_url: Option<String>,
+    /// Part size of multipart uploads to S3, in bytes (at least 5 MiB);
+    /// the memory one upload holds at once.
+    pub s3_part_size_bytes: u64,
+    /// How downloads are delivered: streamed, or redirected to the store.
+    pub download_delivery: Delivery,
+    /// Lifetime of a presigned download URL, in seconds (redirect delivery).
+    pub presigned_url_ttl_secs: u64,
     /// Pinned trust root (root version 1 envelope). Later versions are
     /// added through the API and kept in the database.
     pub trust_root: Option<PathBuf>,
@@ -116,6 +138,10 @@ impl Default for Config {
             database_pool_size: 8,
             database_statement_timeout_secs: 5,
             blob_dir: None,
+            storage_url: None,
+            s3_part_size_bytes: 8 * 1024 * 1024,
+            download_delivery: Delivery::Stream,
+            presigned_url_ttl_secs: 300,
             trust_root: None,
             max_image_bytes: 4 * 1024 * 1024 * 1024,
             grant_key: None,
@@ -155,6 +181,10 @@ impl fmt::Debug for Config {
                 &self.database_statement_timeout_secs,
             )
             .field("blob_dir", &self.blob_dir)
+            .field("storage_url", &self.storage_url)
+            .field("s3_part_size_bytes", &self.s3_part_size_bytes)
+            .field("download_delivery", &self.download_delivery)
+            .field("presigned_url_ttl_secs", &self.presigned_url_ttl_secs)
             .field("trust_root", &self.trust_root)
             .field("max_image_bytes", &self.max_image_bytes)
             .field("grant_key", &self.grant_key.as_ref().map(|_| "<redacted>"))
@@ -204,6 +234,15 @@ pub struct StoreArgs {
     )]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    /// Object store for images, s3://BUCKET?endpoint=URL&region=REGION [env: FIRMUP_STORAGE_URL] [default: the local blob directory]
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        help_heading = "Global options"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_url: Option<String>,
 }
 
 /// Settings only `serve` uses (and `config` shows) that have a flag. Only
@@ -264,6 +303,10 @@ impl Config {
         "database_pool_size",
         "database_statement_timeout_secs",
         "blob_dir",
+        "storage_url",
+        "s3_part_size_bytes",
+        "download_delivery",
+        "presigned_url_ttl_secs",
         "trust_root",
         "max_image_bytes",
         "grant_key",
@@ -313,6 +356,26 @@ impl Config {
             about: "Blob directory of the local storage backend.",
             unset: "<data_dir>/blobs",
         },
+        KeyDoc {
+            name: "storage_url",
+            about: "Object store for images: s3://BUCKET?endpoint=URL&region=REGION[&prefix=P] \
+                    (path-style; credentials from the AWS environment or profile).",
+            unset: "the local blob directory",
+        },
+        key(
+            "s3_part_size_bytes",
+            "Part size of multipart uploads to S3, in bytes (at least 5 MiB): the memory \
+             one upload holds.",
+        ),
+        key(
+            "download_delivery",
+            "stream (the server sends the bytes) or redirect (307 to a presigned URL of \
+             the S3 store, after the grant is checked).",
+        ),
+        key(
+            "presigned_url_ttl_secs",
+            "Lifetime of a presigned download URL, in seconds (10-604800).",
+        ),
         KeyDoc {
             name: "trust_root",
             about: "Pinned trust root (root version 1); later versions are added through \
@@ -491,6 +554,29 @@ impl Config {
         anyhow::ensure!(self.grant_ttl_secs > 0, "grant_ttl_secs must be positive");
         anyhow::ensure!(self.max_image_bytes > 0, "max_image_bytes must be positive");
         anyhow::ensure!(self.max_connections > 0, "max_connections must be positive");
+        match self.s3_location()? {
+            Some(_) => {
+                anyhow::ensure!(
+                    self.max_image_bytes <= crate::storage::s3::MAX_COPY_BYTES,
+                    "max_image_bytes must be at most 5 GiB with an S3 store (one CopyObject \
+                     moves a verified upload into place)"
+                );
+                anyhow::ensure!(
+                    self.s3_part_size_bytes >= crate::storage::s3::MIN_PART_SIZE as u64
+                        && self.s3_part_size_bytes <= 1024 * 1024 * 1024,
+                    "s3_part_size_bytes must be 5 MiB to 1 GiB"
+                );
+            }
+            None => anyhow::ensure!(
+                self.download_delivery == Delivery::Stream,
+                "download_delivery = \"redirect\" needs an S3 store (storage_url = \"s3://...\"); \
+                 the local directory can only be streamed"
+            ),
+        }
+        anyhow::ensure!(
+            (10..=604_800).contains(&self.presigned_url_ttl_secs),
+            "presigned_url_ttl_secs must be 10-604800 (S3 presigns for at most 7 days)"
+        );
         anyhow::ensure!(
             (1..=1000).contains(&self.database_pool_size),
             "database_pool_size must be 1-1000"
@@ -570,6 +656,15 @@ impl Config {
             min_transfer_bytes_per_sec: self.min_transfer_bytes_per_sec,
             stall_window: std::time::Duration::from_secs(self.stall_window_secs),
         }
+    }
+
+    /// The S3 store named by `storage_url`, or `None` for the local
+    /// directory.
+    pub fn s3_location(&self) -> anyhow::Result<Option<crate::storage::S3Location>> {
+        self.storage_url
+            .as_deref()
+            .map(crate::storage::S3Location::parse)
+            .transpose()
     }
 
     /// The blob directory in effect.

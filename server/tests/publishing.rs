@@ -292,8 +292,11 @@ async fn interrupted_upload_leaves_nothing_and_can_be_retried() {
         (StatusCode::BAD_REQUEST, "upload_interrupted")
     );
     assert_eq!(head(&t, &image).await.status, StatusCode::NOT_FOUND);
-    let uploads = std::fs::read_dir(t.app.config.blob_dir().join("uploads")).unwrap();
-    assert_eq!(uploads.count(), 0, "no partial upload may remain");
+    assert_eq!(
+        t.app.storage.staged_count().await.unwrap(),
+        0,
+        "no partial upload may remain"
+    );
 
     assert_eq!(upload(&t, &image).await.status, StatusCode::CREATED);
     assert_eq!(head(&t, &image).await.status, StatusCode::OK);

@@ -73,20 +73,28 @@ pub struct Server {
     /// The database, when it is not the SQLite file in the data directory
     /// (the suites' PostgreSQL run: see `firmup_fixtures::database`).
     pub database_url: Option<String>,
+    /// The object store, when it is not the blob directory in the data
+    /// directory (the suites' Garage run: see `firmup_fixtures::storage`).
+    pub storage_url: Option<String>,
     /// The pinned trust root file.
     pub trust_root: PathBuf,
     /// An admin token.
     pub admin: String,
 }
 
-/// `--data-dir DIR`, and `--database-url URL` when one is given.
+/// `--data-dir DIR`, and `--database-url URL` and `--storage-url URL`
+/// when they are given.
 pub fn store_args(
     data_dir: &std::path::Path,
     database_url: Option<&str>,
+    storage_url: Option<&str>,
 ) -> Vec<std::ffi::OsString> {
     let mut args = vec!["--data-dir".into(), data_dir.into()];
     if let Some(url) = database_url {
         args.extend(["--database-url".into(), url.into()]);
+    }
+    if let Some(url) = storage_url {
+        args.extend(["--storage-url".into(), url.into()]);
     }
     args
 }
@@ -108,11 +116,16 @@ impl Server {
         let data_dir = dir.join("data");
         let port = free_port();
         let database_url = firmup_fixtures::database::fresh_url();
+        let storage_url = firmup_fixtures::storage::fresh_url();
         let mut server = Server {
             child: Command::new(bin("firmup-server", "firmup-server"))
                 .envs(env.iter().copied())
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-                .args(store_args(&data_dir, database_url.as_deref()))
+                .args(store_args(
+                    &data_dir,
+                    database_url.as_deref(),
+                    storage_url.as_deref(),
+                ))
                 .arg("--trust-root")
                 .arg(trust_root)
                 .stdout(std::process::Stdio::null())
@@ -122,6 +135,7 @@ impl Server {
             url: format!("http://127.0.0.1:{port}"),
             data_dir,
             database_url,
+            storage_url,
             trust_root: trust_root.to_path_buf(),
             admin: String::new(),
         };
@@ -145,7 +159,11 @@ impl Server {
     /// The flags that point another `firmup-server` command at this
     /// server's data directory and database.
     pub fn store_args(&self) -> Vec<std::ffi::OsString> {
-        store_args(&self.data_dir, self.database_url.as_deref())
+        store_args(
+            &self.data_dir,
+            self.database_url.as_deref(),
+            self.storage_url.as_deref(),
+        )
     }
 
     /// Creates a token with the server's CLI (as an operator on the host would).

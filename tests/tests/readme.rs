@@ -13,7 +13,9 @@
 //!   same address in the commands), so runs never meet each other;
 //! - on the suite's PostgreSQL run, `FIRMUP_DATABASE_URL` is exported with
 //!   a fresh database, as the README says an operator may do
-//!   (`firmup_fixtures::database`).
+//!   (`firmup_fixtures::database`), and on its Garage run
+//!   `FIRMUP_STORAGE_URL` with a fresh prefix in the test bucket
+//!   (`firmup_fixtures::storage`).
 //!
 //! Blocks in other sections are not run; [`NOT_RUN`] names those sections
 //! and why, and a block in a section that is in neither list fails the test.
@@ -140,6 +142,9 @@ fn the_readme_runs_as_written() {
     }
     if let Some(url) = firmup_fixtures::database::fresh_url() {
         bash.env("FIRMUP_DATABASE_URL", url);
+    }
+    if let Some(url) = firmup_fixtures::storage::fresh_url() {
+        bash.env("FIRMUP_STORAGE_URL", url);
     }
     let out = bash
         .env("FIRMUP_LISTEN", format!("127.0.0.1:{port}"))

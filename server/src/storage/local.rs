@@ -8,14 +8,11 @@
 use std::io::{self, SeekFrom};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-use firmup_client::Sha256Digest;
-use futures_util::{Stream, StreamExt as _};
-use sha2::{Digest as _, Sha256};
+use futures_util::StreamExt as _;
 use tokio::io::{AsyncReadExt as _, AsyncSeekExt as _, AsyncWriteExt as _};
 use tokio_util::io::ReaderStream;
 
-use super::{ByteStream, PutOutcome, READ_CHUNK_BYTES, StorageError, StorageKey};
+use super::{ByteStream, CheckedChunks, READ_CHUNK_BYTES, Staged, StorageError, StorageKey};
 
 /// A store rooted at a local directory.
 #[derive(Debug, Clone)]
@@ -43,51 +40,15 @@ impl LocalStore {
         }
     }
 
-    pub(super) async fn put_image<S, E>(
-        &self,
-        expected: Sha256Digest,
-        expected_len: Option<u64>,
-        max_bytes: u64,
-        body: S,
-    ) -> Result<PutOutcome, StorageError>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
-        E: std::fmt::Display,
-    {
-        let key = StorageKey::image(expected);
-        if let Some(length) = self.len(key).await? {
-            return Ok(PutOutcome::AlreadyExists { length });
-        }
+    /// Writes a verified chunk stream to a new `.part` file and syncs it.
+    /// On any error the file is removed.
+    pub(super) async fn stage(&self, body: CheckedChunks<'_>) -> Result<Staged, StorageError> {
         let part = self
             .root
             .join("uploads")
             .join(format!("{}.part", uuid::Uuid::new_v4()));
-        let result = self
-            .receive(&part, expected, expected_len, max_bytes, body)
-            .await;
-        match result {
-            Ok(length) => {
-                let dest = self.path(key);
-                if let Some(dir) = dest.parent() {
-                    tokio::fs::create_dir_all(dir).await?;
-                }
-                // A hard link is atomic within one filesystem (readers see
-                // the whole verified object or nothing) and, unlike a
-                // rename, never replaces: of two concurrent uploads of the
-                // same bytes exactly one creates the object.
-                let linked = tokio::fs::hard_link(&part, &dest).await;
-                let _ = tokio::fs::remove_file(&part).await;
-                match linked {
-                    Ok(()) => {
-                        sync_dir(dest.parent()).await;
-                        Ok(PutOutcome::Created { length })
-                    }
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        Ok(PutOutcome::AlreadyExists { length })
-                    }
-                    Err(e) => Err(e.into()),
-                }
-            }
+        match write_part(&part, body).await {
+            Ok(()) => Ok(Staged::Local(part)),
             Err(e) => {
                 let _ = tokio::fs::remove_file(&part).await;
                 Err(e)
@@ -95,54 +56,46 @@ impl LocalStore {
         }
     }
 
-    async fn receive<S, E>(
+    /// Moves a verified upload to its key: true if it created the object,
+    /// false if the object was there already.
+    pub(super) async fn promote(
         &self,
-        part: &Path,
-        expected: Sha256Digest,
-        expected_len: Option<u64>,
-        max_bytes: u64,
-        mut body: S,
-    ) -> Result<u64, StorageError>
-    where
-        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
-        E: std::fmt::Display,
-    {
-        let limit = expected_len.map_or(max_bytes, |l| l.min(max_bytes));
-        if expected_len.is_some_and(|l| l > max_bytes) {
-            return Err(StorageError::TooLarge { limit: max_bytes });
+        staged: &Staged,
+        key: StorageKey,
+    ) -> Result<bool, StorageError> {
+        let Staged::Local(part) = staged else {
+            return Err(StorageError::Backend(
+                "a staged upload of another backend".into(),
+            ));
+        };
+        let dest = self.path(key);
+        if let Some(dir) = dest.parent() {
+            tokio::fs::create_dir_all(dir).await?;
         }
-        let mut file = tokio::fs::File::create(part).await?;
-        let mut hasher = Sha256::new();
-        let mut written: u64 = 0;
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(|e| StorageError::Interrupted(e.to_string()))?;
-            written += chunk.len() as u64;
-            if written > limit {
-                return Err(match expected_len {
-                    Some(expected) if expected < max_bytes => StorageError::LengthMismatch {
-                        expected,
-                        actual: written,
-                    },
-                    _ => StorageError::TooLarge { limit: max_bytes },
-                });
+        // A hard link is atomic within one filesystem (readers see the
+        // whole verified object or nothing) and, unlike a rename, never
+        // replaces: of two concurrent uploads of the same bytes exactly one
+        // creates the object.
+        match tokio::fs::hard_link(part, &dest).await {
+            Ok(()) => {
+                sync_dir(dest.parent()).await;
+                Ok(true)
             }
-            hasher.update(&chunk);
-            file.write_all(&chunk).await?;
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e.into()),
         }
-        if let Some(expected) = expected_len
-            && written != expected
-        {
-            return Err(StorageError::LengthMismatch {
-                expected,
-                actual: written,
-            });
+    }
+
+    /// Removes a staged upload.
+    pub(super) async fn discard(&self, staged: Staged) -> Result<(), StorageError> {
+        if let Staged::Local(part) = staged {
+            match tokio::fs::remove_file(&part).await {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        let actual = Sha256Digest(hasher.finalize().into());
-        if actual != expected {
-            return Err(StorageError::DigestMismatch { expected, actual });
-        }
-        file.sync_all().await?;
-        Ok(written)
+        Ok(())
     }
 
     pub(super) async fn read_range(
@@ -165,6 +118,17 @@ impl LocalStore {
         )))
     }
 
+    pub(super) async fn staged_count(&self) -> Result<usize, StorageError> {
+        let mut count = 0;
+        let mut dir = tokio::fs::read_dir(self.root.join("uploads")).await?;
+        while let Some(entry) = dir.next_entry().await? {
+            if entry.file_name().to_string_lossy().ends_with(".part") {
+                count += 1;
+            }
+        }
+        Ok(count)
+    }
+
     pub(super) async fn clean_partial_uploads(&self) -> Result<usize, StorageError> {
         let mut removed = 0;
         let mut dir = tokio::fs::read_dir(self.root.join("uploads")).await?;
@@ -183,6 +147,15 @@ impl LocalStore {
     }
 }
 
+async fn write_part(part: &Path, mut body: CheckedChunks<'_>) -> Result<(), StorageError> {
+    let mut file = tokio::fs::File::create(part).await?;
+    while let Some(chunk) = body.next().await {
+        file.write_all(&chunk?).await?;
+    }
+    file.sync_all().await?;
+    Ok(())
+}
+
 /// Makes a rename durable. Best effort: not every platform can fsync a
 /// directory, and the object itself is already synced.
 async fn sync_dir(dir: Option<&Path>) {
@@ -190,125 +163,5 @@ async fn sync_dir(dir: Option<&Path>) {
         && let Ok(d) = tokio::fs::File::open(dir).await
     {
         let _ = d.sync_all().await;
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use futures_util::stream;
-
-    fn chunks(data: &[u8]) -> impl Stream<Item = Result<Bytes, io::Error>> + Unpin {
-        stream::iter(
-            data.chunks(7)
-                .map(|c| Ok(Bytes::copy_from_slice(c)))
-                .collect::<Vec<_>>(),
-        )
-    }
-
-    async fn read_all(s: &LocalStore, d: Sha256Digest, start: u64, len: u64) -> Vec<u8> {
-        let mut out = Vec::new();
-        let mut st = s
-            .read_range(StorageKey::image(d), start, len)
-            .await
-            .unwrap();
-        while let Some(c) = st.next().await {
-            out.extend_from_slice(&c.unwrap());
-        }
-        out
-    }
-
-    #[tokio::test]
-    async fn stores_verified_objects_and_reads_ranges() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = LocalStore::open(dir.path().to_path_buf()).await.unwrap();
-        let data = b"the quick brown fox jumps over the lazy dog".to_vec();
-        let d = Sha256Digest::of(&data);
-        let out = s
-            .put_image(d, Some(data.len() as u64), 1000, chunks(&data))
-            .await
-            .unwrap();
-        assert_eq!(
-            out,
-            PutOutcome::Created {
-                length: data.len() as u64
-            }
-        );
-        let again = s.put_image(d, None, 1000, chunks(&data)).await.unwrap();
-        assert_eq!(
-            again,
-            PutOutcome::AlreadyExists {
-                length: data.len() as u64
-            }
-        );
-        assert_eq!(read_all(&s, d, 4, 5).await, b"quick");
-    }
-
-    #[tokio::test]
-    async fn concurrent_uploads_of_the_same_bytes_create_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = std::sync::Arc::new(LocalStore::open(dir.path().to_path_buf()).await.unwrap());
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
-        let d = Sha256Digest::of(&data);
-        // Each upload is past the existence check before any finishes.
-        let uploads: Vec<_> = (0..8)
-            .map(|_| {
-                let (s, data) = (s.clone(), data.clone());
-                tokio::spawn(async move {
-                    let slow = chunks(&data).then(|c| async move {
-                        tokio::task::yield_now().await;
-                        c
-                    });
-                    s.put_image(d, None, 1 << 20, Box::pin(slow)).await.unwrap()
-                })
-            })
-            .collect();
-        let mut created = 0;
-        for u in uploads {
-            if matches!(u.await.unwrap(), PutOutcome::Created { .. }) {
-                created += 1;
-            }
-        }
-        assert_eq!(created, 1, "exactly one upload creates the object");
-        assert_eq!(read_all(&s, d, 0, 5).await, data[..5]);
-        let leftovers = std::fs::read_dir(dir.path().join("uploads"))
-            .unwrap()
-            .count();
-        assert_eq!(leftovers, 0);
-    }
-
-    #[tokio::test]
-    async fn bad_uploads_leave_nothing_behind() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = LocalStore::open(dir.path().to_path_buf()).await.unwrap();
-        let data = vec![9u8; 100];
-        let d = Sha256Digest::of(&data);
-        let wrong = Sha256Digest::of(b"other");
-        assert!(matches!(
-            s.put_image(wrong, None, 1000, chunks(&data)).await,
-            Err(StorageError::DigestMismatch { .. })
-        ));
-        assert!(matches!(
-            s.put_image(d, None, 50, chunks(&data)).await,
-            Err(StorageError::TooLarge { limit: 50 })
-        ));
-        assert!(matches!(
-            s.put_image(d, Some(200), 1000, chunks(&data)).await,
-            Err(StorageError::LengthMismatch {
-                expected: 200,
-                actual: 100
-            })
-        ));
-        let cut = stream::iter(vec![
-            Ok(Bytes::from_static(b"abc")),
-            Err(io::Error::other("connection reset")),
-        ]);
-        assert!(matches!(
-            s.put_image(d, None, 1000, cut).await,
-            Err(StorageError::Interrupted(_))
-        ));
-        assert_eq!(s.len(StorageKey::image(d)).await.unwrap(), None);
-        let mut uploads = std::fs::read_dir(dir.path().join("uploads")).unwrap();
-        assert!(uploads.next().is_none(), "no partial upload may remain");
     }
 }

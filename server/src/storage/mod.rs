@@ -1,27 +1,31 @@
 //! Blob storage facade: every image goes in and out through [`Storage`].
 //!
 //! Handlers name objects with typed [`StorageKey`]s, never with strings
-//! pasted together, and never see which backend is in use. Today there is
-//! the local directory backend (the embedded default); an S3-compatible
-//! backend slots in as another [`Backend`] variant.
+//! pasted together, and never see which backend is in use: the local
+//! directory (the embedded default, [`LocalStore`]) or an S3-compatible
+//! bucket ([`S3Store`]).
 //!
 //! Guarantees every backend keeps:
-//! - an object becomes visible only complete and verified: uploads are
-//!   written under a temporary name, hashed on the way, checked against the
-//!   expected sha256 and length limit, and only then moved into place;
+//! - an object becomes visible only complete and verified: the facade
+//!   counts and hashes every upload on its way to the backend, which writes
+//!   it under a staging name; only when the length and sha256 are right is
+//!   it moved to its content-addressed key;
 //! - a failed or interrupted upload leaves nothing that is ever served;
 //! - reads stream in bounded chunks; nothing buffers a whole image.
 
 mod local;
+pub mod s3;
 
 use std::io;
 use std::path::PathBuf;
 
 use bytes::Bytes;
 use firmup_client::Sha256Digest;
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt as _};
+use sha2::{Digest as _, Sha256};
 
 pub use local::LocalStore;
+pub use s3::{S3Location, S3Store};
 
 /// Bytes read per chunk when streaming an object out. Bounds the memory a
 /// download holds at once: 256 concurrent downloads hold at most
@@ -88,6 +92,10 @@ pub enum StorageError {
     /// Backend I/O failure.
     #[error("storage I/O: {0}")]
     Io(#[from] io::Error),
+    /// The object store answered with an error or could not be reached.
+    /// The message names the endpoint and bucket, never a secret.
+    #[error("object store: {0}")]
+    Backend(String),
 }
 
 /// The outcome of a successful upload.
@@ -113,7 +121,102 @@ pub type ByteStream = std::pin::Pin<Box<dyn Stream<Item = io::Result<Bytes>> + S
 pub enum Backend {
     /// A local directory (the embedded default).
     Local(LocalStore),
+    /// An S3-compatible object store.
+    S3(S3Store),
 }
+
+/// An upload written in full to a backend's staging area (never served),
+/// waiting to be promoted to its content-addressed key or discarded.
+#[derive(Debug)]
+pub(crate) enum Staged {
+    /// A `.part` file of the local backend.
+    Local(PathBuf),
+    /// An object under the S3 backend's `uploads/` prefix.
+    S3(String),
+}
+
+/// Counts and hashes an upload as it streams to a backend, and enforces
+/// the length limit: the checks every backend gets, written once here.
+struct Verifier {
+    expected: Sha256Digest,
+    expected_len: Option<u64>,
+    max_bytes: u64,
+    /// `max_bytes`, or the announced length if smaller.
+    limit: u64,
+    hasher: Sha256,
+    written: u64,
+}
+
+impl Verifier {
+    fn new(
+        expected: Sha256Digest,
+        expected_len: Option<u64>,
+        max_bytes: u64,
+    ) -> Result<Self, StorageError> {
+        if expected_len.is_some_and(|l| l > max_bytes) {
+            return Err(StorageError::TooLarge { limit: max_bytes });
+        }
+        Ok(Verifier {
+            expected,
+            expected_len,
+            max_bytes,
+            limit: expected_len.map_or(max_bytes, |l| l.min(max_bytes)),
+            hasher: Sha256::new(),
+            written: 0,
+        })
+    }
+
+    /// Passes one chunk on, or the error that ends the upload: a failed
+    /// body stream, or more bytes than announced or allowed.
+    fn feed<E: std::fmt::Display>(
+        &mut self,
+        chunk: Result<Bytes, E>,
+    ) -> Result<Bytes, StorageError> {
+        let chunk = chunk.map_err(|e| StorageError::Interrupted(e.to_string()))?;
+        self.written += chunk.len() as u64;
+        if self.written > self.limit {
+            return Err(match self.expected_len {
+                Some(expected) if expected < self.max_bytes => StorageError::LengthMismatch {
+                    expected,
+                    actual: self.written,
+                },
+                _ => StorageError::TooLarge {
+                    limit: self.max_bytes,
+                },
+            });
+        }
+        self.hasher.update(&chunk);
+        Ok(chunk)
+    }
+
+    /// After the last chunk: the length, if it and the digest are right.
+    fn finish(self) -> Result<u64, StorageError> {
+        if let Some(expected) = self.expected_len
+            && self.written != expected
+        {
+            return Err(StorageError::LengthMismatch {
+                expected,
+                actual: self.written,
+            });
+        }
+        let actual = Sha256Digest(self.hasher.finalize().into());
+        if actual != self.expected {
+            return Err(StorageError::DigestMismatch {
+                expected: self.expected,
+                actual,
+            });
+        }
+        Ok(self.written)
+    }
+}
+
+/// A verified chunk stream handed to a backend's staging write.
+pub(crate) type CheckedChunks<'a> =
+    std::pin::Pin<Box<dyn Stream<Item = Result<Bytes, StorageError>> + Send + 'a>>;
+
+/// How long a staged upload may sit before another replica's start-up
+/// clean-up takes it for a leftover. Uploads in progress are younger.
+pub const STALE_UPLOAD_AGE: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// The storage facade.
 #[derive(Debug, Clone)]
@@ -129,17 +232,35 @@ impl Storage {
         })
     }
 
+    /// A facade over an S3-compatible bucket (see [`S3Store::open`]).
+    pub async fn s3(location: S3Location, part_size: usize) -> anyhow::Result<Self> {
+        Ok(Storage {
+            backend: Backend::S3(S3Store::open(location, part_size).await?),
+        })
+    }
+
+    /// The S3 backend, if that is the one in use (presigned downloads).
+    pub fn s3_store(&self) -> Option<&S3Store> {
+        match &self.backend {
+            Backend::S3(s) => Some(s),
+            Backend::Local(_) => None,
+        }
+    }
+
     /// Length of the object, or `None` if it does not exist.
     #[tracing::instrument(skip(self))]
     pub async fn len(&self, key: StorageKey) -> Result<Option<u64>, StorageError> {
         match &self.backend {
             Backend::Local(s) => s.len(key).await,
+            Backend::S3(s) => s.len(key).await,
         }
     }
 
     /// Stores an image from a stream of chunks, verifying on the way that it
     /// stays within `max_bytes` (and `expected_len` when announced) and that
-    /// it hashes to `expected`. Visible only once complete and verified.
+    /// it hashes to `expected`. Visible only once complete and verified:
+    /// the backend writes it to a staging name, and only a verified upload
+    /// is promoted to its content-addressed key.
     #[tracing::instrument(skip(self, body))]
     pub async fn put_image<S, E>(
         &self,
@@ -152,12 +273,54 @@ impl Storage {
         S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
         E: std::fmt::Display,
     {
-        match &self.backend {
-            Backend::Local(s) => s.put_image(expected, expected_len, max_bytes, body).await,
+        let key = StorageKey::image(expected);
+        if let Some(length) = self.len(key).await? {
+            return Ok(PutOutcome::AlreadyExists { length });
+        }
+        let mut verifier = Verifier::new(expected, expected_len, max_bytes)?;
+        // A backend whose staging write fails (the stream's own error
+        // included) has removed what it staged.
+        let staged = {
+            let checked: CheckedChunks<'_> = Box::pin(body.map(|c| verifier.feed(c)));
+            match &self.backend {
+                Backend::Local(s) => s.stage(checked).await?,
+                Backend::S3(s) => s.stage(checked).await?,
+            }
+        };
+        let length = match verifier.finish() {
+            Ok(length) => length,
+            Err(e) => {
+                self.discard(staged).await;
+                return Err(e);
+            }
+        };
+        let promoted = match &self.backend {
+            Backend::Local(s) => s.promote(&staged, key).await,
+            Backend::S3(s) => s.promote(&staged, key).await,
+        };
+        self.discard(staged).await;
+        Ok(if promoted? {
+            PutOutcome::Created { length }
+        } else {
+            PutOutcome::AlreadyExists { length }
+        })
+    }
+
+    /// Removes a staged upload; a failure only leaves a leftover that is
+    /// never served and is cleaned up later.
+    async fn discard(&self, staged: Staged) {
+        let result = match &self.backend {
+            Backend::Local(s) => s.discard(staged).await,
+            Backend::S3(s) => s.discard(staged).await,
+        };
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not remove a staged upload; it is cleaned up later");
         }
     }
 
-    /// Streams `len` bytes of the object starting at `start`.
+    /// Streams `len` bytes of the object starting at `start`. The caller
+    /// knows the object's length (from the database) and asks for a range
+    /// inside it.
     #[tracing::instrument(skip(self))]
     pub async fn read_range(
         &self,
@@ -167,14 +330,28 @@ impl Storage {
     ) -> Result<ByteStream, StorageError> {
         match &self.backend {
             Backend::Local(s) => s.read_range(key, start, len).await,
+            Backend::S3(s) => s.read_range(key, start, len).await,
         }
     }
 
     /// Removes leftovers of interrupted uploads. Called at startup; they
-    /// are never served either way.
+    /// are never served either way. Staged uploads in a shared bucket are
+    /// removed only once older than [`STALE_UPLOAD_AGE`]: another replica
+    /// may be writing them.
     pub async fn clean_partial_uploads(&self) -> Result<usize, StorageError> {
         match &self.backend {
             Backend::Local(s) => s.clean_partial_uploads().await,
+            Backend::S3(s) => s.clean_partial_uploads(STALE_UPLOAD_AGE).await,
+        }
+    }
+
+    /// How many staged uploads exist now, however young: zero when nothing
+    /// is being uploaded and nothing was left behind (for tests and
+    /// operators).
+    pub async fn staged_count(&self) -> Result<usize, StorageError> {
+        match &self.backend {
+            Backend::Local(s) => s.staged_count().await,
+            Backend::S3(s) => s.staged_count().await,
         }
     }
 
@@ -182,6 +359,7 @@ impl Storage {
     pub async fn ready(&self) -> Result<(), StorageError> {
         match &self.backend {
             Backend::Local(s) => s.ready().await,
+            Backend::S3(s) => s.ready().await,
         }
     }
 }
@@ -196,7 +374,9 @@ impl From<StorageError> for crate::error::AppError {
             StorageError::NotFound => {
                 AppError::not_found("unknown_image", "no such image is stored")
             }
-            StorageError::Io(_) => AppError::Unavailable(format!("storage: {e}")),
+            StorageError::Io(_) | StorageError::Backend(_) => {
+                AppError::Unavailable(format!("storage: {e}"))
+            }
             other => AppError::Internal(anyhow::Error::new(other).context("storage")),
         }
     }

@@ -95,6 +95,8 @@ impl TestApp {
         // On PostgreSQL (see `firmup_fixtures::database`), a database of its
         // own; a test's tweak may still choose another.
         config.database_url = firmup_fixtures::database::fresh_url();
+        // With an object store to test against, a prefix of its own there.
+        config.storage_url = firmup_fixtures::storage::fresh_url();
         tweak(&mut config);
         let app = App::build(config).await.expect("app builds");
         let router = firmup_server::router::build(app.clone());

@@ -32,12 +32,14 @@ use serde::Deserialize;
 
 use crate::app::AppState;
 use crate::auth::authenticate;
+use crate::config::Delivery;
 use crate::db;
 use crate::domain::parse_sha256;
 use crate::domain::roles::{Role, STAFF};
 use crate::error::{AppError, AppResult};
 use crate::extract::{Path, Query};
 use crate::grants::GrantParams;
+use crate::storage::S3Store;
 use crate::storage::StorageKey;
 
 /// Grant parameters from an update check's download URL.
@@ -311,17 +313,26 @@ pub async fn download(
     }
 
     let key = StorageKey::image(digest);
-    let len = app.storage.len(key).await?.ok_or_else(|| {
-        AppError::not_found(
-            "unknown_image",
-            format!("no image with sha256 {digest} is stored"),
-        )
-    })?;
+    // The length from the database: its row is written only once the
+    // object is stored whole, and reading it costs the store nothing.
+    let len = db::images::length(&app.db, &digest.to_hex())
+        .await?
+        .ok_or_else(|| {
+            AppError::not_found(
+                "unknown_image",
+                format!("no image with sha256 {digest} is stored"),
+            )
+        })?;
     let etag = format!("\"{digest}\"");
 
     // Preconditions before the Range (RFC 9110 section 13.2.2).
     if if_none_match(&headers, &etag) {
         return response(StatusCode::NOT_MODIFIED, &etag, None, Body::empty());
+    }
+    if app.config.download_delivery == Delivery::Redirect
+        && let Some(store) = app.storage.s3_store()
+    {
+        return redirect(store, key, app.config.presigned_url_ttl_secs).await;
     }
 
     let plan = plan_range(&headers, len, &etag)?;
@@ -352,6 +363,26 @@ pub async fn download(
         headers.insert(header::CONTENT_DISPOSITION, v);
     }
     Ok(res)
+}
+
+/// 307 to a presigned URL of the object: the grant (or staff token) was
+/// checked, and the store (or a CDN in front of it) carries the bytes.
+/// 307 keeps the method, so a `HEAD` stays a `HEAD`; the device re-sends
+/// its `Range` to the new origin, which honours it. Not cacheable: the URL
+/// expires.
+async fn redirect(store: &S3Store, key: StorageKey, ttl_secs: u64) -> AppResult<Response> {
+    let url = store
+        .presigned_get(key, std::time::Duration::from_secs(ttl_secs))
+        .await?;
+    let location = HeaderValue::from_str(&url).map_err(|e| {
+        AppError::Internal(anyhow::anyhow!("presigned URL is no header value: {e}"))
+    })?;
+    Response::builder()
+        .status(StatusCode::TEMPORARY_REDIRECT)
+        .header(header::LOCATION, location)
+        .header(header::CACHE_CONTROL, "no-store")
+        .body(Body::empty())
+        .map_err(|e| AppError::Internal(e.into()))
 }
 
 fn response(
