@@ -3,23 +3,27 @@
 #
 #   scripts/test.sh
 #
-# Every test runs on SQLite; then the server and end-to-end suites run again
-# on PostgreSQL, on a throw-away cluster this script starts on 127.0.0.1 and
-# removes at the end (scripts/postgres.sh; the tests find it through
-# FIRMUP_TEST_DATABASE_URL). With CI set, a PostgreSQL that cannot be
-# installed or started fails the run; without CI that step is skipped with a
-# warning (e.g. a laptop without apt).
+# Every test runs on SQLite with images in a local directory; then the
+# server and end-to-end suites run again on PostgreSQL with images in Garage,
+# an S3-compatible object store: a throw-away cluster and a single-node
+# Garage this script starts on 127.0.0.1 and removes at the end
+# (scripts/postgres.sh, scripts/garage.sh; the tests find them through
+# FIRMUP_TEST_DATABASE_URL and FIRMUP_TEST_STORAGE_URL). With CI set, a
+# service that cannot be installed or started fails the run; without CI that
+# step is skipped with a warning (e.g. a laptop without apt).
 #
 # Works on a fresh Debian machine with the Rust toolchain from
 # rust-toolchain.toml and Python 3; it installs anything else it needs
-# itself (curl and jq, PostgreSQL, cargo-fuzz into ~/.cargo/bin,
+# itself (curl and jq, PostgreSQL, Garage and cargo-fuzz into ~/.cargo/bin,
 # schemathesis into a virtual environment under ~/.cache/firmup).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # shellcheck source=scripts/postgres.sh
 source scripts/postgres.sh
+# shellcheck source=scripts/garage.sh
+source scripts/garage.sh
 # The SQLite runs must not pick up a PostgreSQL server from the environment.
-unset FIRMUP_TEST_DATABASE_URL
+unset FIRMUP_TEST_DATABASE_URL FIRMUP_TEST_STORAGE_URL
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -56,24 +60,26 @@ test_log="$(mktemp)"
 trap 'rm -f "$test_log"' EXIT
 cargo test --workspace --locked 2>&1 | tee "$test_log"
 
-step "tests on PostgreSQL (server and end-to-end suites)"
-trap 'rm -f "$test_log"; pg_stop' EXIT
-if pg_start; then
-  FIRMUP_TEST_DATABASE_URL="$FIRMUP_TEST_DATABASE_URL" \
+step "tests on PostgreSQL and Garage (server and end-to-end suites)"
+trap 'rm -f "$test_log"; pg_stop; garage_stop' EXIT
+if pg_start && garage_start; then
+  FIRMUP_TEST_DATABASE_URL="$FIRMUP_TEST_DATABASE_URL" FIRMUP_TEST_STORAGE_URL="$FIRMUP_TEST_STORAGE_URL" \
     cargo test --locked -p firmup-server -p firmup-tests 2>&1 | tee -a "$test_log"
   pg_stop
+  garage_stop
 elif [ -n "${CI:-}" ]; then
-  echo "error: CI is set and PostgreSQL could not be installed or started; failing (not skipping)" >&2
+  echo "error: CI is set and PostgreSQL or Garage could not be installed or started; failing (not skipping)" >&2
   exit 1
 else
   cat >&2 <<'EOF'
 
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
-!! WARNING: PostgreSQL could not be installed or started (see above), so   !!
-!! the PostgreSQL test step was SKIPPED: this run does NOT cover the       !!
-!! PostgreSQL backend (CI never skips it). To run it here, install the     !!
-!! PostgreSQL server (initdb, pg_ctl, psql), or set FIRMUP_PG_BIN to its   !!
-!! bin directory, and run this script again.                               !!
+!! WARNING: PostgreSQL or Garage could not be installed or started (see   !!
+!! above), so that test step was SKIPPED: this run does NOT cover the      !!
+!! PostgreSQL backend nor the S3 store (CI never skips it). To run it      !!
+!! here, install the PostgreSQL server (initdb, pg_ctl, psql) or set       !!
+!! FIRMUP_PG_BIN to its bin directory, let `cargo install garage --locked` !!
+!! put garage in ~/.cargo/bin, and run this script again.                  !!
 !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!
 
 EOF

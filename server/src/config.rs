@@ -852,6 +852,33 @@ mod tests {
     }
 
     #[test]
+    fn storage_settings_are_checked_together() {
+        let mut c = Config {
+            download_delivery: Delivery::Redirect,
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("needs an S3 store"), "{e}");
+        c.storage_url = Some("s3://images?endpoint=http://127.0.0.1:3900&region=garage".into());
+        assert!(c.validate().is_ok());
+        c.max_image_bytes = 6 << 30;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("at most 5 GiB"), "{e}");
+        c.max_image_bytes = 1 << 30;
+        c.s3_part_size_bytes = 1 << 20;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("s3_part_size_bytes"), "{e}");
+        c.s3_part_size_bytes = 8 << 20;
+        c.storage_url = Some("s3://Images".into());
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("bucket name"), "{e}");
+        c.storage_url = Some("s3://images".into());
+        c.presigned_url_ttl_secs = 5;
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("presigned_url_ttl_secs"), "{e}");
+    }
+
+    #[test]
     #[allow(clippy::result_large_err)] // figment::Jail fixes the closure's error type
     fn layers_apply_in_order_and_foreign_variables_are_ignored() {
         figment::Jail::expect_with(|jail| {

@@ -6,10 +6,16 @@
 //! URLs that honour Range and are refused once expired or tampered with, and
 //! start-up errors that name the bucket and endpoint but never the secret.
 
+mod common;
+
 use std::io;
 use std::time::Duration;
 
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
 use bytes::Bytes;
+use common::TestApp;
+use firmup_server::config::Delivery;
 use firmup_client::Sha256Digest;
 use firmup_server::storage::s3::MIN_PART_SIZE;
 use firmup_server::storage::{PutOutcome, S3Location, Storage, StorageError, StorageKey};
@@ -359,4 +365,82 @@ async fn a_missing_bucket_or_wrong_credentials_fail_the_start_without_the_secret
         secret.is_empty() || !stderr.contains(&secret),
         "never the secret"
     );
+}
+
+#[tokio::test]
+async fn downloads_are_redirected_to_a_presigned_url_that_carries_the_bytes() {
+    if s3_only().await.is_none() {
+        return;
+    }
+    let t = TestApp::with_config(|c| c.download_delivery = Delivery::Redirect).await;
+    let image: Vec<u8> = (0..50_000u32).map(|i| (i % 241) as u8).collect();
+    let sha = Sha256Digest::of(&image).to_hex();
+    let up = t
+        .send(
+            Method::PUT,
+            &format!("/v1/uploads/{sha}"),
+            Some(&t.release_engineer),
+            &[("content-length", image.len().to_string().as_str())],
+            image.clone(),
+        )
+        .await;
+    assert_eq!(up.status, StatusCode::CREATED, "{up:?}");
+
+    let uri = format!("/v1/images/{sha}");
+    for method in [Method::GET, Method::HEAD] {
+        let r = t
+            .send(
+                method.clone(),
+                &uri,
+                Some(&t.release_engineer),
+                &[("range", "bytes=1000-")],
+                Body::empty(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::TEMPORARY_REDIRECT, "{method}");
+        assert_eq!(r.header("cache-control"), Some("no-store"));
+        assert!(r.body.is_empty());
+        let location = r.header("location").unwrap().to_owned();
+        assert!(location.contains("X-Amz-Signature="), "{location}");
+        assert!(
+            location.contains(&format!("/images/{}/{sha}", &sha[..2])),
+            "{location}"
+        );
+        // The store honours the Range the device sends again.
+        let http = reqwest::Client::new();
+        let got = http
+            .get(&location)
+            .header("range", "bytes=1000-")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status(), 206);
+        assert_eq!(got.bytes().await.unwrap(), image[1000..]);
+    }
+    // The grant and token checks come first: no redirect without them.
+    let anon = t.send(Method::GET, &uri, None, &[], Body::empty()).await;
+    assert_eq!(anon.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(anon.header("location"), None);
+    let forged = t
+        .send(
+            Method::GET,
+            &format!("{uri}?sub=SN-1&exp=99999999999&sig=AAAA"),
+            None,
+            &[],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(forged.status, StatusCode::FORBIDDEN);
+    assert_eq!(forged.header("location"), None);
+    // If-None-Match is still answered by the server.
+    let cached = t
+        .send(
+            Method::GET,
+            &uri,
+            Some(&t.release_engineer),
+            &[("if-none-match", &format!("\"{sha}\""))],
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(cached.status, StatusCode::NOT_MODIFIED);
 }
