@@ -15,8 +15,8 @@ use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use bytes::Bytes;
 use common::TestApp;
-use firmup_server::config::Delivery;
 use firmup_client::Sha256Digest;
+use firmup_server::config::Delivery;
 use firmup_server::storage::s3::MIN_PART_SIZE;
 use firmup_server::storage::{PutOutcome, S3Location, Storage, StorageError, StorageKey};
 use futures_util::{Stream, StreamExt as _, stream};
@@ -443,4 +443,82 @@ async fn downloads_are_redirected_to_a_presigned_url_that_carries_the_bytes() {
         )
         .await;
     assert_eq!(cached.status, StatusCode::NOT_MODIFIED);
+}
+
+async fn put(t: &TestApp, image: Vec<u8>) -> common::TestResponse {
+    let uri = format!("/v1/uploads/{}", Sha256Digest::of(&image).to_hex());
+    let len = image.len().to_string();
+    t.send(
+        Method::PUT,
+        &uri,
+        Some(&t.release_engineer),
+        &[("content-length", len.as_str())],
+        image,
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_object_store_that_goes_away_gives_503s_and_the_server_recovers_by_itself() {
+    if s3_only().await.is_none() {
+        return;
+    }
+    // A node of this test's own: stopping the shared one would fail the
+    // tests running beside this one.
+    let garage = tokio::task::spawn_blocking(firmup_fixtures::storage::OwnGarage::start)
+        .await
+        .unwrap();
+    let url = garage.url();
+    let t = TestApp::with_config(|c| c.storage_url = Some(url.clone())).await;
+    let image = vec![5u8; 4096];
+    let sha = Sha256Digest::of(&image).to_hex();
+    assert_eq!(put(&t, image.clone()).await.status, StatusCode::CREATED);
+    let download = format!("/v1/images/{sha}");
+    assert_eq!(
+        t.get(&download, Some(&t.release_engineer)).await.status,
+        StatusCode::OK
+    );
+
+    tokio::task::block_in_place(|| garage.stop());
+    assert_eq!(
+        t.get("/readyz", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let r = t.get(&download, Some(&t.release_engineer)).await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", r.body);
+    assert_eq!(r.error_code(), "unavailable");
+    assert!(r.header("retry-after").is_some());
+    let body = String::from_utf8_lossy(&r.body).into_owned();
+    assert!(!body.contains(&std::env::var("AWS_SECRET_ACCESS_KEY").unwrap()));
+    let other = vec![6u8; 4096];
+    let w = put(&t, other.clone()).await;
+    assert_eq!(w.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", w.body);
+    // A server started while the store is down starts, and is not ready.
+    let late = TestApp::with_config(|c| c.storage_url = Some(url.clone())).await;
+    assert_eq!(
+        late.get("/readyz", None).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    tokio::task::block_in_place(|| garage.restart());
+    for app in [&t, &late] {
+        let mut ready = false;
+        for _ in 0..50 {
+            if app.get("/readyz", None).await.status == StatusCode::OK {
+                ready = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        assert!(ready, "ready again once the store is back");
+    }
+    let r = t.get(&download, Some(&t.release_engineer)).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, image);
+    assert_eq!(
+        put(&t, other).await.status,
+        StatusCode::CREATED,
+        "the retry succeeds"
+    );
+    assert_eq!(t.app.storage.staged_count().await.unwrap(), 0);
 }
