@@ -83,7 +83,12 @@ impl App {
             Err(e) => tracing::warn!(error = %e, "could not clean up interrupted uploads"),
         }
         let trust = load_trust(&db, &config).await?;
-        let grants = GrantKey::load_or_create(config.grant_key.as_deref(), &config.data_dir)?;
+        let grants = GrantKey::load(
+            config.grant_key.as_deref(),
+            config.grant_key_file.as_deref(),
+            config.grant_key_accepted.as_deref(),
+            &config.data_dir,
+        )?;
         // The catalogue starts at generation 1.
         let catalogue = crate::snapshot::read(&db, 1, &Catalogue::default())
             .await

@@ -78,6 +78,12 @@ pub struct Config {
     /// Hex key for download grants (32 bytes). Replicas must share it.
     /// Default: generated once into `<data_dir>/grant.key`.
     pub grant_key: Option<String>,
+    /// A file holding the grant key (mode 0600), and optionally on a second
+    /// line a key also accepted; instead of `grant_key`.
+    pub grant_key_file: Option<PathBuf>,
+    /// Hex of another grant key that is accepted but never signs: the old
+    /// key during a rollover (or the new one just before it).
+    pub grant_key_accepted: Option<String>,
     /// Lifetime of a download grant, in seconds.
     pub grant_ttl_secs: u64,
     /// How long devices wait before the next check, in seconds.
@@ -145,6 +151,8 @@ impl Default for Config {
             trust_root: None,
             max_image_bytes: 4 * 1024 * 1024 * 1024,
             grant_key: None,
+            grant_key_file: None,
+            grant_key_accepted: None,
             grant_ttl_secs: 900,
             poll_interval_secs: 6 * 3600,
             poll_jitter_percent: 20,
@@ -188,6 +196,11 @@ impl fmt::Debug for Config {
             .field("trust_root", &self.trust_root)
             .field("max_image_bytes", &self.max_image_bytes)
             .field("grant_key", &self.grant_key.as_ref().map(|_| "<redacted>"))
+            .field("grant_key_file", &self.grant_key_file)
+            .field(
+                "grant_key_accepted",
+                &self.grant_key_accepted.as_ref().map(|_| "<redacted>"),
+            )
             .field("grant_ttl_secs", &self.grant_ttl_secs)
             .field("poll_interval_secs", &self.poll_interval_secs)
             .field("poll_jitter_percent", &self.poll_jitter_percent)
@@ -310,6 +323,8 @@ impl Config {
         "trust_root",
         "max_image_bytes",
         "grant_key",
+        "grant_key_file",
+        "grant_key_accepted",
         "grant_ttl_secs",
         "poll_interval_secs",
         "poll_jitter_percent",
@@ -391,6 +406,18 @@ impl Config {
             about: "Download-grant key, 64 hex digits; replicas must share it. A secret: \
                     never printed.",
             unset: "generated once into <data_dir>/grant.key",
+        },
+        KeyDoc {
+            name: "grant_key_file",
+            about: "A file (mode 0600) holding the grant key, and optionally on a second line \
+                    a key also accepted; instead of grant_key.",
+            unset: "grant_key applies",
+        },
+        KeyDoc {
+            name: "grant_key_accepted",
+            about: "Another grant key, accepted but never signing: the old one during a \
+                    rollover. A secret: never printed.",
+            unset: "none",
         },
         key(
             "grant_ttl_secs",
@@ -523,16 +550,19 @@ impl Config {
                 ("database_url", serde_json::Value::String(url)) => {
                     format!("{} = {}", k.name, toml_string(&redact_url(url)))
                 }
-                ("grant_key", serde_json::Value::String(_)) => {
+                ("grant_key" | "grant_key_accepted", serde_json::Value::String(_)) => {
                     format!("{} = {}", k.name, toml_string("***"))
                 }
                 (_, serde_json::Value::Null) => {
                     let instead = match k.name {
                         "database_url" => redact_url(&self.database_url()),
                         "blob_dir" => self.blob_dir().display().to_string(),
-                        "grant_key" => {
-                            format!("the key in {}", self.data_dir.join("grant.key").display())
-                        }
+                        "grant_key" => match &self.grant_key_file {
+                            Some(file) => format!("the key in {}", file.display()),
+                            None => {
+                                format!("the key in {}", self.data_dir.join("grant.key").display())
+                            }
+                        },
                         _ => k.unset.to_string(),
                     };
                     out.push_str(&format!("# {} is not set: {}\n", k.name, instead));

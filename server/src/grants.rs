@@ -6,8 +6,15 @@
 //! (range) request, so resumed downloads stay cheap and a CDN or presigned
 //! S3 URL could take the same role later.
 //!
-//! The key is shared by replicas (config `grant_key`) or generated once
-//! into the data directory. It must never be logged or returned.
+//! The key is shared by replicas (config `grant_key`, or `grant_key_file`)
+//! or generated once into the data directory. It must never be logged or
+//! returned.
+//!
+//! **Rotation** without refusing a single grant: a second key,
+//! `grant_key_accepted`, is accepted but never signs. Roll every replica
+//! to (sign: old, accept: new), then to (sign: new, accept: old), and once
+//! `grant_ttl_secs` has passed drop the accepted key: at every moment each
+//! replica accepts what any other signs.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -24,9 +31,15 @@ use crate::error::AppError;
 
 type HmacSha256 = Hmac<Sha256>;
 
-/// The grant key.
+/// The grant key, and the other key accepted during a rollover.
 #[derive(Clone)]
-pub struct GrantKey([u8; 32]);
+pub struct GrantKey {
+    /// Signs and verifies.
+    key: [u8; 32],
+    /// Only verifies: the old key during a rollover, or the new one just
+    /// before it.
+    accepted: Option<[u8; 32]>,
+}
 
 impl std::fmt::Debug for GrantKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -59,15 +72,69 @@ impl GrantKey {
             "grant_key has too little entropy ({distinct} distinct bytes of 32); make one with \
              `openssl rand -hex 32`"
         );
-        Ok(GrantKey(k))
+        Ok(GrantKey {
+            key: k,
+            accepted: None,
+        })
     }
 
-    /// The configured key, or the one in `<data_dir>/grant.key`, created
-    /// (mode 0600) on first start.
-    pub fn load_or_create(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Self> {
-        if let Some(hex) = configured {
-            return Self::from_hex(hex);
+    /// Also accepts grants signed with `other` (never signs with it).
+    pub fn also_accepting(mut self, other: &GrantKey) -> anyhow::Result<Self> {
+        anyhow::ensure!(
+            other.key != self.key,
+            "grant_key_accepted is the signing key itself; during a rollover it is the other one"
+        );
+        self.accepted = Some(other.key);
+        Ok(self)
+    }
+
+    /// The key in effect, from the first of: `configured` (the hex of
+    /// `grant_key`), `file` (`grant_key_file`: the key on its first line,
+    /// optionally a key to accept on its second; mode 0600), or
+    /// `<data_dir>/grant.key`, created (mode 0600) on first start; then
+    /// also accepting `accepted` (`grant_key_accepted`) when given.
+    pub fn load(
+        configured: Option<&str>,
+        file: Option<&Path>,
+        accepted: Option<&str>,
+        data_dir: &Path,
+    ) -> anyhow::Result<Self> {
+        let mut key = match (configured, file) {
+            (Some(_), Some(_)) => {
+                anyhow::bail!("set grant_key or grant_key_file, not both")
+            }
+            (Some(hex), None) => Self::from_hex(hex)?,
+            (None, Some(path)) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading grant_key_file {}", path.display()))?;
+                refuse_loose_mode(path)?;
+                let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+                let key = Self::from_hex(lines.next().unwrap_or_default())
+                    .with_context(|| format!("the first line of {}", path.display()))?;
+                match lines.next() {
+                    Some(second) => key.also_accepting(
+                        &Self::from_hex(second)
+                            .with_context(|| format!("the second line of {}", path.display()))?,
+                    )?,
+                    None => key,
+                }
+            }
+            (None, None) => Self::load_or_create(data_dir)?,
+        };
+        if let Some(hex) = accepted {
+            anyhow::ensure!(
+                key.accepted.is_none(),
+                "grant_key_accepted and a second line in grant_key_file: give one of them"
+            );
+            key = key.also_accepting(
+                &Self::from_hex(hex).context("grant_key_accepted must be 64 hex digits")?,
+            )?;
         }
+        Ok(key)
+    }
+
+    /// The key in `<data_dir>/grant.key`, created (mode 0600) on first start.
+    fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
         let path = data_dir.join("grant.key");
         match std::fs::read_to_string(&path) {
             Ok(s) => {
@@ -95,9 +162,12 @@ impl GrantKey {
                     .and_then(|()| std::fs::hard_link(&tmp, &path));
                 let _ = std::fs::remove_file(&tmp);
                 match written {
-                    Ok(()) => Ok(GrantKey(k)),
+                    Ok(()) => Ok(GrantKey {
+                        key: k,
+                        accepted: None,
+                    }),
                     Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        Self::load_or_create(None, data_dir)
+                        Self::load_or_create(data_dir)
                     }
                     Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
                 }
@@ -107,11 +177,7 @@ impl GrantKey {
     }
 
     fn mac(&self, sha256: &Sha256Digest, sub: &str, exp: i64) -> HmacSha256 {
-        // new_from_slice only fails for key lengths HMAC cannot take; 32
-        // bytes is always accepted.
-        let mut mac = HmacSha256::new_from_slice(&self.0).unwrap_or_else(|_| unreachable!());
-        mac.update(format!("firmup-grant-v1\n{sha256}\n{sub}\n{exp}").as_bytes());
-        mac
+        mac_with(&self.key, sha256, sub, exp)
     }
 
     /// Issues a grant for `sha256` to `sub` until `exp` (unix seconds).
@@ -138,10 +204,17 @@ impl GrantKey {
     /// Checks a grant for `sha256` at `now` (unix seconds).
     pub fn verify(&self, sha256: &Sha256Digest, g: &GrantParams, now: i64) -> Result<(), AppError> {
         let sig = URL_SAFE_NO_PAD.decode(&g.sig).map_err(|_| bad_grant())?;
-        // Constant-time comparison.
-        self.mac(sha256, &g.sub, g.exp)
-            .verify_slice(&sig)
-            .map_err(|_| bad_grant())?;
+        // Constant-time comparisons, with the signing key and then the
+        // accepted one.
+        let valid = self.mac(sha256, &g.sub, g.exp).verify_slice(&sig).is_ok()
+            || self.accepted.is_some_and(|k| {
+                mac_with(&k, sha256, &g.sub, g.exp)
+                    .verify_slice(&sig)
+                    .is_ok()
+            });
+        if !valid {
+            return Err(bad_grant());
+        }
         if now >= g.exp {
             return Err(AppError::forbidden(
                 "grant_expired",
@@ -150,6 +223,14 @@ impl GrantKey {
         }
         Ok(())
     }
+}
+
+fn mac_with(key: &[u8; 32], sha256: &Sha256Digest, sub: &str, exp: i64) -> HmacSha256 {
+    // new_from_slice only fails for key lengths HMAC cannot take; 32
+    // bytes is always accepted.
+    let mut mac = HmacSha256::new_from_slice(key).unwrap_or_else(|_| unreachable!());
+    mac.update(format!("firmup-grant-v1\n{sha256}\n{sub}\n{exp}").as_bytes());
+    mac
 }
 
 /// Refuses a key file that others may read or write.
@@ -184,9 +265,16 @@ fn bad_grant() -> AppError {
 mod tests {
     use super::*;
 
+    fn raw(b: u8) -> GrantKey {
+        GrantKey {
+            key: [b; 32],
+            accepted: None,
+        }
+    }
+
     #[test]
     fn grants_bind_image_subject_and_expiry() {
-        let k = GrantKey([7; 32]);
+        let k = raw(7);
         let d = Sha256Digest::of(b"img");
         let g = k.issue(&d, "SN-1", 1000);
         assert!(k.verify(&d, &g, 999).is_ok());
@@ -211,7 +299,7 @@ mod tests {
             "invalid_grant"
         );
         assert_eq!(
-            GrantKey([8; 32])
+            raw(8)
                 .verify(&d, &k.issue(&d, "SN-1", 1000), 1)
                 .unwrap_err()
                 .code(),
@@ -227,7 +315,7 @@ mod tests {
         assert!(e.contains("too little entropy"), "{e}");
         assert!(GrantKey::from_hex(&"0123456789abcdef".repeat(4)).is_err());
         let dir = tempfile::tempdir().unwrap();
-        let created = GrantKey::load_or_create(None, dir.path()).unwrap();
+        let created = GrantKey::load(None, None, None, dir.path()).unwrap();
         let path = dir.path().join("grant.key");
         #[cfg(unix)]
         {
@@ -235,10 +323,10 @@ mod tests {
             let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o600);
             // Reloading the private file gives the same key.
-            let again = GrantKey::load_or_create(None, dir.path()).unwrap();
-            assert_eq!(again.0, created.0);
+            let again = GrantKey::load(None, None, None, dir.path()).unwrap();
+            assert_eq!(again.key, created.key);
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
-            let e = GrantKey::load_or_create(None, dir.path())
+            let e = GrantKey::load(None, None, None, dir.path())
                 .unwrap_err()
                 .to_string();
             assert!(e.contains("mode 644") && e.contains("chmod 600"), "{e}");
@@ -246,8 +334,73 @@ mod tests {
     }
 
     #[test]
+    fn a_rollover_accepts_both_keys_and_signs_with_one() {
+        let old = GrantKey::from_hex(&hex::encode(std::array::from_fn::<u8, 32, _>(|i| i as u8)))
+            .unwrap();
+        let new = GrantKey::from_hex(&hex::encode(std::array::from_fn::<u8, 32, _>(|i| {
+            (i as u8).wrapping_mul(7).wrapping_add(3)
+        })))
+        .unwrap();
+        let d = Sha256Digest::of(b"img");
+        let by_old = old.issue(&d, "SN-1", 1000);
+        let by_new = new.issue(&d, "SN-1", 1000);
+        // Step 1: sign with the old key, accept the new one.
+        let step1 = old.clone().also_accepting(&new).unwrap();
+        // Step 2: sign with the new key, accept the old one.
+        let step2 = new.clone().also_accepting(&old).unwrap();
+        for replica in [&step1, &step2] {
+            assert!(replica.verify(&d, &by_old, 1).is_ok());
+            assert!(replica.verify(&d, &by_new, 1).is_ok());
+            assert!(
+                replica
+                    .verify(&d, &step1.issue(&d, "SN-1", 1000), 1)
+                    .is_ok()
+            );
+            assert!(
+                replica
+                    .verify(&d, &step2.issue(&d, "SN-1", 1000), 1)
+                    .is_ok()
+            );
+        }
+        assert_eq!(
+            step1.issue(&d, "SN-1", 1000),
+            by_old,
+            "signs with its own key"
+        );
+        assert_eq!(step2.issue(&d, "SN-1", 1000), by_new);
+        // Step 3: the old key alone is no longer accepted.
+        assert_eq!(
+            new.verify(&d, &by_old, 1).unwrap_err().code(),
+            "invalid_grant"
+        );
+        assert!(old.clone().also_accepting(&old).is_err());
+
+        // The same from a key file: the key, then the one also accepted.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("grant-keys");
+        std::fs::write(
+            &file,
+            format!("{}\n{}\n", hex::encode(new.key), hex::encode(old.key)),
+        )
+        .unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+        }
+        let loaded = GrantKey::load(None, Some(&file), None, dir.path()).unwrap();
+        assert!(loaded.verify(&d, &by_old, 1).is_ok());
+        assert_eq!(loaded.issue(&d, "SN-1", 1000), by_new);
+        assert!(!dir.path().join("grant.key").exists(), "no key generated");
+        let both = GrantKey::load(Some(&hex::encode(new.key)), Some(&file), None, dir.path());
+        assert!(both.unwrap_err().to_string().contains("not both"));
+        let twice = GrantKey::load(None, Some(&file), Some(&hex::encode(old.key)), dir.path());
+        assert!(twice.is_err());
+    }
+
+    #[test]
     fn url_encodes_the_subject() {
-        let k = GrantKey([1; 32]);
+        let k = raw(1);
         let d = Sha256Digest::of(b"x");
         let url = k.url(&d, "A+B", 10);
         assert!(url.contains("sub=A%2BB"), "{url}");
