@@ -64,6 +64,8 @@ impl App {
     /// Opens the database and storage and loads the trust chain.
     pub async fn build(config: Config) -> anyhow::Result<AppState> {
         create_data_dir(&config.data_dir)?;
+        // Before any request: the recorder must exist for counts to stick.
+        crate::metrics::handle();
         let db = Db::connect_with(&config.database_url(), config.pool_settings()).await?;
         let storage = match config.s3_location()? {
             Some(location) => {

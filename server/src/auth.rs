@@ -139,7 +139,7 @@ pub async fn authenticate(app: &AppState, headers: &HeaderMap) -> AppResult<Prin
     // `Caches::get_or_fill`).
     let principal = app
         .caches
-        .get_or_fill(&app.caches.tokens, &hash, || async {
+        .get_or_fill(("tokens", &app.caches.tokens), &hash, || async {
             lookup(&app.db, &hash).await.map(Some)
         })
         .await?

@@ -71,7 +71,7 @@ impl Caches {
     /// returned: it was current when the request arrived).
     pub async fn get_or_fill<V, E, F, Fut>(
         &self,
-        cache: &moka::sync::Cache<String, V>,
+        (name, cache): (&'static str, &moka::sync::Cache<String, V>),
         key: &str,
         load: F,
     ) -> Result<Option<V>, E>
@@ -81,8 +81,10 @@ impl Caches {
         Fut: Future<Output = Result<Option<V>, E>>,
     {
         if let Some(cached) = cache.get(key) {
+            crate::metrics::cache(name, true);
             return Ok(Some(cached));
         }
+        crate::metrics::cache(name, false);
         let epoch = self.epoch.load(Ordering::SeqCst);
         let Some(value) = load().await? else {
             return Ok(None);
@@ -137,11 +139,15 @@ mod tests {
     async fn a_fill_is_cached_and_then_served_from_the_cache() {
         let c = caches();
         let cache = moka::sync::Cache::<String, u32>::new(10);
-        let got: Result<_, ()> = c.get_or_fill(&cache, "k", || async { Ok(Some(1)) }).await;
+        let got: Result<_, ()> = c
+            .get_or_fill(("test", &cache), "k", || async { Ok(Some(1)) })
+            .await;
         assert_eq!(got, Ok(Some(1)));
         assert_eq!(cache.get("k"), Some(1));
         let got: Result<_, ()> = c
-            .get_or_fill(&cache, "k", || async { panic!("cached: not loaded") })
+            .get_or_fill(("test", &cache), "k", || async {
+                panic!("cached: not loaded")
+            })
             .await;
         assert_eq!(got, Ok(Some(1)));
     }
@@ -150,9 +156,13 @@ mod tests {
     async fn nothing_found_and_errors_are_not_cached() {
         let c = caches();
         let cache = moka::sync::Cache::<String, u32>::new(10);
-        let got: Result<_, ()> = c.get_or_fill(&cache, "k", || async { Ok(None) }).await;
+        let got: Result<_, ()> = c
+            .get_or_fill(("test", &cache), "k", || async { Ok(None) })
+            .await;
         assert_eq!(got, Ok(None));
-        let got = c.get_or_fill(&cache, "k", || async { Err("down") }).await;
+        let got = c
+            .get_or_fill(("test", &cache), "k", || async { Err("down") })
+            .await;
         assert_eq!(got, Err("down"));
         assert!(!cache.contains_key("k"));
     }
@@ -162,7 +172,7 @@ mod tests {
         let c = caches();
         let cache = moka::sync::Cache::<String, u32>::new(10);
         let got: Result<_, ()> = c
-            .get_or_fill(&cache, "SN-1", || async {
+            .get_or_fill(("test", &cache), "SN-1", || async {
                 // An invalidation runs while the row is read.
                 c.forget_devices(["SN-1"]);
                 Ok(Some(7))

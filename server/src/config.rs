@@ -133,6 +133,12 @@ pub struct Config {
     pub address_rate_per_sec: u32,
     /// Requests one address may make at once above that rate.
     pub address_rate_burst: u32,
+    /// A second address serving only `GET /metrics`, without a token (for
+    /// a scrape network that only Prometheus reaches).
+    pub metrics_listen: Option<SocketAddr>,
+    /// A bearer token for `GET /metrics` on the main address (an admin
+    /// token is accepted too). A secret: never printed.
+    pub metrics_token: Option<String>,
 }
 
 impl Default for Config {
@@ -170,6 +176,8 @@ impl Default for Config {
             token_rate_burst: 10,
             address_rate_per_sec: 100,
             address_rate_burst: 400,
+            metrics_listen: None,
+            metrics_token: None,
         }
     }
 }
@@ -221,6 +229,11 @@ impl fmt::Debug for Config {
             .field("token_rate_burst", &self.token_rate_burst)
             .field("address_rate_per_sec", &self.address_rate_per_sec)
             .field("address_rate_burst", &self.address_rate_burst)
+            .field("metrics_listen", &self.metrics_listen)
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -342,6 +355,8 @@ impl Config {
         "token_rate_burst",
         "address_rate_per_sec",
         "address_rate_burst",
+        "metrics_listen",
+        "metrics_token",
     ];
 
     /// What each key of [`Config::FIELDS`] sets, in the same order: the
@@ -491,6 +506,18 @@ impl Config {
             "address_rate_burst",
             "Requests one address may make at once above that rate.",
         ),
+        KeyDoc {
+            name: "metrics_listen",
+            about: "A second address serving only GET /metrics, without a token (a scrape \
+                    network only Prometheus reaches).",
+            unset: "none (/metrics only on the main address)",
+        },
+        KeyDoc {
+            name: "metrics_token",
+            about: "Bearer token for GET /metrics on the main address (admin tokens work \
+                    too). A secret: never printed.",
+            unset: "admin tokens only",
+        },
     ];
 
     /// The layers, later ones winning: defaults, the TOML file, the
@@ -550,7 +577,10 @@ impl Config {
                 ("database_url", serde_json::Value::String(url)) => {
                     format!("{} = {}", k.name, toml_string(&redact_url(url)))
                 }
-                ("grant_key" | "grant_key_accepted", serde_json::Value::String(_)) => {
+                (
+                    "grant_key" | "grant_key_accepted" | "metrics_token",
+                    serde_json::Value::String(_),
+                ) => {
                     format!("{} = {}", k.name, toml_string("***"))
                 }
                 (_, serde_json::Value::Null) => {

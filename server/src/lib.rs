@@ -27,6 +27,7 @@ pub mod extract;
 pub mod grants;
 pub mod invalidation;
 pub mod lastseen;
+pub mod metrics;
 pub mod openapi;
 pub mod provisioning;
 pub mod publish_check;

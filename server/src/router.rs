@@ -102,8 +102,19 @@ async fn access_log(req: axum::extract::Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .unwrap_or("")
         .to_owned();
+    // The route template, not the path: a bounded label for metrics.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
     let span = tracing::info_span!("request", %method, %path, %request_id);
     let res = next.run(req).instrument(span).await;
+    crate::metrics::request(
+        &route,
+        method.as_str(),
+        res.status().as_u16(),
+        started.elapsed(),
+    );
     let bytes = res
         .headers()
         .get(axum::http::header::CONTENT_LENGTH)

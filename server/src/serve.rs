@@ -38,6 +38,25 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         );
     }
     let router = crate::router::build(app.clone());
+    if let Some(addr) = app.config.metrics_listen {
+        let metrics_listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding metrics_listen {addr}"))?;
+        tracing::info!(address = %addr, "metrics listening");
+        let app = app.clone();
+        let metrics = axum::Router::new().route(
+            "/metrics",
+            axum::routing::get(move || {
+                let app = app.clone();
+                async move { crate::controllers::health::render(&app) }
+            }),
+        );
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(metrics_listener, metrics).await {
+                tracing::error!(error = %e, "the metrics listener stopped");
+            }
+        });
+    }
     crate::ratelimit::spawn_sweeper(std::sync::Arc::downgrade(&app.rate_limits));
     let shutdown = tokio_util::sync::CancellationToken::new();
     let signal = shutdown.clone();

@@ -363,7 +363,7 @@ pub async fn device_facts(
     serial: &str,
 ) -> Result<Option<Arc<DeviceFacts>>, crate::db::Error> {
     caches
-        .get_or_fill(&caches.device_facts, serial, || async {
+        .get_or_fill(("devices", &caches.device_facts), serial, || async {
             Ok(crate::db::devices::load_device_facts(db, serial)
                 .await?
                 .map(Arc::new))

@@ -460,6 +460,14 @@ impl Db {
         }
     }
 
+    /// The pool's connections now: (open, idle).
+    pub fn pool_stats(&self) -> (u32, usize) {
+        match &self.pool {
+            Pool::Sqlite(p) => (p.size(), p.num_idle()),
+            Pool::Postgres(p) => (p.size(), p.num_idle()),
+        }
+    }
+
     /// The URL with its password replaced, for messages.
     pub fn shown_url(&self) -> &str {
         &self.shown

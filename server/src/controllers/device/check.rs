@@ -282,6 +282,11 @@ pub async fn check(
             (CheckStatus::NotEntitled, None, Some((&decision).into()))
         }
     };
+    crate::metrics::check(match status {
+        CheckStatus::UpdateAvailable => "update_available",
+        CheckStatus::UpToDate => "up_to_date",
+        CheckStatus::NotEntitled => "not_entitled",
+    });
     Ok(Json(CheckResponse {
         status,
         poll_after_secs: poll_after(&app.config),

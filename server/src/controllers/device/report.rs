@@ -234,6 +234,7 @@ pub async fn report(
         db::reports::record_installed(&mut tx, &facts.serial, &version, at).await?;
     }
     tx.commit().await?;
+    crate::metrics::report(stage.as_str(), reason_code);
     tracing::info!(serial = %facts.serial, version = %version, stage = stage.as_str(), reason_code, "device report");
     Ok((StatusCode::CREATED, Json(ReportAccepted { id })))
 }

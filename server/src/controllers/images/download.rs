@@ -27,6 +27,7 @@ use axum::body::Body;
 use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
+use futures_util::StreamExt as _;
 use http_range_header::RangeUnsatisfiableError;
 use serde::Deserialize;
 
@@ -332,6 +333,7 @@ pub async fn download(
     if app.config.download_delivery == Delivery::Redirect
         && let Some(store) = app.storage.s3_store()
     {
+        crate::metrics::download_redirected();
         return redirect(store, key, app.config.presigned_url_ttl_secs).await;
     }
 
@@ -349,7 +351,15 @@ pub async fn download(
         Body::empty()
     } else {
         let stream = app.storage.read_range(key, start, count).await?;
-        Body::from_stream(stream)
+        // Active while the body streams; bytes counted as they leave.
+        let active = crate::metrics::ActiveDownload::start();
+        Body::from_stream(stream.map(move |chunk| {
+            let _active = &active;
+            if let Ok(c) = &chunk {
+                crate::metrics::bytes_served(c.len() as u64);
+            }
+            chunk
+        }))
     };
     let filename = download_filename(
         release_name(&app, &digest).await.as_deref(),

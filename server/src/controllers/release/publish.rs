@@ -92,21 +92,30 @@ pub async fn publish(
     Query(query): Query<PublishQuery>,
     body: Result<Bytes, BytesRejection>,
 ) -> AppResult<(StatusCode, Json<PublishOutcome>)> {
-    let line = Name::parse("product line", &path.line)?;
-    let envelope = manifest_body(body)?;
-    let plan = verify_submission(&app, &line, &envelope).await?;
-    store_release(
-        &app,
-        &principal,
-        &line,
-        &envelope,
-        &plan,
-        query.free_for_all,
-        None,
-        "release.publish",
-        serde_json::json!({}),
-    )
-    .await
+    let result = async {
+        let line = Name::parse("product line", &path.line)?;
+        let envelope = manifest_body(body)?;
+        let plan = verify_submission(&app, &line, &envelope).await?;
+        store_release(
+            &app,
+            &principal,
+            &line,
+            &envelope,
+            &plan,
+            query.free_for_all,
+            None,
+            "release.publish",
+            serde_json::json!({}),
+        )
+        .await
+    }
+    .await;
+    crate::metrics::publish(match &result {
+        Ok((StatusCode::CREATED, _)) => "created",
+        Ok(_) => "already_published",
+        Err(e) => e.code(),
+    });
+    result
 }
 
 /// Checks the product line exists and runs the engine on the envelope with
