@@ -60,7 +60,8 @@ pub const POLL_INTERVAL: Duration = Duration::from_secs(2);
 /// How long invalidation rows are kept; cache TTLs may not be longer.
 pub const RETENTION: Duration = Duration::from_secs(24 * 3600);
 
-/// How often a replica prunes rows older than [`RETENTION`].
+/// How often rows older than [`RETENTION`] are pruned, by one replica of
+/// those sharing the database (see [`crate::db::jobs`]).
 const PRUNE_INTERVAL: Duration = Duration::from_secs(3600);
 
 /// Rows read per query while catching up.
@@ -392,6 +393,8 @@ pub fn spawn_poller(db: Db, invalidations: Weak<Invalidations>, caches: Weak<Cac
             tokio::time::interval_at(tokio::time::Instant::now() + POLL_INTERVAL, POLL_INTERVAL);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut next_prune = tokio::time::Instant::now();
+        // Names this replica in the job claims.
+        let replica = uuid::Uuid::new_v4().to_string();
         loop {
             tick.tick().await;
             let (Some(invalidations), Some(caches)) = (invalidations.upgrade(), caches.upgrade())
@@ -404,10 +407,27 @@ pub fn spawn_poller(db: Db, invalidations: Weak<Invalidations>, caches: Weak<Cac
                 // Entries stay until the next successful poll or their TTL.
                 Err(e) => tracing::warn!(error = %e, "reading cache invalidations failed"),
             }
+            // Every replica asks each minute; the one whose claim wins prunes,
+            // once per PRUNE_INTERVAL across all of them.
             if tokio::time::Instant::now() >= next_prune {
-                next_prune = tokio::time::Instant::now() + PRUNE_INTERVAL;
-                if let Err(e) = prune(&db).await {
-                    tracing::warn!(error = %e, "pruning cache invalidations failed");
+                next_prune = tokio::time::Instant::now() + Duration::from_secs(60);
+                let now = time::OffsetDateTime::now_utc();
+                match crate::db::jobs::claim(
+                    &db,
+                    "prune_invalidations",
+                    &replica,
+                    now,
+                    PRUNE_INTERVAL,
+                )
+                .await
+                {
+                    Ok(true) => {
+                        if let Err(e) = prune(&db).await {
+                            tracing::warn!(error = %e, "pruning cache invalidations failed");
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "claiming the prune job failed"),
                 }
             }
         }

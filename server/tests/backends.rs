@@ -253,6 +253,12 @@ async fn an_unreachable_postgres_fails_with_one_line_naming_host_and_database_on
     assert!(!debug.contains("hunter2"), "{debug}");
 }
 
+/// Held by each test that stops a cluster of its own: while one is
+/// stopped, another test's cluster starting could take its free port, and
+/// the stopped one's server would reconnect to a database that never went
+/// away.
+static OWN_CLUSTERS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 /// A server started while its database is still starting waits for it
 /// (up to the acquire timeout) instead of exiting at the first refusal;
 /// an error that waiting cannot cure fails at once.
@@ -261,6 +267,7 @@ async fn a_start_waits_for_a_database_that_is_starting_but_not_for_a_wrong_one()
     if !firmup_fixtures::database::on_postgres() {
         return;
     }
+    let _one_at_a_time = OWN_CLUSTERS.lock().await;
     let cluster = tokio::task::spawn_blocking(firmup_fixtures::database::OwnCluster::start)
         .await
         .unwrap();
@@ -320,6 +327,7 @@ async fn a_database_that_goes_away_gives_503s_and_the_server_recovers_by_itself(
     }
     // A cluster of this test's own: stopping the shared one would fail the
     // tests running beside this one.
+    let _one_at_a_time = OWN_CLUSTERS.lock().await;
     let cluster = tokio::task::spawn_blocking(firmup_fixtures::database::OwnCluster::start)
         .await
         .unwrap();
@@ -370,4 +378,46 @@ async fn a_database_that_goes_away_gives_503s_and_the_server_recovers_by_itself(
         )
         .await;
     assert_eq!(w.status, StatusCode::CREATED, "{:?}", w.body);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_jobs_run_once_across_replicas() {
+    let t = TestApp::new().await;
+    // A second replica's pool on the same database.
+    let other = Db::connect_with(&t.app.config.database_url(), t.app.config.pool_settings())
+        .await
+        .unwrap();
+    let every = Duration::from_secs(3600);
+    let now = time::OffsetDateTime::now_utc();
+    let claims = |at: time::OffsetDateTime| {
+        let dbs = [t.app.db.clone(), other.clone()];
+        async move {
+            let tasks: Vec<_> = (0..8)
+                .map(|i| {
+                    let db = dbs[i % 2].clone();
+                    tokio::spawn(async move {
+                        db::jobs::claim(&db, "test_job", &format!("replica-{i}"), at, every)
+                            .await
+                            .unwrap()
+                    })
+                })
+                .collect();
+            let mut won = 0;
+            for task in tasks {
+                won += usize::from(task.await.unwrap());
+            }
+            won
+        }
+    };
+    assert_eq!(claims(now).await, 1, "the first run: one replica");
+    assert_eq!(
+        claims(now + time::Duration::minutes(59)).await,
+        0,
+        "not due yet"
+    );
+    assert_eq!(
+        claims(now + time::Duration::minutes(61)).await,
+        1,
+        "the next run: one replica"
+    );
 }

@@ -79,6 +79,7 @@ pub mod devices;
 mod error;
 pub mod images;
 pub mod invalidations;
+pub mod jobs;
 pub mod releases;
 pub mod reports;
 pub mod snapshot;
