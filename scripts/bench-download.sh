@@ -73,8 +73,10 @@ releng=$("${srv[@]}" token create --role release_engineer --label bench 2>/dev/n
 pids+=($!); stream_pid=$!
 FIRMUP_DOWNLOAD_DELIVERY=redirect "${srv[@]}" serve --listen "127.0.0.1:$rport" 2>redirect.log &
 pids+=($!); redirect_pid=$!
-for p in "$sport" "$rport"; do
-  for _ in $(seq 100); do curl -fs "http://127.0.0.1:$p/readyz" >/dev/null && break; sleep 0.1; done
+for p in "$sport:stream" "$rport:redirect"; do
+  ok=0
+  for _ in $(seq 300); do curl -fs "http://127.0.0.1:${p%%:*}/readyz" >/dev/null && { ok=1; break; }; sleep 0.1; done
+  [ "$ok" = 1 ] || { echo "the ${p#*:} server did not become ready; its log:" >&2; cat "${p#*:}.log" >&2; exit 1; }
 done
 
 base=http://127.0.0.1:$sport

@@ -44,6 +44,12 @@ const NOT_RUN: &[(&str, &str)] = &[
         "minutes-long runs with scripts of their own",
     ),
     ("Benchmarks", "measurements, with scripts of their own"),
+    (
+        "Running at scale: PostgreSQL, S3 and replicas",
+        "needs a PostgreSQL server and an object store; the suite's PostgreSQL + Garage \
+         run runs the walkthroughs with FIRMUP_DATABASE_URL and FIRMUP_STORAGE_URL set, \
+         and the storage and end-to-end suites cover redirects",
+    ),
 ];
 
 /// The `sh` blocks of a Markdown text with the heading they are under.
