@@ -49,6 +49,15 @@
 //!   as a minimum delay. When the budget runs out the error is
 //!   [`Error::DownloadBudgetExhausted`] (retryable), carrying the last cause.
 //!   Failures of the device itself (its disk) are returned at once.
+//! - **A link that needs renewing** is not asked again: a 403
+//!   `grant_expired` from the server, or a 400/403 from an allowed download
+//!   origin the server redirected to (the object store refused its
+//!   presigned URL: expired or tampered with;
+//!   [`Error::PresignedUrlRefused`]), ends the call at once with that
+//!   retryable error ([`Error::needs_fresh_grant`]). The caller's next
+//!   update check hands out a fresh link, and the download resumes from the
+//!   partial file. Other statuses from such an origin are judged like the
+//!   server's.
 //! - **Constant memory**: one [`CHUNK_BYTES`] buffer per call; the partial
 //!   file is `fdatasync`ed every [`Downloader::with_sync_interval`] bytes and
 //!   before verification, so a power cut loses little, and whatever it
@@ -70,7 +79,10 @@ use crate::digest::Sha256Digest;
 use crate::error::{Error, Result};
 use crate::image::{CHUNK_BYTES, ImageHasher, verify_reader};
 use crate::manifest::ImageSpec;
-use crate::transport::{ContentRange, Transport, error_code_from_body, redact_url};
+use crate::transport::{
+    ContentRange, RoutedRangeReply, Transport, error_code_from_body, redact_url,
+    store_error_code_from_body,
+};
 
 /// Where the downloader gets the time and how it waits. Injected so tests
 /// can run backoff schedules without sleeping.
@@ -280,6 +292,7 @@ impl Downloader {
     /// removed), [`Error::RangeMismatch`] (twice in a row),
     /// [`Error::UnexpectedStatus`] for statuses that retrying cannot help
     /// (404, 403 `grant_expired`: check for a fresh URL),
+    /// [`Error::PresignedUrlRefused`] (check for a fresh URL too),
     /// [`Error::DownloadBudgetExhausted`], and local storage errors.
     pub fn download(
         &self,
@@ -398,9 +411,10 @@ impl Downloader {
             } else {
                 mismatches = 0;
             }
-            // An expired grant is retryable, but not by asking the same
-            // URL again: the caller's next check hands out a fresh one.
-            if !failure.error.retryable() || failure.error.is_grant_expired() {
+            // An expired grant, or a presigned URL the store refused, is
+            // retryable, but not by asking the same URL again: the caller's
+            // next check hands out a fresh one.
+            if !failure.error.retryable() || failure.error.needs_fresh_grant() {
                 return Err(failure.error);
             }
 
@@ -548,9 +562,12 @@ impl<P: FnMut(&Progress) + ?Sized> Run<'_, P> {
         let from = part.len();
         let length = self.spec.length;
         let etag = format!("\"{}\"", self.spec.sha256.to_hex());
-        let mut reply = self
+        let RoutedRangeReply {
+            mut reply,
+            foreign_origin,
+        } = self
             .transport
-            .get_range(self.url, from, Some(&etag))
+            .get_range_routed(self.url, from, Some(&etag))
             .map_err(Failure::remote)?;
         let mut announced_end = None;
         match reply.status {
@@ -582,13 +599,28 @@ impl<P: FnMut(&Progress) + ?Sized> Run<'_, P> {
                 }
             }
             status => {
-                let server_code = error_code_from_body(&mut reply.body);
-                return Err(Failure {
-                    error: Error::UnexpectedStatus {
+                let error = match foreign_origin {
+                    // The server checked the grant and redirected to a
+                    // presigned URL, which the store refuses: expired (a
+                    // slow download, a skewed clock) or tampered with.
+                    Some(origin) if matches!(status, 400 | 403) => Error::PresignedUrlRefused {
+                        origin,
+                        status,
+                        store_code: store_error_code_from_body(&mut reply.body),
+                    },
+                    Some(origin) => Error::UnexpectedStatus {
+                        url: format!("{} (redirected to {origin})", redact_url(self.url)),
+                        status,
+                        server_code: None,
+                    },
+                    None => Error::UnexpectedStatus {
                         url: redact_url(self.url),
                         status,
-                        server_code,
+                        server_code: error_code_from_body(&mut reply.body),
                     },
+                };
+                return Err(Failure {
+                    error,
                     retry_after: reply.retry_after,
                     local: false,
                 });
@@ -858,6 +890,159 @@ mod tests {
         let caps: Vec<u64> = (0..6).map(|n| d.backoff_cap(n).as_secs()).collect();
         assert_eq!(caps, [1, 2, 4, 8, 10, 10]);
         assert_eq!(d.backoff_cap(u32::MAX), Duration::from_secs(10));
+    }
+
+    /// A clock that only moves when the downloader sleeps.
+    #[derive(Default)]
+    struct NoSleep {
+        sleeps: std::sync::Mutex<Vec<Duration>>,
+    }
+
+    impl TimeSource for NoSleep {
+        fn now(&self) -> Instant {
+            Instant::now()
+        }
+        fn sleep(&self, duration: Duration) {
+            self.sleeps.lock().unwrap().push(duration);
+        }
+    }
+
+    /// The server checks the grant and redirects to a presigned URL on an
+    /// allowed object store, which refuses it (expired): the download stops
+    /// at once with a retryable error that asks for a fresh check, keeps the
+    /// partial file, and the link of the next check resumes it.
+    #[cfg(feature = "http")]
+    #[test]
+    fn a_presigned_url_refused_by_an_allowed_origin_falls_back_to_a_fresh_check() {
+        use crate::transport::test_server::{answer, start};
+        use crate::transport::{HttpConfig, HttpTransport};
+
+        let image: Vec<u8> = (0..64 * 1024u32).map(|i| (i * 7 + i / 251) as u8).collect();
+        let spec = ImageSpec {
+            name: "firmware.img".into(),
+            target: "rootfs".into(),
+            length: image.len() as u64,
+            sha256: Sha256Digest::of(&image),
+        };
+        let served = image.clone();
+        let store = start(move |req| {
+            if req.target.ends_with("Signature=fresh") {
+                let from: usize = req
+                    .header("range")
+                    .and_then(|r| r.strip_prefix("bytes="))
+                    .and_then(|r| r.strip_suffix('-'))
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(0);
+                let range = format!("bytes {from}-{}/{}", served.len() - 1, served.len());
+                answer(
+                    "206 Partial Content",
+                    &[("content-range", range.as_str())],
+                    &served[from..],
+                )
+            } else if req.target.ends_with("Signature=mangled") {
+                answer(
+                    "400 Bad Request",
+                    &[("content-type", "application/xml")],
+                    b"<Error><Code>AuthorizationQueryParametersError</Code></Error>",
+                )
+            } else {
+                answer(
+                    "403 Forbidden",
+                    &[("content-type", "application/xml")],
+                    b"<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>AccessDenied</Code>\
+                      <Message>Request has expired</Message></Error>",
+                )
+            }
+        });
+        let store_origin = format!("http://127.0.0.1:{}", store.addr.port());
+        let presigned = store_origin.clone();
+        let server = start(move |req| {
+            if req.target.contains("grant=forbidden") {
+                return answer(
+                    "403 Forbidden",
+                    &[],
+                    br#"{"error":{"code":"invalid_grant","message":"no"}}"#,
+                );
+            }
+            let sig = if req.target.contains("grant=2") {
+                "fresh"
+            } else if req.target.contains("grant=3") {
+                "mangled"
+            } else {
+                "expired"
+            };
+            let location = format!("{presigned}/bucket/images/ab?X-Amz-Signature={sig}");
+            answer("302 Found", &[("location", location.as_str())], b"")
+        });
+        let transport = HttpTransport::with_config(
+            &format!("http://{}", server.addr),
+            HttpConfig {
+                allowed_download_origins: vec![store_origin.clone()],
+                ..HttpConfig::default()
+            },
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let time = Arc::new(NoSleep::default());
+        let dl = Downloader::new(dir.path()).with_time_source(time.clone());
+        // An earlier run got this far.
+        std::fs::create_dir_all(dir.path()).unwrap();
+        std::fs::write(dl.partial_path(&spec), &image[..20_000]).unwrap();
+        let url = |grant: &str| format!("/v1/images/{}?sub=SN-1&exp=1&grant={grant}", spec.sha256);
+
+        let err = dl
+            .download(&transport, &url("1"), &spec, |_| {})
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::PresignedUrlRefused { origin, status: 403, store_code: Some(c) }
+                if *origin == store_origin && c == "AccessDenied"),
+            "{err:?}"
+        );
+        assert!(err.retryable() && err.needs_fresh_grant(), "{err:?}");
+        assert!(
+            err.to_string().contains(&format!(
+                "presigned download URL was refused by {store_origin}"
+            )),
+            "{err}"
+        );
+        // Not asked again, no backoff, nothing lost.
+        assert_eq!((server.seen().len(), store.seen().len()), (1, 1));
+        assert!(time.sleeps.lock().unwrap().is_empty());
+        assert_eq!(
+            std::fs::metadata(dl.partial_path(&spec)).unwrap().len(),
+            20_000
+        );
+
+        // A 400 (a mangled signature) goes the same way.
+        let err = dl
+            .download(&transport, &url("3"), &spec, |_| {})
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::PresignedUrlRefused { status: 400, .. }),
+            "{err:?}"
+        );
+        assert!(err.needs_fresh_grant());
+
+        // The server's own 403 is still the server's verdict, not a
+        // presigned URL's.
+        let err = dl
+            .download(&transport, &url("forbidden"), &spec, |_| {})
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::UnexpectedStatus { status: 403, server_code: Some(c), .. } if c == "invalid_grant"),
+            "{err:?}"
+        );
+        assert!(!err.retryable());
+
+        // The fresh check's link: the server redirects to a fresh presigned
+        // URL and the download resumes where it stopped.
+        let got = dl.download(&transport, &url("2"), &spec, |_| {}).unwrap();
+        assert_eq!(std::fs::read(&got.path).unwrap(), image);
+        assert_eq!((got.stats.resumed_from, got.stats.attempts), (20_000, 1));
+        let last = store.seen().pop().unwrap();
+        assert_eq!(last.header("range"), Some("bytes=20000-"));
+        assert_eq!(last.header("authorization"), None);
+        assert!(time.sleeps.lock().unwrap().is_empty());
     }
 
     #[test]

@@ -344,8 +344,29 @@ pub enum Error {
         from: String,
         /// Where it pointed, redacted.
         to: String,
-        /// Which rule refused it.
-        reason: &'static str,
+        /// Which rule refused it, and for a target on another origin which
+        /// origin and how to allow it.
+        reason: String,
+    },
+    /// The object store or CDN an allowed download origin points at (the
+    /// server redirected the image download to a presigned URL there)
+    /// refused the presigned URL, typically with a 403 (expired or tampered
+    /// with) or a 400. Retryable the way a 403 `grant_expired` is: not by
+    /// asking the same link again, but after a fresh update check, which
+    /// hands out a fresh grant (and the server a fresh presigned URL); the
+    /// download then resumes from the partial file.
+    #[error(
+        "the presigned download URL was refused by {origin} (HTTP {status}{}); a fresh update check hands out a new one",
+        store_code.as_ref().map(|c| format!(", {c}")).unwrap_or_default()
+    )]
+    PresignedUrlRefused {
+        /// The origin that refused it (`scheme://host[:port]`).
+        origin: String,
+        /// The HTTP status it answered with.
+        status: u16,
+        /// The store's error code (S3's `<Code>`, such as `AccessDenied`),
+        /// when its body carried a plausible one.
+        store_code: Option<String>,
     },
     /// The operation is not available on this transport or build (for
     /// example POST on an offline bundle).
@@ -426,6 +447,7 @@ impl Error {
             Error::UnexpectedStatus { .. } => "unexpected_status",
             Error::RangeMismatch { .. } => "range_mismatch",
             Error::RedirectRefused { .. } => "redirect_refused",
+            Error::PresignedUrlRefused { .. } => "presigned_url_refused",
             Error::Unsupported { .. } => "unsupported",
             Error::DownloadBudgetExhausted { .. } => "download_budget_exhausted",
             Error::OfferMismatch { .. } => "offer_mismatch",
@@ -441,6 +463,17 @@ impl Error {
         )
     }
 
+    /// The download link cannot be used again, but a fresh update check
+    /// hands out one that works: the server's grant expired
+    /// ([`Error::is_grant_expired`]), or the presigned URL the server
+    /// redirected to was refused by its object store or CDN
+    /// ([`Error::PresignedUrlRefused`]). The downloader stops at once on
+    /// these (asking the same link again cannot help) and the error is
+    /// retryable.
+    pub fn needs_fresh_grant(&self) -> bool {
+        self.is_grant_expired() || matches!(self, Error::PresignedUrlRefused { .. })
+    }
+
     /// Whether the same operation may succeed if tried again later.
     ///
     /// Verification verdicts are final for the bytes they judged: fetching
@@ -450,7 +483,9 @@ impl Error {
     /// retryable because space is usually freed (old partial downloads,
     /// logs). A 403 with the server code `grant_expired` is retryable: the
     /// download link's grant ran out (a slow download), a fresh check hands
-    /// out a new link and the download resumes from the partial file. A
+    /// out a new link and the download resumes from the partial file; so is
+    /// [`Error::PresignedUrlRefused`], its counterpart when the server
+    /// redirected the download to an object store or CDN. A
     /// read-back mismatch is not: the device wrote the signed bytes
     /// and its slot holds others (failing storage or tampering on the
     /// device), which needs a person, not a loop.
@@ -459,6 +494,9 @@ impl Error {
             Error::Io { .. } | Error::ImageTruncated { .. } | Error::StorageFull { .. } => true,
             // Transport trouble, not a verdict on bytes.
             Error::Network { .. } | Error::DownloadBudgetExhausted { .. } => true,
+            // An expired or refused presigned URL: the next update check
+            // hands out a fresh one (see `needs_fresh_grant`).
+            Error::PresignedUrlRefused { .. } => true,
             // A source that misplaced a range once may be a cache or a
             // proxy in a bad state; the partial file is intact, so trying
             // later (another connection, another node) can succeed.
@@ -541,5 +579,24 @@ mod tests {
         assert!(!status(404, Some("grant_expired")).retryable());
         assert!(status(503, None).retryable());
         assert!(status(429, None).retryable());
+    }
+
+    #[test]
+    fn a_refused_presigned_url_needs_a_fresh_grant_like_an_expired_one() {
+        let refused = Error::PresignedUrlRefused {
+            origin: "http://127.0.0.1:3900".into(),
+            status: 403,
+            store_code: Some("AccessDenied".into()),
+        };
+        assert!(refused.retryable());
+        assert!(refused.needs_fresh_grant());
+        assert!(!refused.is_grant_expired());
+        assert_eq!(refused.code(), "presigned_url_refused");
+        let msg = refused.to_string();
+        assert!(msg.contains("presigned download URL was refused by http://127.0.0.1:3900"));
+        assert!(msg.contains("HTTP 403, AccessDenied"), "{msg}");
+        assert!(status(403, Some("grant_expired")).needs_fresh_grant());
+        assert!(!status(403, None).needs_fresh_grant());
+        assert!(!status(503, None).needs_fresh_grant());
     }
 }

@@ -437,6 +437,13 @@ impl<'a> UpdateSession<'a> {
 
     /// Downloads (or resumes) the offer's image into the work directory;
     /// the returned file has the signed length and sha256.
+    ///
+    /// A link that needs renewing (a 403 `grant_expired` from the server,
+    /// or [`Error::PresignedUrlRefused`] from the object store it
+    /// redirected to) ends the call with a retryable error that is not
+    /// reported as a failure ([`Error::needs_fresh_grant`]): the next
+    /// [`UpdateSession::check`] hands out a fresh link, and the download
+    /// resumes from the partial file.
     pub fn download(
         &mut self,
         offer: &Offer,

@@ -4,7 +4,8 @@
 //! Layout of `--state-dir DIR`:
 //!
 //! - `config.json`: [`DeviceConfig`] (server, serial, hw_id, product_line,
-//!   channel, token), mode 0600;
+//!   channel, token), mode 0600, and optionally the agent's own
+//!   [`ALLOWED_DOWNLOAD_ORIGINS_KEY`] next to it ([`AgentConfig`]);
 //! - `state/state.json`: the trusted state ([`FileStateStore`]);
 //! - `slots/`: the A/B slots and boot record ([`FileFlasher`]);
 //! - `work/`: partial and complete downloads;
@@ -18,6 +19,7 @@ use anyhow::{Context as _, Result};
 use firmup_client::flash::FinishOutcome;
 use firmup_client::session::{Phase, StepProgress};
 use firmup_client::state::atomic_write_private;
+use firmup_client::transport::HttpConfig;
 use firmup_client::{
     DeviceConfig, Error, FileFlasher, FileStateStore, HttpTransport, UpdateSession,
 };
@@ -56,10 +58,28 @@ pub fn exit(res: Result<()>) -> ExitCode {
         EXIT_LOCAL
     };
     match e.chain().find_map(|c| c.downcast_ref::<Error>()) {
-        Some(ce) => eprintln!("error ({}): {e:#}", ce.code()),
+        Some(ce) => {
+            eprintln!("error ({}): {e:#}", ce.code());
+            if let Some(hint) = hint(ce) {
+                eprintln!("hint: {hint}");
+            }
+        }
         None => eprintln!("error: {e:#}"),
     }
     ExitCode::from(code)
+}
+
+/// What the operator can do about a library error, where the agent knows.
+pub fn hint(e: &Error) -> Option<String> {
+    match e {
+        Error::RedirectRefused { reason, .. } if reason.contains(ALLOWED_DOWNLOAD_ORIGINS_KEY) => {
+            Some(format!(
+                "to allow a download origin, list it under \"{ALLOWED_DOWNLOAD_ORIGINS_KEY}\" in \
+                 config.json, or pass --allow-download-origin ORIGIN"
+            ))
+        }
+        _ => None,
+    }
 }
 
 /// The exit code for a library error.
@@ -91,6 +111,83 @@ pub fn classify(e: &Error) -> u8 {
     }
 }
 
+/// The key in `config.json` listing the origins image downloads may be
+/// redirected to (the object store or CDN holding the server's presigned
+/// download URLs): a list of URLs such as `"https://cdn.example.com"`.
+/// Absent or empty: a download redirected off the server's origin is
+/// refused.
+pub const ALLOWED_DOWNLOAD_ORIGINS_KEY: &str = "allowed_download_origins";
+
+/// Everything in `config.json`: the device's identity, and the agent's own
+/// settings next to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentConfig {
+    /// The identity and server the update session uses.
+    pub device: DeviceConfig,
+    /// [`ALLOWED_DOWNLOAD_ORIGINS_KEY`], as written.
+    pub allowed_download_origins: Vec<String>,
+}
+
+impl AgentConfig {
+    /// The configuration of `config.json`'s bytes.
+    pub fn parse(bytes: &[u8]) -> Result<AgentConfig> {
+        let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+        let origins = match value
+            .as_object_mut()
+            .and_then(|o| o.remove(ALLOWED_DOWNLOAD_ORIGINS_KEY))
+        {
+            None | Some(serde_json::Value::Null) => Vec::new(),
+            Some(serde_json::Value::Array(items)) => items
+                .into_iter()
+                .map(|item| match item {
+                    serde_json::Value::String(s) => Ok(s),
+                    other => Err(anyhow::anyhow!(
+                        "{ALLOWED_DOWNLOAD_ORIGINS_KEY} holds {other}, not a URL string"
+                    )),
+                })
+                .collect::<Result<_>>()?,
+            Some(_) => anyhow::bail!(
+                "{ALLOWED_DOWNLOAD_ORIGINS_KEY} must be a list of URLs, such as \
+                 [\"https://cdn.example.com\"]"
+            ),
+        };
+        Ok(AgentConfig {
+            device: serde_json::from_value(value)?,
+            allowed_download_origins: origins,
+        })
+    }
+
+    /// `config.json`'s bytes (the key is left out when the list is empty).
+    pub fn to_json(&self) -> Result<Vec<u8>> {
+        let mut value = serde_json::to_value(&self.device)?;
+        if !self.allowed_download_origins.is_empty()
+            && let Some(o) = value.as_object_mut()
+        {
+            o.insert(
+                ALLOWED_DOWNLOAD_ORIGINS_KEY.into(),
+                self.allowed_download_origins.clone().into(),
+            );
+        }
+        let mut bytes = serde_json::to_vec_pretty(&value)?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
+}
+
+/// The HTTP transport to `server`, following image-download redirects to
+/// `allowed_download_origins` as well as within the server's origin (see
+/// `firmup_client`'s HTTP transport for the policy). Image downloads carry
+/// no credentials either way; the device token only goes to `server`.
+pub fn transport(server: &str, allowed_download_origins: &[String]) -> Result<HttpTransport> {
+    Ok(HttpTransport::with_config(
+        server,
+        HttpConfig {
+            allowed_download_origins: allowed_download_origins.to_vec(),
+            ..HttpConfig::default()
+        },
+    )?)
+}
+
 /// The paths of a state directory.
 #[derive(Debug, Clone)]
 pub struct Device {
@@ -112,7 +209,7 @@ impl Device {
     }
 
     /// Reads `config.json`.
-    pub fn config(&self) -> Result<DeviceConfig> {
+    pub fn config(&self) -> Result<AgentConfig> {
         let path = self.config_path();
         let bytes = std::fs::read(&path).with_context(|| {
             format!(
@@ -120,14 +217,13 @@ impl Device {
                 path.display()
             )
         })?;
-        serde_json::from_slice(&bytes).with_context(|| format!("parsing {}", path.display()))
+        AgentConfig::parse(&bytes).with_context(|| format!("parsing {}", path.display()))
     }
 
     /// Writes `config.json` atomically, readable only by its owner.
-    pub fn save_config(&self, config: &DeviceConfig) -> Result<()> {
+    pub fn save_config(&self, config: &AgentConfig) -> Result<()> {
         let path = self.config_path();
-        let mut bytes = serde_json::to_vec_pretty(config)?;
-        bytes.push(b'\n');
+        let bytes = config.to_json()?;
         // Created 0600 from the start: the token is never readable by
         // others, not even in the temporary file.
         atomic_write_private(&path, &bytes)?;
@@ -162,7 +258,8 @@ pub struct Parts {
     pub device: Device,
     /// Its configuration.
     pub config: DeviceConfig,
-    /// HTTP to the configured server.
+    /// HTTP to the configured server, and for image downloads to the
+    /// allowed download origins.
     pub transport: HttpTransport,
     /// Trusted state.
     pub store: FileStateStore,
@@ -173,10 +270,20 @@ pub struct Parts {
 }
 
 impl Parts {
-    /// Opens the device in `dir`.
-    pub fn open(dir: &Path) -> Result<Parts> {
+    /// Opens the device in `dir`. Image downloads may be redirected to the
+    /// origins in `config.json`'s [`ALLOWED_DOWNLOAD_ORIGINS_KEY`] and to
+    /// `extra_origins` (the command line's, for this run only).
+    pub fn open(dir: &Path, extra_origins: &[String]) -> Result<Parts> {
         let device = Device::new(dir);
-        let config = device.config()?;
+        let AgentConfig {
+            device: config,
+            allowed_download_origins: mut origins,
+        } = device.config()?;
+        for o in extra_origins {
+            if !origins.contains(o) {
+                origins.push(o.clone());
+            }
+        }
         // Two agents on one state directory would each act on a stale view
         // of the slots and the trusted state: refuse the second one.
         let lock_path = dir.join("lock");
@@ -192,7 +299,12 @@ impl Parts {
                 dir.display()
             )
         })?;
-        let transport = HttpTransport::new(&config.server)?;
+        let transport = transport(&config.server, &origins).with_context(|| {
+            format!(
+                "the server or {ALLOWED_DOWNLOAD_ORIGINS_KEY} in {} (or --allow-download-origin)",
+                device.config_path().display()
+            )
+        })?;
         let store = device.store()?;
         let flasher = device.flasher()?;
         Ok(Parts {

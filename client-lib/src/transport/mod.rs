@@ -33,6 +33,8 @@ mod file;
 mod http;
 
 pub use file::FileTransport;
+#[cfg(all(test, feature = "http"))]
+pub(crate) use http::test_server;
 #[cfg(feature = "http")]
 pub use http::{HttpConfig, HttpTransport};
 
@@ -60,6 +62,27 @@ pub trait Transport: Send + Sync {
     /// The body is streamed: nothing is buffered beyond the transport's own
     /// I/O buffer, and nothing limits its length. The caller caps it.
     fn get_range(&self, url: &str, from: u64, if_range: Option<&str>) -> Result<RangeReply>;
+
+    /// [`Transport::get_range`], also saying which origin answered when a
+    /// redirect led away from the origin of `url` (to an allowed download
+    /// origin: an object store or CDN serving a presigned URL). The
+    /// downloader uses it to tell "the server refused the grant" from "the
+    /// store refused its presigned URL".
+    ///
+    /// The default answers with [`Transport::get_range`] and no foreign
+    /// origin, which is right for every transport that never follows a
+    /// redirect to another origin.
+    fn get_range_routed(
+        &self,
+        url: &str,
+        from: u64,
+        if_range: Option<&str>,
+    ) -> Result<RoutedRangeReply> {
+        Ok(RoutedRangeReply {
+            reply: self.get_range(url, from, if_range)?,
+            foreign_origin: None,
+        })
+    }
 
     /// GETs a small document (a JSON answer, a root chain, a bundle's
     /// manifest), reading at most `max_response` bytes of body: a longer
@@ -115,6 +138,18 @@ impl std::fmt::Debug for RangeReply {
             .field("retry_after", &self.retry_after)
             .finish_non_exhaustive()
     }
+}
+
+/// The answer to [`Transport::get_range_routed`]: the answer, and which
+/// origin gave it when that is not the origin of the URL asked for.
+#[derive(Debug)]
+pub struct RoutedRangeReply {
+    /// The answer, whoever gave it.
+    pub reply: RangeReply,
+    /// The origin (`scheme://host[:port]`) that gave `reply` after a
+    /// redirect to another origin than the URL's; `None` when the URL's own
+    /// origin answered.
+    pub foreign_origin: Option<String>,
 }
 
 /// The answer to [`Transport::get_json`] or [`Transport::post_json`]: a
@@ -242,6 +277,30 @@ pub fn error_code_from_body(body: &mut dyn Read) -> Option<String> {
     error_code_from_json(&buf)
 }
 
+/// Reads at most [`MAX_ERROR_BODY_BYTES`] of an object store's or CDN's
+/// error answer and returns its error code: the `<Code>` of an S3-style XML
+/// error (`AccessDenied`, `SignatureDoesNotMatch`, ...), or `error.code` of
+/// a JSON envelope. Only a plausible code (1 to 64 ASCII letters, digits,
+/// `_`, `-` or `.`) is returned, so a hostile body cannot smuggle text into
+/// logs.
+pub(crate) fn store_error_code_from_body(body: &mut dyn Read) -> Option<String> {
+    let mut buf = Vec::new();
+    body.take(MAX_ERROR_BODY_BYTES).read_to_end(&mut buf).ok()?;
+    if let Some(code) = error_code_from_json(&buf) {
+        return Some(code);
+    }
+    let text = std::str::from_utf8(&buf).ok()?;
+    let (_, rest) = text.split_once("<Code>")?;
+    let (code, _) = rest.split_once("</Code>")?;
+    let code = code.trim();
+    let plausible = !code.is_empty()
+        && code.len() <= 64
+        && code
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'));
+    plausible.then(|| code.to_owned())
+}
+
 /// Reads a whole body, refusing one longer than `max` bytes (reading at
 /// most one byte past it).
 pub(crate) fn read_capped(body: &mut dyn Read, max: u64, what: &'static str) -> Result<Vec<u8>> {
@@ -348,6 +407,29 @@ mod tests {
         assert_eq!(error_code_from_json(b"<html>oops</html>"), None);
         let long = format!(r#"{{"error":{{"code":"{}"}}}}"#, "a".repeat(65));
         assert_eq!(error_code_from_json(long.as_bytes()), None);
+    }
+
+    #[test]
+    fn store_error_codes_come_from_s3_xml_or_json_and_must_look_like_codes() {
+        let s3 = br#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>"#;
+        assert_eq!(
+            store_error_code_from_body(&mut &s3[..]).as_deref(),
+            Some("AccessDenied")
+        );
+        let json = br#"{"error":{"code":"grant_expired"}}"#;
+        assert_eq!(
+            store_error_code_from_body(&mut &json[..]).as_deref(),
+            Some("grant_expired")
+        );
+        for bad in [
+            &b"<Error><Code>Access Denied; rm -rf</Code></Error>"[..],
+            b"<Error><Code></Code></Error>",
+            b"<Error><Code>AccessDenied",
+            b"Forbidden",
+        ] {
+            assert_eq!(store_error_code_from_body(&mut &bad[..]), None);
+        }
     }
 
     #[test]

@@ -17,8 +17,8 @@ use crate::agent::Parts;
 pub struct Args {}
 
 /// Runs `check`.
-pub fn run(dir: &Path, _a: Args) -> Result<()> {
-    let mut parts = Parts::open(dir)?;
+pub fn run(dir: &Path, origins: &[String], _a: Args) -> Result<()> {
+    let mut parts = Parts::open(dir, origins)?;
     let mut session = parts.session();
     let checked = session.check()?;
     match &checked.outcome {

@@ -22,8 +22,8 @@ pub struct Args {
 }
 
 /// Runs `install`.
-pub fn run(dir: &Path, a: Args) -> Result<()> {
-    let mut parts = Parts::open(dir)?;
+pub fn run(dir: &Path, origins: &[String], a: Args) -> Result<()> {
+    let mut parts = Parts::open(dir, origins)?;
     let device = parts.device.clone();
     let mut session = parts.session();
     finish_interrupted(&mut session, &device)?;

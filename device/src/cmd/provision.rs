@@ -3,15 +3,18 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
-use firmup_client::{DeviceConfig, HttpTransport, StateStore as _, TrustedRoot, TrustedState};
+use firmup_client::{DeviceConfig, StateStore as _, TrustedRoot, TrustedState};
 use semver::Version;
 
-use crate::agent::Device;
+use crate::agent::{AgentConfig, Device, transport};
 
 /// Provisions a simulated device, as a factory would: writes its identity
 /// (`config.json`, mode 0600), its trusted state (the pinned root, the
 /// factory version and security counter) and a factory image in slot A,
-/// committed and running.
+/// committed and running. Origins given with `--allow-download-origin`
+/// are stored in `config.json` as `allowed_download_origins`: image
+/// downloads may be redirected there (an object store or CDN serving the
+/// server's presigned URLs).
 ///
 /// Refuses a state directory that is already provisioned: trust is never
 /// reset by accident.
@@ -48,7 +51,7 @@ pub struct Args {
 }
 
 /// Runs `provision`.
-pub fn run(dir: &Path, a: Args) -> Result<()> {
+pub fn run(dir: &Path, origins: &[String], a: Args) -> Result<()> {
     let device = Device::new(dir);
     if device.config_path().exists() {
         bail!(
@@ -56,7 +59,14 @@ pub fn run(dir: &Path, a: Args) -> Result<()> {
             dir.display()
         );
     }
-    HttpTransport::new(&a.server).context("--server")?;
+    transport(&a.server, &[]).context("--server")?;
+    let mut allowed_download_origins: Vec<String> = Vec::new();
+    for o in origins {
+        transport(&a.server, std::slice::from_ref(o)).context("--allow-download-origin")?;
+        if !allowed_download_origins.contains(o) {
+            allowed_download_origins.push(o.clone());
+        }
+    }
     let root_bytes =
         std::fs::read(&a.root).with_context(|| format!("reading {}", a.root.display()))?;
     let root = TrustedRoot::from_pinned(&root_bytes)
@@ -76,13 +86,16 @@ pub fn run(dir: &Path, a: Args) -> Result<()> {
         a.version.clone(),
         a.security_counter,
     ))?;
-    device.save_config(&DeviceConfig {
-        server: a.server,
-        serial: a.serial.clone(),
-        hw_id: a.hw_id,
-        product_line: a.product_line,
-        channel: a.channel,
-        token: a.token,
+    device.save_config(&AgentConfig {
+        device: DeviceConfig {
+            server: a.server,
+            serial: a.serial.clone(),
+            hw_id: a.hw_id,
+            product_line: a.product_line,
+            channel: a.channel,
+            token: a.token,
+        },
+        allowed_download_origins,
     })?;
     println!(
         "provisioned {} at {} (root version {}, slot a)",

@@ -31,8 +31,8 @@ pub struct Args {
 }
 
 /// Runs `run`.
-pub fn run(dir: &Path, a: Args) -> Result<()> {
-    let mut parts = Parts::open(dir)?;
+pub fn run(dir: &Path, origins: &[String], a: Args) -> Result<()> {
+    let mut parts = Parts::open(dir, origins)?;
     let device = parts.device.clone();
     let mut session = parts.session();
     let mut n = 0u64;

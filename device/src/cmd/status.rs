@@ -10,7 +10,8 @@ use crate::agent::Device;
 
 /// Prints the device's slots (committed, running, pending), committed
 /// version, security counter, manifest versions, root version, the update
-/// in flight and the number of queued reports. Changes nothing and needs
+/// in flight, the number of queued reports and the allowed download
+/// origins of `config.json`. Changes nothing and needs
 /// no network.
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -23,6 +24,8 @@ pub struct Args {
 pub fn run(dir: &Path, a: Args) -> Result<()> {
     let device = Device::new(dir);
     let config = device.config()?;
+    let origins = config.allowed_download_origins;
+    let config = config.device;
     let state = device
         .store()?
         .load()?
@@ -45,6 +48,7 @@ pub fn run(dir: &Path, a: Args) -> Result<()> {
             "root_version": root_version,
             "pending": pending,
             "queued_reports": state.queued_reports().len(),
+            "allowed_download_origins": origins,
         });
         println!("{v:#}");
         return Ok(());
@@ -60,5 +64,13 @@ pub fn run(dir: &Path, a: Args) -> Result<()> {
     println!("root_version: {root_version}");
     println!("pending: {}", pending.as_deref().unwrap_or("none"));
     println!("queued_reports: {}", state.queued_reports().len());
+    println!(
+        "allowed_download_origins: {}",
+        if origins.is_empty() {
+            "none".to_owned()
+        } else {
+            origins.join(", ")
+        }
+    );
     Ok(())
 }
