@@ -113,11 +113,55 @@ impl Server {
         trust_root: &std::path::Path,
         env: &[(&str, &str)],
     ) -> Server {
-        let data_dir = dir.join("data");
+        let mut server = Self::spawn(
+            dir.join("data"),
+            firmup_fixtures::database::fresh_url(),
+            firmup_fixtures::storage::fresh_url(),
+            trust_root,
+            env,
+            &dir.join("server.log"),
+        );
+        server.admin = server.cli_token("admin", None);
+        server
+    }
+
+    /// A second replica of this server: another `serve` process on the same
+    /// database, storage and grant key (the same data directory), on its
+    /// own port, logging to `log`. It shares this one's admin token.
+    pub fn replica(&self, env: &[(&str, &str)], log: &std::path::Path) -> Server {
+        let mut replica = Self::spawn(
+            self.data_dir.clone(),
+            self.database_url.clone(),
+            self.storage_url.clone(),
+            &self.trust_root,
+            env,
+            log,
+        );
+        replica.admin = self.admin.clone();
+        replica
+    }
+
+    /// The process's operating-system id (to kill it mid-request).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    fn spawn(
+        data_dir: PathBuf,
+        database_url: Option<String>,
+        storage_url: Option<String>,
+        trust_root: &std::path::Path,
+        env: &[(&str, &str)],
+        log: &std::path::Path,
+    ) -> Server {
         let port = free_port();
-        let database_url = firmup_fixtures::database::fresh_url();
-        let storage_url = firmup_fixtures::storage::fresh_url();
-        let mut server = Server {
+        let server = Server {
             child: Command::new(bin("firmup-server", "firmup-server"))
                 .envs(env.iter().copied())
                 .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -129,7 +173,7 @@ impl Server {
                 .arg("--trust-root")
                 .arg(trust_root)
                 .stdout(std::process::Stdio::null())
-                .stderr(std::fs::File::create(dir.join("server.log")).expect("log file"))
+                .stderr(std::fs::File::create(log).expect("log file"))
                 .spawn()
                 .expect("firmup-server starts"),
             url: format!("http://127.0.0.1:{port}"),
@@ -147,12 +191,7 @@ impl Server {
                 .send()
                 .is_ok_and(|r| r.status().is_success())
         });
-        assert!(
-            ready,
-            "server did not become ready; see {}",
-            dir.join("server.log").display()
-        );
-        server.admin = server.cli_token("admin", None);
+        assert!(ready, "server did not become ready; see {}", log.display());
         server
     }
 
