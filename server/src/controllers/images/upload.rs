@@ -72,6 +72,7 @@ pub async fn put_image(
 
     // Already stored: answer without reading a byte of the body.
     if let Some(length) = app.storage.len(StorageKey::image(digest)).await? {
+        // Stored before this request: 200 even if the row is written now.
         record(&app, &principal, &hex, length, false).await?;
         return Ok((
             StatusCode::OK,
@@ -88,12 +89,20 @@ pub async fn put_image(
         .put_image(digest, announced, max, body.into_data_stream())
         .await
         .map_err(|e| upload_error(e, announced, max))?;
-    let (status, length, created) = match outcome {
-        PutOutcome::Created { length } => (StatusCode::CREATED, length, true),
+    let (length, stored) = match outcome {
+        PutOutcome::Created { length } => (length, true),
         // Another request stored the same bytes meanwhile.
-        PutOutcome::AlreadyExists { length } => (StatusCode::OK, length, false),
+        PutOutcome::AlreadyExists { length } => (length, false),
     };
-    record(&app, &principal, &hex, length, created).await?;
+    // Of concurrent uploads of the same bytes, the one whose row insert
+    // wins is the one that created the image (201): a store without a
+    // create-if-absent copy (S3) may have let several write the object.
+    let created = record(&app, &principal, &hex, length, stored).await?;
+    let status = if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
     tracing::info!(sha256 = %hex, size_bytes = length, created, "image uploaded");
     Ok((
         status,
@@ -135,15 +144,15 @@ pub async fn head_upload(
 }
 
 /// Writes the `images` row (if absent) and the audit record, in one
-/// transaction. A blob already in storage without its row (a crash between
-/// the two) gets its row here too.
+/// transaction; true if this call inserted the row. A blob already in
+/// storage without its row (a crash between the two) gets its row here too.
 async fn record(
     app: &AppState,
     principal: &Principal,
     sha256: &str,
     length: u64,
     created: bool,
-) -> AppResult<()> {
+) -> AppResult<bool> {
     let mut tx = app.db.begin().await?;
     let inserted = db::images::insert_if_absent(&mut tx, sha256, length).await?;
     // The row's insert is where concurrent uploads of the same bytes are
@@ -162,7 +171,7 @@ async fn record(
         .await?;
     }
     tx.commit().await?;
-    Ok(())
+    Ok(inserted)
 }
 
 fn content_length(headers: &HeaderMap) -> AppResult<Option<u64>> {
