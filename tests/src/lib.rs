@@ -48,8 +48,11 @@ pub fn bin(package: &str, name: &str) -> PathBuf {
 /// Whether a variable of the test process is passed on to the nested
 /// cargo: everything but cargo's per-package variables.
 fn keep_for_cargo(name: &str) -> bool {
-    let per_package =
-        name.starts_with("CARGO_") && name != "CARGO_HOME" && name != "CARGO_TARGET_DIR";
+    let per_package = name.starts_with("CARGO_")
+        && !matches!(
+            name,
+            "CARGO_HOME" | "CARGO_TARGET_DIR" | "CARGO_INCREMENTAL"
+        );
     !per_package && !matches!(name, "OUT_DIR" | "RUST_TEST_THREADS")
 }
 
