@@ -475,7 +475,7 @@ impl<'a> UpdateSession<'a> {
         self.report_stage(offer, ReportStage::Verifying);
         self.report_stage(offer, ReportStage::Installing);
         let path = downloaded.path.clone();
-        let res = self.flash(&offer.plan, &path, progress);
+        let res = self.flash(&offer.plan, &path, false, progress);
         self.report_failure(offer, res)
     }
 
@@ -576,9 +576,16 @@ impl<'a> UpdateSession<'a> {
     /// optionally root documents `root.v<N>.json` newer than the stored
     /// root. Expiry is not checked ([`Clock::OfflineNoExpiry`]); version,
     /// counter and replay checks are. Reports are queued for later.
+    ///
+    /// `allow_downgrade` is the consent of the person at the device (a
+    /// technician at the repair bench) to install a release that is not
+    /// newer than the running one. It is never taken from a server: the
+    /// online update path always refuses downgrades. The anti-rollback
+    /// counter and the replay check hold even with it.
     pub fn install_bundle(
         &mut self,
         dir: &Path,
+        allow_downgrade: bool,
         progress: impl FnMut(&StepProgress),
     ) -> Result<PendingUpdate> {
         let bundle = FileTransport::new(dir);
@@ -603,7 +610,7 @@ impl<'a> UpdateSession<'a> {
             channel: Some(channel.clone()),
             installed: Some(state.installed_state(&channel)),
             clock: Clock::OfflineNoExpiry,
-            allow_downgrade: false,
+            allow_downgrade,
         };
         let plan = verify_manifest(&root, &vreq, &manifest.body)?;
         let image = rootfs_image(&plan.manifest)?.clone();
@@ -620,7 +627,7 @@ impl<'a> UpdateSession<'a> {
             },
         };
         self.report_stage(&offer, ReportStage::Installing);
-        let res = self.flash(&offer.plan, &path, progress);
+        let res = self.flash(&offer.plan, &path, allow_downgrade, progress);
         self.report_failure(&offer, res)
     }
 
@@ -689,13 +696,14 @@ impl<'a> UpdateSession<'a> {
         &mut self,
         plan: &UpdatePlan,
         path: &Path,
+        allow_downgrade: bool,
         mut progress: impl FnMut(&StepProgress),
     ) -> Result<PendingUpdate> {
         install_verified(
             &mut *self.flasher,
             self.store,
             plan,
-            false,
+            allow_downgrade,
             |_| {
                 File::open(path)
                     .map(|f| Box::new(f) as Box<dyn Read>)

@@ -218,6 +218,55 @@ fn offline_bundle_installs_without_a_server_and_queues_its_reports() {
         String::from_utf8_lossy(&out.stderr).contains("downgrade"),
         "{out:?}"
     );
+
+    // An older release installs only with the bench technician's consent,
+    // and never below the anti-rollback counter.
+    let older = |version: &str, counter: u32| {
+        let mut b = ReleaseBuilder::standard().version(version);
+        b.manifest.manifest_version = 8;
+        b.manifest.security_counter = counter;
+        let r = b.build();
+        let path = dir.path().join(format!("bundle-{version}"));
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("manifest.json"), &r.envelope).unwrap();
+        std::fs::write(path.join("firmware.img"), &r.image).unwrap();
+        path
+    };
+    let below_counter = older("2.0.4", 2);
+    let out = agent(
+        &dev,
+        &[
+            "install",
+            "--bundle",
+            below_counter.to_str().unwrap(),
+            "--allow-downgrade",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("rollback"),
+        "{out:?}"
+    );
+    let downgrade = older("2.0.5", 3);
+    let out = agent(&dev, &["install", "--bundle", downgrade.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("downgrade"),
+        "{out:?}"
+    );
+    let out = ok(&agent(
+        &dev,
+        &[
+            "install",
+            "--bundle",
+            downgrade.to_str().unwrap(),
+            "--allow-downgrade",
+        ],
+    ));
+    assert!(out.contains("installed 2.0.5"), "{out}");
+    let st = status(&dev);
+    assert_eq!(st["version"], "2.0.5");
+    assert_eq!(st["security_counter"], 3, "the counter never goes down");
     // Not provisioned: a local error.
     let out = agent(&dir.path().join("nowhere"), &["status"]);
     assert_eq!(out.status.code(), Some(3), "{out:?}");
