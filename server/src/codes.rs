@@ -63,6 +63,57 @@ pub const CODES: &[Code] = &[
         "a display name that is empty, too long or holds control characters",
     ),
     c(
+        "invalid_service_class",
+        400,
+        "a service class other than `repair` or `exchange`",
+    ),
+    c(
+        "invalid_rma",
+        400,
+        "an RMA number not of the form RMA-2026-000123",
+    ),
+    c(
+        "invalid_customer",
+        400,
+        "a customer name that is empty, too long or holds control characters",
+    ),
+    c(
+        "invalid_email",
+        400,
+        "an email address that is empty, too long or not shaped like one",
+    ),
+    c(
+        "invalid_phone",
+        400,
+        "a phone number with characters other than digits, spaces and + - ( ) . /",
+    ),
+    c(
+        "invalid_fault",
+        400,
+        "a fault description that is empty, too long or holds control characters",
+    ),
+    c(
+        "invalid_note",
+        400,
+        "a note that is empty, too long or holds control characters",
+    ),
+    c(
+        "invalid_tracking",
+        400,
+        "a carrier tracking number that is empty, too long, or given with another state than shipped",
+    ),
+    c("invalid_state", 400, "an RMA state that does not exist"),
+    c(
+        "invalid_cause",
+        400,
+        "a fault cause the coverage decision does not know",
+    ),
+    c(
+        "invalid_part",
+        400,
+        "a part name that is empty, too long or holds control characters",
+    ),
+    c(
         "invalid_label",
         400,
         "a token label that is empty, too long or holds control characters",
@@ -206,6 +257,12 @@ pub const CODES: &[Code] = &[
     c("unknown_contract", 404, "no such contract"),
     c("unknown_licence", 404, "no such licence"),
     c("unknown_token", 404, "no such token"),
+    c(
+        "no_active_push",
+        404,
+        "the device has no active repair push",
+    ),
+    c("unknown_rma", 404, "no such RMA"),
     // 405.
     c(
         "method_not_allowed",
@@ -261,7 +318,38 @@ pub const CODES: &[Code] = &[
     c(
         "release_yanked",
         409,
-        "a yanked release cannot be changed or promoted",
+        "a yanked release cannot be changed, promoted or pushed",
+    ),
+    c(
+        "push_exists",
+        409,
+        "the device has an active repair push already",
+    ),
+    c(
+        "rma_state_forbidden",
+        409,
+        "an RMA state change the flow does not allow",
+    ),
+    c(
+        "rma_finished",
+        409,
+        "an RMA whose unit has left the desk (shipped, closed or cancelled)",
+    ),
+    c(
+        "coverage_not_decided",
+        409,
+        "a part or unit replacement before the RMA's coverage decision",
+    ),
+    c(
+        "replacement_not_covered",
+        409,
+        "a whole-unit replacement the coverage decision does not cover",
+    ),
+    c("unit_replaced", 409, "a unit that another unit replaced"),
+    c(
+        "replacement_in_use",
+        409,
+        "a replacement unit that is registered, under contract or licence, or has RMAs",
     ),
     // 413.
     c(
@@ -297,6 +385,66 @@ pub const CODES: &[Code] = &[
     ),
     c("multiple_range_headers", 416, "more than one Range header"),
     // 422: well-formed, refused on its merits.
+    c(
+        "paid_extension_window_closed",
+        422,
+        "a paid warranty extension requested over a month after the sale",
+    ),
+    c(
+        "paid_extension_not_for_series",
+        422,
+        "a paid warranty extension for accessories or batteries",
+    ),
+    c(
+        "paid_extension_of_replaced_unit",
+        422,
+        "a paid warranty extension dated before this unit replaced another",
+    ),
+    c(
+        "push_wrong_product_line",
+        422,
+        "a push of a release of another product line",
+    ),
+    c(
+        "push_wrong_channel",
+        422,
+        "a push of a release on a channel the device does not follow",
+    ),
+    c(
+        "push_hw_incompatible",
+        422,
+        "a push of a release not signed for the device's hardware",
+    ),
+    c(
+        "push_below_security_counter",
+        422,
+        "a push of a release below the device's anti-rollback counter",
+    ),
+    c(
+        "push_not_newer",
+        422,
+        "a push of a release not newer than the device runs (a downgrade)",
+    ),
+    c(
+        "push_nothing_newer",
+        422,
+        "a push of the newest release when none is newer for the device",
+    ),
+    c(
+        "rma_other_device",
+        422,
+        "a push under an RMA of another unit",
+    ),
+    c(
+        "replacement_same_unit",
+        422,
+        "a unit named as its own replacement",
+    ),
+    c(
+        "replacement_wrong_product_line",
+        422,
+        "a replacement unit of another product line",
+    ),
     c(
         "image_digest_mismatch",
         422,
@@ -458,6 +606,8 @@ mod tests {
             r#"(?s)check_text\(\s*"([a-z0-9_]+)""#,
         ]
         .map(|p| regex::Regex::new(p).unwrap());
+        let refusals =
+            regex::Regex::new(r#"(?s)return Err\(Refusal \{\s*code:\s*"([a-z0-9_]+)""#).unwrap();
         let mut found = 0;
         let mut stack = vec![src];
         while let Some(dir) = stack.pop() {
@@ -473,7 +623,15 @@ mod tests {
                 let text = std::fs::read_to_string(&path).unwrap();
                 // Tests name codes they expect, not codes the server sends.
                 let text = text.split("#[cfg(test)]").next().unwrap();
-                for re in &patterns {
+                // The warranty module's `code:` fields are mostly decision
+                // codes (like entitlement's); only the refusals it returns
+                // as errors reach an answer.
+                let patterns = if path.ends_with("warranty.rs") {
+                    std::slice::from_ref(&refusals)
+                } else {
+                    &patterns[..]
+                };
+                for re in patterns {
                     for cap in re.captures_iter(text) {
                         found += 1;
                         assert!(

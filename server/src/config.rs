@@ -86,6 +86,9 @@ pub struct Config {
     pub grant_key_accepted: Option<String>,
     /// Lifetime of a download grant, in seconds.
     pub grant_ttl_secs: u64,
+    /// How long a technician's repair push stays active, in seconds (1 hour
+    /// to 90 days).
+    pub repair_push_ttl_secs: u64,
     /// How long devices wait before the next check, in seconds.
     pub poll_interval_secs: u64,
     /// Random spread added to the poll interval, in percent (0-100).
@@ -160,6 +163,7 @@ impl Default for Config {
             grant_key_file: None,
             grant_key_accepted: None,
             grant_ttl_secs: 900,
+            repair_push_ttl_secs: 7 * 86_400,
             poll_interval_secs: 6 * 3600,
             poll_jitter_percent: 20,
             device_cache_ttl_secs: 3600,
@@ -210,6 +214,7 @@ impl fmt::Debug for Config {
                 &self.grant_key_accepted.as_ref().map(|_| "<redacted>"),
             )
             .field("grant_ttl_secs", &self.grant_ttl_secs)
+            .field("repair_push_ttl_secs", &self.repair_push_ttl_secs)
             .field("poll_interval_secs", &self.poll_interval_secs)
             .field("poll_jitter_percent", &self.poll_jitter_percent)
             .field("device_cache_ttl_secs", &self.device_cache_ttl_secs)
@@ -339,6 +344,7 @@ impl Config {
         "grant_key_file",
         "grant_key_accepted",
         "grant_ttl_secs",
+        "repair_push_ttl_secs",
         "poll_interval_secs",
         "poll_jitter_percent",
         "device_cache_ttl_secs",
@@ -437,6 +443,11 @@ impl Config {
         key(
             "grant_ttl_secs",
             "Lifetime of a download grant, in seconds.",
+        ),
+        key(
+            "repair_push_ttl_secs",
+            "How long a technician's repair push stays active unless cancelled or done, in \
+             seconds (3600 to 7776000).",
         ),
         key(
             "poll_interval_secs",
@@ -612,6 +623,10 @@ impl Config {
             "poll_jitter_percent must be 0-100"
         );
         anyhow::ensure!(self.grant_ttl_secs > 0, "grant_ttl_secs must be positive");
+        anyhow::ensure!(
+            (3600..=90 * 86_400).contains(&self.repair_push_ttl_secs),
+            "repair_push_ttl_secs must be 3600 (1 hour) to 7776000 (90 days)"
+        );
         anyhow::ensure!(self.max_image_bytes > 0, "max_image_bytes must be positive");
         anyhow::ensure!(self.max_connections > 0, "max_connections must be positive");
         match self.s3_location()? {

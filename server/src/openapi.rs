@@ -415,6 +415,9 @@ const NO_DATABASE: &[(&str, &str)] = &[("get", "/healthz")];
 
 const METHODS: &[&str] = &["get", "put", "post", "delete", "head", "patch"];
 
+/// An RMA number, as [`crate::domain::rma::is_rma_number`] accepts it.
+pub const RMA_NUMBER_PATTERN: &str = "^RMA-[0-9]{4}-[0-9]{6,12}$";
+
 /// The schema of a named string.
 pub fn name_schema() -> Value {
     json!({ "type": "string", "pattern": NAME_PATTERN, "minLength": 1, "maxLength": 128 })
@@ -441,6 +444,9 @@ fn path_parameter_schema(path: &str, name: &str) -> Option<Value> {
         "id" => Some(name_schema()),
         "version" => Some(version_schema()),
         "sha256" => Some(sha256_schema()),
+        "number" => Some(json!({
+            "type": "string", "pattern": RMA_NUMBER_PATTERN, "minLength": 15, "maxLength": 21
+        })),
         _ => None,
     }
 }
@@ -653,6 +659,29 @@ mod tests {
         ] {
             assert!(!matches(VERSION_PATTERN, v), "{v}");
             assert!(crate::domain::parse_version("v", v).is_err(), "{v}");
+        }
+    }
+
+    #[test]
+    fn the_rma_number_pattern_is_the_parsers_rule() {
+        use crate::domain::rma::is_rma_number;
+        for v in [
+            "RMA-2026-000123",
+            "RMA-2027-1234567",
+            "RMA-2026-000000000001",
+        ] {
+            assert!(matches(RMA_NUMBER_PATTERN, v), "{v}");
+            assert!(is_rma_number(v), "{v}");
+            assert!((15..=21).contains(&v.len()), "{v}");
+        }
+        for v in [
+            "RMA-2026-12345",
+            "rma-2026-000123",
+            "RMA-2026-0000000000001",
+            "RMA-26-000123",
+        ] {
+            assert!(!matches(RMA_NUMBER_PATTERN, v), "{v}");
+            assert!(!is_rma_number(v), "{v}");
         }
     }
 

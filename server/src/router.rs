@@ -35,6 +35,7 @@ use crate::extract::REQUEST_ID;
         (name = "releases", description = "Publishing, yanking, promoting"),
         (name = "images", description = "Image upload and resumable download"),
         (name = "device", description = "Update checks and reports"),
+        (name = "repair", description = "The repair desk: pushes to devices under repair"),
     )
 )]
 struct ApiDoc;
@@ -66,6 +67,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(controllers::audit::routes())
         .merge(controllers::catalogue::routes())
         .merge(controllers::release::routes())
+        .merge(controllers::repair::routes())
         .merge(controllers::device::routes())
         .merge(controllers::device::device_routes().layer(limited()))
         .layer(axum::middleware::from_fn(request_timeout));

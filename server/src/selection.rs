@@ -19,6 +19,14 @@
 //!    release always makes progress towards the target.
 //! 4. When no candidate is entitled, the answer is "not entitled", with the
 //!    decision for the newest candidate (the one the device would get).
+//! 5. **Repair push**: while a repair grant for one release is valid (a
+//!    technician pushed that release), releases newer than it are not
+//!    candidates, so the device is offered the pushed release (or the
+//!    stepping stones towards it) even when a newer one is entitled. A
+//!    grant for "the newest compatible release" sets no ceiling. The push
+//!    only entitles; every other rule above still holds, so a pushed
+//!    release the device would refuse (wrong hardware, a lower counter, not
+//!    newer) is never offered.
 //!
 //! The module is pure: it must never touch I/O, the clock (the caller
 //! passes `now` in [`Terms`]) or global state, and it never weakens a check
@@ -61,6 +69,14 @@ pub struct Terms<'a> {
 }
 
 impl Terms<'_> {
+    /// The release a valid repair grant pins the device to, if any.
+    pub fn pushed_version(&self) -> Option<&Version> {
+        self.grants
+            .iter()
+            .filter(|g| self.now < g.expires_at)
+            .find_map(|g| g.version.as_ref())
+    }
+
     /// The entitlement decision for `release`.
     pub fn decide(&self, release: &ReleaseEntry) -> Decision {
         entitlement::decide(
@@ -136,7 +152,14 @@ pub fn select(
     // The newest reachable candidate the device is not entitled to, in
     // case no entitled release is reachable.
     let mut blocked_step: Option<(&Arc<ReleaseEntry>, Decision)> = None;
-    for release in releases.iter().filter(|r| is_candidate(r, reported)) {
+    let ceiling = terms.pushed_version();
+    let under_ceiling =
+        |r: &&Arc<ReleaseEntry>| ceiling.is_none_or(|c| r.version.cmp_precedence(c).is_le());
+    for release in releases
+        .iter()
+        .filter(|r| is_candidate(r, reported))
+        .filter(under_ceiling)
+    {
         let decision = terms.decide(release);
         if newest.is_none() {
             newest = Some((release, decision.clone()));
@@ -247,6 +270,7 @@ mod tests {
     struct Case {
         product: ProductFacts,
         contracts: Vec<ContractFacts>,
+        grants: Vec<GrantFacts>,
         hw_id: &'static str,
         current: Version,
         counter: u64,
@@ -258,6 +282,7 @@ mod tests {
             Case {
                 product: hw(None),
                 contracts: vec![],
+                grants: vec![],
                 hw_id: "enc-r2",
                 current: current.parse().unwrap(),
                 counter: 1,
@@ -276,7 +301,7 @@ mod tests {
                 now: NOW,
                 product: &self.product,
                 contracts: &self.contracts,
-                grants: &[],
+                grants: &self.grants,
             };
             select(releases, &reported, &terms)
         }
@@ -660,5 +685,94 @@ mod tests {
             c.run(&rs),
             Outcome::NotEntitled { decision, .. } if decision.code == Code::NoLicence
         ));
+    }
+
+    fn push(version: Option<&str>, expires_at: OffsetDateTime) -> GrantFacts {
+        GrantFacts {
+            grant_id: "push_1".into(),
+            technician: "Ada Lovelace".into(),
+            version: version.map(|v| v.parse().unwrap()),
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_pushed_release_is_offered_to_a_discontinued_device_as_a_repair_grant() {
+        let rs = list(vec![
+            published(rel("1.0.0"), BEFORE_EOL),
+            published(rel("1.1.0"), AFTER_EOL),
+            published(rel("1.2.0"), AFTER_EOL),
+        ]);
+        let mut c = Case::new("1.0.0");
+        c.product = hw(Some(EOL));
+        assert!(matches!(
+            c.run(&rs),
+            Outcome::NotEntitled { decision, .. } if decision.code == Code::EolNoContract
+        ));
+        c.grants = vec![push(Some("1.1.0"), NOW + Duration::days(7))];
+        assert_eq!(
+            offered(c.run(&rs)),
+            ("1.1.0".into(), false, None, Code::RepairGrant)
+        );
+        // "The newest compatible release": no ceiling.
+        c.grants = vec![push(None, NOW + Duration::days(7))];
+        assert_eq!(
+            offered(c.run(&rs)),
+            ("1.2.0".into(), false, None, Code::RepairGrant)
+        );
+    }
+
+    #[test]
+    fn a_push_pins_the_offer_even_when_a_newer_release_is_entitled() {
+        let rs = list(vec![rel("1.0.0"), rel("1.1.0"), rel("1.2.0")]);
+        let mut c = Case::new("1.0.0");
+        c.grants = vec![push(Some("1.1.0"), NOW + Duration::days(7))];
+        assert_eq!(
+            offered(c.run(&rs)),
+            ("1.1.0".into(), false, None, Code::InProduction)
+        );
+        // Once installed, the pinned device is up to date until the push ends.
+        let mut done = Case::new("1.1.0");
+        done.grants = c.grants.clone();
+        assert!(matches!(done.run(&rs), Outcome::UpToDate));
+    }
+
+    #[test]
+    fn an_expired_push_neither_pins_nor_entitles() {
+        let rs = list(vec![
+            published(rel("1.0.0"), BEFORE_EOL),
+            published(rel("1.1.0"), AFTER_EOL),
+        ]);
+        let mut c = Case::new("1.0.0");
+        c.product = hw(Some(EOL));
+        c.grants = vec![push(Some("1.1.0"), NOW)];
+        assert!(matches!(
+            c.run(&rs),
+            Outcome::NotEntitled { decision, .. } if decision.code == Code::EolNoContract
+        ));
+        let mut live = Case::new("1.0.0");
+        live.grants = vec![push(Some("1.0.5"), NOW)];
+        assert_eq!(
+            offered(live.run(&rs)).0,
+            "1.1.0",
+            "an expired push sets no ceiling"
+        );
+    }
+
+    #[test]
+    fn a_push_never_offers_what_the_device_would_refuse() {
+        let mut low = published(rel("1.1.0"), AFTER_EOL);
+        low.security_counter = 1;
+        let rs = list(vec![published(rel("1.0.0"), BEFORE_EOL), low]);
+        let mut c = Case::new("1.0.0");
+        c.product = hw(Some(EOL));
+        c.counter = 2;
+        c.grants = vec![push(Some("1.1.0"), NOW + Duration::days(7))];
+        assert!(matches!(c.run(&rs), Outcome::UpToDate));
+        let mut other_hw = Case::new("1.0.0");
+        other_hw.product = hw(Some(EOL));
+        other_hw.hw_id = "dec-r1";
+        other_hw.grants = c.grants.clone();
+        assert!(matches!(other_hw.run(&rs), Outcome::UpToDate));
     }
 }

@@ -21,9 +21,13 @@ use firmup_server::{invalidation, snapshot};
 
 async fn seed_line(t: &TestApp) {
     let mut tx = t.app.db.begin().await.unwrap();
-    db::catalogue::upsert_product_line(&mut tx, "encoders", "Encoders", "hardware", 12)
-        .await
-        .unwrap();
+    db::catalogue::upsert_product_line(
+        &mut tx,
+        "encoders",
+        &db::catalogue::LineTerms::new("Encoders", "hardware", 12),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 }
 
@@ -116,9 +120,13 @@ async fn an_invalidation_that_commits_after_a_later_seq_is_still_applied() {
     }
     let created = time::macros::datetime!(2025-01-01 00:00 UTC);
     let mut tx = t.app.db.begin().await.unwrap();
-    db::catalogue::upsert_product_line(&mut tx, "enc", "Encoder", "hardware", 12)
-        .await
-        .unwrap();
+    db::catalogue::upsert_product_line(
+        &mut tx,
+        "enc",
+        &db::catalogue::LineTerms::new("Encoder", "hardware", 12),
+    )
+    .await
+    .unwrap();
     let model = db::catalogue::ModelRow {
         id: "E4K".into(),
         product_line: "enc".into(),

@@ -146,7 +146,8 @@ async fn product_lines_are_created_updated_and_listed_with_models() {
     assert_status(&r, StatusCode::CREATED);
     let body = r.json();
     assert_eq!(body["warranty_months"], 12, "default warranty");
-    assert_eq!(body["registration_bonus_months"], 24);
+    assert_eq!(body["registration_bonus_months"], 12);
+    assert_eq!(body["service_class"], "repair", "default service class");
 
     let r = t
         .put_json(
@@ -641,8 +642,21 @@ async fn channel_and_registration_are_audited_and_extend_the_warranty() {
     assert_status(&r, StatusCode::CREATED);
     let today = time::OffsetDateTime::now_utc().date();
     let fmt = |d: time::Date| d.to_string();
+    // A period of N months covers every day before the same day N months
+    // later.
+    let last_day =
+        |from: time::Date, months: u32| fmt(add_months(from, months) - time::Duration::days(1));
     let before = t.get("/v1/devices/SN-1", Some(&t.admin)).await.json();
-    assert_eq!(before["warranty_ends"], fmt(add_months(today, 12)));
+    assert_eq!(before["warranty_ends"], last_day(today, 12));
+    assert_eq!(before["warranty"]["state"], "in_warranty");
+    assert!(
+        before["warranty"]["explanation"]
+            .as_str()
+            .unwrap()
+            .contains("provisioning"),
+        "no date of sale yet: {}",
+        before["warranty"]
+    );
 
     let r = t
         .put_json(
@@ -698,11 +712,7 @@ async fn channel_and_registration_are_audited_and_extend_the_warranty() {
     assert_status(&r, StatusCode::OK);
     let d = r.json();
     assert!(d["registered_at"].is_string());
-    assert_eq!(
-        d["warranty_ends"],
-        fmt(add_months(today, 36)),
-        "12 + 24 months"
-    );
+    assert_eq!(d["warranty_ends"], last_day(today, 24), "12 + 12 months");
     let again = t
         .post_json(
             "/v1/admin/devices/SN-1/registration",
@@ -724,19 +734,77 @@ async fn channel_and_registration_are_audited_and_extend_the_warranty() {
         "unknown_serial",
     );
 
-    // A warranty extension that ends later moves the end.
+    // A warranty extension contract is the paid extension: 12 months more,
+    // when recorded within a month of the sale.
+    let signed = fmt(today);
     let r = t
         .post_json(
             "/v1/admin/devices/SN-1/contracts",
             Some(&t.admin),
-            &json!({ "id": "WX-1", "kind": "warranty_extension", "starts": "2026-01-01", "ends": "2040-12-31" }),
+            &json!({ "id": "WX-1", "kind": "warranty_extension", "starts": signed, "ends": "2040-12-31" }),
         )
         .await;
     assert_status(&r, StatusCode::CREATED);
     assert_eq!(
         t.get("/v1/devices/SN-1", Some(&t.admin)).await.json()["warranty_ends"],
-        "2040-12-31"
+        last_day(today, 36)
     );
+
+    // The date of sale decides: sold 60 days ago, the extension recorded
+    // today came too late and is listed as not applied.
+    let sold = today - time::Duration::days(60);
+    let r = t
+        .put_json(
+            "/v1/admin/devices/SN-1/sale",
+            Some(&t.admin),
+            &json!({ "sale_date": fmt(sold), "region": "EU" }),
+        )
+        .await;
+    assert_status(&r, StatusCode::OK);
+    let d = r.json();
+    assert_eq!(d["sale_date"], fmt(sold));
+    assert_eq!(d["warranty_ends"], last_day(sold, 24));
+    let ext = &d["warranty"]["extensions"];
+    let paid = ext
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["contract_id"] == "WX-1")
+        .unwrap_or_else(|| panic!("{ext}"));
+    assert_eq!(paid["applied"], false, "{ext}");
+    assert_eq!(paid["refusal"]["code"], "paid_extension_window_closed");
+    assert_eq!(audit(&t, "device.sale").await.len(), 1);
+    let r = t
+        .post_json(
+            "/v1/admin/devices/SN-1/contracts",
+            Some(&t.admin),
+            &json!({ "id": "WX-2", "kind": "warranty_extension", "starts": signed, "ends": "2040-12-31" }),
+        )
+        .await;
+    assert_error(
+        &r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "paid_extension_window_closed",
+    );
+    let w = t
+        .get(
+            &format!(
+                "/v1/devices/SN-1/warranty?fault_on={}",
+                fmt(sold - time::Duration::days(1))
+            ),
+            Some(&t.technician),
+        )
+        .await;
+    assert_status(&w, StatusCode::OK);
+    assert_eq!(w.json()["fault"]["code"], "before_sale");
+    let w = t
+        .get(
+            &format!("/v1/devices/SN-1/warranty?fault_on={}", fmt(sold)),
+            Some(&t.technician),
+        )
+        .await
+        .json();
+    assert_eq!(w["fault"]["covered"], true, "{w}");
 }
 
 #[tokio::test]
@@ -1146,7 +1214,7 @@ async fn the_sample_catalogue_imports_idempotently() {
     );
 
     let mut bad = doc;
-    bad["product_lines"][0]["registration_bonus_months"] = json!(12);
+    bad["product_lines"][0]["registration_bonus_months"] = json!(24);
     let r = t
         .post_json("/v1/admin/catalogue/import", Some(&t.admin), &bad)
         .await;

@@ -58,9 +58,13 @@ async fn seed_catalogue(t: &TestApp) {
         ("studio", "StudioSuite", "software"),
     ] {
         // 12 months: the schema's default warranty.
-        db::catalogue::upsert_product_line(&mut tx, id, name, kind, 12)
-            .await
-            .unwrap();
+        db::catalogue::upsert_product_line(
+            &mut tx,
+            id,
+            &db::catalogue::LineTerms::new(name, kind, 12),
+        )
+        .await
+        .unwrap();
     }
     for (id, line, name, eol, hw) in [
         ("enc-4k", "encoders", "Encoder 4K", None, "enc-4k-r2"),
@@ -1231,5 +1235,463 @@ async fn a_device_cannot_flood_reports() {
     assert_eq!(
         (r.status, r.error_code().as_str()),
         (StatusCode::TOO_MANY_REQUESTS, "too_many_reports")
+    );
+}
+
+// ---- repair pushes ----------------------------------------------------
+
+async fn push(t: &TestApp, token: &str, serial: &str, body: Value) -> TestResponse {
+    t.post_json(&format!("/v1/devices/{serial}/push"), Some(token), &body)
+        .await
+}
+
+/// Opens an RMA for `serial` at the desk; its number.
+async fn open_rma(t: &TestApp, serial: &str) -> String {
+    let r = t
+        .post_json(
+            "/v1/rmas",
+            Some(&t.technician),
+            &json!({
+                "serial": serial,
+                "customer": { "name": "Ana Duarte", "email": "ana@example.com" },
+                "fault": "no video after power loss",
+            }),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    r.json()["number"].as_str().unwrap().to_owned()
+}
+
+/// The number of the first RMA a test opens (numbers run per year).
+fn first_rma() -> String {
+    format!("RMA-{}-000001", now().year())
+}
+
+fn push_body(version: Option<&str>) -> Value {
+    let mut b = json!({ "rma": first_rma(), "reason": "no video after power loss" });
+    if let Some(v) = version {
+        b["version"] = json!(v);
+    }
+    b
+}
+
+async fn pushes_of(t: &TestApp, serial: &str) -> Value {
+    let r = t
+        .get(&format!("/v1/devices/{serial}/pushes"), Some(&t.technician))
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    r.json()["pushes"].clone()
+}
+
+#[tokio::test]
+async fn a_push_offers_a_discontinued_device_a_release_until_it_is_installed() {
+    let (t, tok) = world().await;
+    assert_eq!(open_rma(&t, "SN-HD").await, first_rma());
+    release(&t, Rel::enc("2.1.0")).await;
+    release(
+        &t,
+        Rel {
+            published_at: after_eol(),
+            ..Rel::enc("2.2.0")
+        },
+    )
+    .await;
+    release(
+        &t,
+        Rel {
+            published_at: after_eol(),
+            ..Rel::enc("2.3.0")
+        },
+    )
+    .await;
+    let req = body("SN-HD", "enc-hd-r1", "2.1.0");
+    assert_eq!(
+        refused(&check_ok(&t, &tok.hd, &req).await),
+        "eol_no_contract"
+    );
+
+    let r = push(&t, &t.technician, "SN-HD", push_body(Some("2.2.0"))).await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let p = r.json();
+    assert_eq!(p["state"], "active");
+    assert_eq!(p["version"], "2.2.0");
+    assert_eq!(p["technician"], "test-technician");
+    assert_eq!(p["rma"], first_rma().as_str());
+    let push_id = p["id"].as_str().unwrap().to_owned();
+    let expires = OffsetDateTime::parse(
+        p["expires_at"].as_str().unwrap(),
+        &time::format_description::well_known::Rfc3339,
+    )
+    .unwrap();
+    let ttl = expires - now();
+    assert!(ttl > Duration::days(7) - Duration::minutes(1) && ttl <= Duration::days(7));
+
+    // The pushed release, not the newer 2.3.0, and nothing that names who
+    // pushed it or why.
+    let a = check_ok(&t, &tok.hd, &req).await;
+    assert_eq!(offered(&a), ("2.2.0", "repair_grant"));
+    let text = a.to_string();
+    for private in ["RMA-", "test-technician", push_id.as_str(), "power loss"] {
+        assert!(!text.contains(private), "{private} leaked: {text}");
+    }
+    // Technicians see the reasoning, the device view shows the push.
+    let e = t
+        .get("/v1/devices/SN-HD/entitlement", Some(&t.technician))
+        .await
+        .json();
+    assert!(e.to_string().contains(&push_id), "{e}");
+    let v = t.get("/v1/devices/SN-HD", Some(&t.technician)).await.json();
+    assert_eq!(v["active_push"]["id"], push_id.as_str());
+    assert_eq!(v["model_eol"], eol().to_string());
+
+    // One active push per device.
+    let again = push(&t, &t.technician, "SN-HD", push_body(None)).await;
+    assert_eq!(again.status, StatusCode::CONFLICT);
+    assert_eq!(again.error_code(), "push_exists");
+
+    // The device installs it: the push is done, and nothing beyond what the
+    // device may have is offered any more.
+    let r = report(
+        &t,
+        &tok.hd,
+        json!({ "serial": "SN-HD", "version": "2.2.0", "stage": "installed" }),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let list = pushes_of(&t, "SN-HD").await;
+    assert_eq!(list[0]["state"], "done", "{list}");
+    assert_eq!(list[0]["done_version"], "2.2.0");
+    assert_eq!(list[0]["ended_by"], "device");
+    let a = check_ok(&t, &tok.hd, &body("SN-HD", "enc-hd-r1", "2.2.0")).await;
+    assert_eq!(refused(&a), "eol_no_contract");
+    let v = t.get("/v1/devices/SN-HD", Some(&t.technician)).await.json();
+    assert!(v["active_push"].is_null(), "{v}");
+    assert_eq!(v["reports"][0]["stage"], "installed");
+
+    let mut tx = t.app.db.begin().await.unwrap();
+    assert_eq!(
+        db::audit::count_action(&mut tx, "device.push")
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_push_of_the_newest_release_takes_any_newer_one() {
+    let (t, tok) = world().await;
+    assert_eq!(open_rma(&t, "SN-HD").await, first_rma());
+    for v in ["2.2.0", "2.3.0"] {
+        release(
+            &t,
+            Rel {
+                published_at: after_eol(),
+                ..Rel::enc(v)
+            },
+        )
+        .await;
+    }
+    let r = push(&t, &t.technician, "SN-HD", push_body(None)).await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert!(r.json()["version"].is_null());
+    let a = check_ok(&t, &tok.hd, &body("SN-HD", "enc-hd-r1", "2.0.0")).await;
+    assert_eq!(offered(&a), ("2.3.0", "repair_grant"));
+}
+
+#[tokio::test]
+async fn a_cancelled_or_expired_push_entitles_nothing() {
+    let (t, tok) = world().await;
+    assert_eq!(open_rma(&t, "SN-HD").await, first_rma());
+    release(
+        &t,
+        Rel {
+            published_at: after_eol(),
+            ..Rel::enc("2.2.0")
+        },
+    )
+    .await;
+    let req = body("SN-HD", "enc-hd-r1", "2.0.0");
+    assert_eq!(
+        push(&t, &t.technician, "SN-HD", push_body(Some("2.2.0")))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        offered(&check_ok(&t, &tok.hd, &req).await).1,
+        "repair_grant"
+    );
+
+    let r = t
+        .send(
+            axum::http::Method::DELETE,
+            "/v1/devices/SN-HD/push",
+            Some(&t.technician),
+            &[],
+            axum::body::Body::empty(),
+        )
+        .await;
+    assert_eq!(
+        r.status,
+        StatusCode::OK,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    assert_eq!(r.json()["state"], "cancelled");
+    assert_eq!(r.json()["ended_by"], "test-technician");
+    assert_eq!(
+        refused(&check_ok(&t, &tok.hd, &req).await),
+        "eol_no_contract"
+    );
+    let r = t
+        .send(
+            axum::http::Method::DELETE,
+            "/v1/devices/SN-HD/push",
+            Some(&t.technician),
+            &[],
+            axum::body::Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.error_code(), "no_active_push");
+
+    // A push that runs out stops entitling at once, and a new one may be made.
+    assert_eq!(
+        push(&t, &t.technician, "SN-HD", push_body(Some("2.2.0")))
+            .await
+            .status,
+        StatusCode::CREATED
+    );
+    let mut tx = t.app.db.begin().await.unwrap();
+    db::pushes::set_expiry(&mut tx, "SN-HD", now() - Duration::seconds(1))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    t.app.device_changed("SN-HD");
+    let a = check_ok(&t, &tok.hd, &req).await;
+    assert_eq!(refused(&a), "eol_no_contract");
+    assert_eq!(pushes_of(&t, "SN-HD").await[0]["state"], "expired");
+    let r = push(&t, &t.technician, "SN-HD", push_body(Some("2.2.0"))).await;
+    assert_eq!(
+        r.status,
+        StatusCode::CREATED,
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let states: Vec<String> = pushes_of(&t, "SN-HD")
+        .await
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["state"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(states, ["active", "expired", "cancelled"]);
+    let mut tx = t.app.db.begin().await.unwrap();
+    assert_eq!(
+        db::audit::count_action(&mut tx, "device.push_cancel")
+            .await
+            .unwrap(),
+        1
+    );
+}
+
+#[tokio::test]
+async fn push_refusals_have_stable_codes_and_change_nothing() {
+    let (t, tok) = world().await;
+    assert_eq!(open_rma(&t, "SN-HD").await, first_rma());
+    release(&t, Rel::enc("2.1.0")).await;
+    release(
+        &t,
+        Rel {
+            hw_ids: vec!["enc-4k-r2"],
+            published_at: after_eol(),
+            ..Rel::enc("2.2.0")
+        },
+    )
+    .await;
+    release(
+        &t,
+        Rel {
+            security_counter: 1,
+            published_at: after_eol(),
+            ..Rel::enc("2.3.0")
+        },
+    )
+    .await;
+    let (yanked, _) = release(
+        &t,
+        Rel {
+            published_at: after_eol(),
+            ..Rel::enc("2.4.0")
+        },
+    )
+    .await;
+    yank(&t, yanked, now(), "bricks the decoder").await;
+    release(
+        &t,
+        Rel {
+            channel: "beta",
+            published_at: after_eol(),
+            ..Rel::enc("2.5.0-beta.1")
+        },
+    )
+    .await;
+    // The device reports 2.1.0 with counter 3.
+    check_ok(&t, &tok.hd, &body("SN-HD", "enc-hd-r1", "2.1.0")).await;
+    t.app.last_seen.flush().await.unwrap();
+
+    // An RMA of another unit, and one of this unit that was cancelled.
+    let other_rma = open_rma(&t, "SN-4K").await;
+    let cancelled_rma = open_rma(&t, "SN-HD").await;
+    let r = t
+        .post_json(
+            &format!("/v1/rmas/{cancelled_rma}/state"),
+            Some(&t.technician),
+            &json!({ "state": "cancelled" }),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+
+    let cases: Vec<(&str, Value, StatusCode, &str)> = vec![
+        (
+            "SN-NONE",
+            push_body(Some("2.1.0")),
+            StatusCode::NOT_FOUND,
+            "unknown_serial",
+        ),
+        (
+            "SN-HD",
+            push_body(Some("9.9.9")),
+            StatusCode::NOT_FOUND,
+            "unknown_release",
+        ),
+        (
+            "SN-HD",
+            push_body(Some("2.2.0")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "push_hw_incompatible",
+        ),
+        (
+            "SN-HD",
+            push_body(Some("2.3.0")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "push_below_security_counter",
+        ),
+        (
+            "SN-HD",
+            push_body(Some("2.4.0")),
+            StatusCode::CONFLICT,
+            "release_yanked",
+        ),
+        (
+            "SN-HD",
+            push_body(Some("2.1.0")),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "push_not_newer",
+        ),
+        (
+            "SN-HD",
+            push_body(None),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "push_nothing_newer",
+        ),
+        (
+            "SN-HD",
+            json!({ "version": "2.5.0-beta.1", "channel": "beta", "rma": first_rma(), "reason": "x" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "push_wrong_channel",
+        ),
+        (
+            "SN-HD",
+            json!({ "version": "2.1.0", "product_line": "studio", "rma": first_rma(), "reason": "x" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "push_wrong_product_line",
+        ),
+        (
+            "SN-HD",
+            json!({ "version": "2.2.0", "rma": "", "reason": "x" }),
+            StatusCode::BAD_REQUEST,
+            "invalid_rma",
+        ),
+        (
+            "SN-HD",
+            json!({ "version": "2.2.0", "rma": "RMA-1", "reason": "x" }),
+            StatusCode::BAD_REQUEST,
+            "invalid_rma",
+        ),
+        (
+            "SN-HD",
+            json!({ "version": "2.2.0", "rma": format!("RMA-{}-000099", now().year()), "reason": "x" }),
+            StatusCode::NOT_FOUND,
+            "unknown_rma",
+        ),
+        (
+            "SN-HD",
+            json!({ "version": "2.2.0", "rma": other_rma, "reason": "x" }),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "rma_other_device",
+        ),
+        (
+            "SN-HD",
+            json!({ "version": "2.2.0", "rma": cancelled_rma, "reason": "x" }),
+            StatusCode::CONFLICT,
+            "rma_finished",
+        ),
+        (
+            "SN-HD",
+            json!({ "version": "2.2.0", "rma": first_rma(), "reason": "\u{202e}x" }),
+            StatusCode::BAD_REQUEST,
+            "invalid_reason",
+        ),
+        (
+            "SN-HD",
+            push_body(Some("two")),
+            StatusCode::BAD_REQUEST,
+            "invalid_version",
+        ),
+    ];
+    for (serial, body, status, code) in cases {
+        let r = push(&t, &t.technician, serial, body.clone()).await;
+        assert_eq!(
+            (r.status, r.error_code().as_str()),
+            (status, code),
+            "{body}"
+        );
+        let message = r.json()["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.len() > 20, "{code}: {message}");
+    }
+    // Pushing is for technicians (and admins), never devices or release
+    // engineers.
+    for token in [&tok.hd, &t.release_engineer] {
+        let r = push(&t, token, "SN-HD", push_body(Some("2.1.0"))).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN);
+    }
+    assert_eq!(pushes_of(&t, "SN-HD").await, json!([]));
+    let mut tx = t.app.db.begin().await.unwrap();
+    assert_eq!(
+        db::audit::count_action(&mut tx, "device.push")
+            .await
+            .unwrap(),
+        0
     );
 }

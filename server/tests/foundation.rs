@@ -446,9 +446,13 @@ async fn device_changes_reach_other_replicas_through_the_invalidation_log() {
     let t = TestApp::new().await;
     let created = time::macros::datetime!(2025-01-01 00:00 UTC);
     let mut tx = t.app.db.begin().await.unwrap();
-    db::catalogue::upsert_product_line(&mut tx, "enc", "Encoder", "hardware", 12)
-        .await
-        .unwrap();
+    db::catalogue::upsert_product_line(
+        &mut tx,
+        "enc",
+        &db::catalogue::LineTerms::new("Encoder", "hardware", 12),
+    )
+    .await
+    .unwrap();
     let model = db::catalogue::ModelRow {
         id: "E4K".into(),
         product_line: "enc".into(),

@@ -140,9 +140,13 @@ async fn other_refusals_carry_no_challenge() {
 async fn published() -> (TestApp, firmup_fixtures::release::SignedRelease, String) {
     let t = TestApp::new().await;
     let mut tx = t.app.db.begin().await.unwrap();
-    db::catalogue::upsert_product_line(&mut tx, "encoders", "Encoders", "hardware", 12)
-        .await
-        .unwrap();
+    db::catalogue::upsert_product_line(
+        &mut tx,
+        "encoders",
+        &db::catalogue::LineTerms::new("Encoders", "hardware", 12),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
     let r = ReleaseBuilder::standard().build();
     let sha = Sha256Digest::of(&r.image).to_hex();

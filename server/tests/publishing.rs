@@ -16,9 +16,13 @@ use firmup_server::db;
 /// not what these tests are about), with the schema's default warranty.
 async fn seed_line(t: &TestApp, id: &str) {
     let mut tx = t.app.db.begin().await.unwrap();
-    db::catalogue::upsert_product_line(&mut tx, id, &format!("{id} (test)"), "hardware", 12)
-        .await
-        .unwrap();
+    db::catalogue::upsert_product_line(
+        &mut tx,
+        id,
+        &db::catalogue::LineTerms::new(&format!("{id} (test)"), "hardware", 12),
+    )
+    .await
+    .unwrap();
     tx.commit().await.unwrap();
 }
 

@@ -130,7 +130,14 @@ fn device_and_contract_import_from_csv() {
     let (_, device) = server.json(Method::GET, "/v1/devices/CLI-2", &server.admin, None);
     assert_eq!(device["contracts"][0]["id"], "SC-1", "{device}");
     let (_, device) = server.json(Method::GET, "/v1/devices/CLI-3", &server.admin, None);
-    assert_eq!(device["warranty_ends"], "2030-12-31", "{device}");
+    // A paid extension adds the policy's 12 months, whatever the
+    // contract's own end date says.
+    let w = &device["warranty"];
+    assert_eq!(w["extensions"][0]["contract_id"], "WX-1", "{device}");
+    assert_eq!(w["extensions"][0]["applied"], true, "{device}");
+    assert_eq!(w["extensions"][0]["months"], 12, "{device}");
+    assert_ne!(device["warranty_ends"], w["standard_ends"], "{device}");
+    assert_eq!(device["warranty_ends"], w["ends"], "{device}");
 
     let (_, audit) = server.json(Method::GET, "/v1/admin/audit", &server.admin, None);
     let provisions: Vec<_> = audit

@@ -9,5 +9,6 @@ pub mod device;
 pub mod health;
 pub mod images;
 pub mod release;
+pub mod repair;
 pub mod tokens;
 pub mod trust;

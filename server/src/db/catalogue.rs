@@ -22,6 +22,11 @@ pub struct ProductLineRow {
     pub kind: String,
     /// Standard warranty in months.
     pub warranty_months: i64,
+    /// `repair` (sent in for repair) or `exchange` (accessories and
+    /// batteries, exchanged).
+    pub service_class: String,
+    /// JSON object of per-region standard warranties: region -> months.
+    pub warranty_regions: String,
     /// When it was first created.
     pub created_at: OffsetDateTime,
 }
@@ -48,34 +53,67 @@ pub async fn product_line_tx(
     id: &str,
 ) -> Result<Option<ProductLineRow>, super::Error> {
     on!(&mut *tx, conn => sqlx::query_as(
-        "SELECT id, name, kind, warranty_months, created_at FROM product_lines WHERE id = $1",
+        "SELECT id, name, kind, warranty_months, service_class, warranty_regions, created_at
+         FROM product_lines WHERE id = $1",
     )
     .bind(id)
     .fetch_optional(conn)
     .await)
 }
 
-/// Creates a product line or updates its name, kind and warranty (the
-/// creation time is kept).
+/// A product line's terms, as [`upsert_product_line`] stores them.
+#[derive(Debug, Clone, Copy)]
+pub struct LineTerms<'a> {
+    /// Display name.
+    pub name: &'a str,
+    /// `hardware` or `software`.
+    pub kind: &'a str,
+    /// Standard warranty in months.
+    pub warranty_months: i64,
+    /// `repair` or `exchange`.
+    pub service_class: &'a str,
+    /// JSON object: region -> months.
+    pub warranty_regions: &'a str,
+}
+
+impl<'a> LineTerms<'a> {
+    /// Terms with the default service class (`repair`) and no per-region
+    /// periods.
+    pub fn new(name: &'a str, kind: &'a str, warranty_months: i64) -> Self {
+        LineTerms {
+            name,
+            kind,
+            warranty_months,
+            service_class: "repair",
+            warranty_regions: "{}",
+        }
+    }
+}
+
+/// Creates a product line or updates its name, kind and warranty terms
+/// (the creation time is kept).
 #[tracing::instrument(skip(tx))]
 pub async fn upsert_product_line(
     tx: &mut Tx,
     id: &str,
-    name: &str,
-    kind: &str,
-    warranty_months: i64,
+    t: &LineTerms<'_>,
 ) -> Result<(), super::Error> {
     on!(&mut *tx, conn => sqlx::query(
-        "INSERT INTO product_lines (id, name, kind, warranty_months, created_at)
-         VALUES ($1, $2, $3, $4, $5)
+        "INSERT INTO product_lines (id, name, kind, warranty_months, service_class,
+                                    warranty_regions, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7)
          ON CONFLICT (id) DO UPDATE SET
             name = excluded.name, kind = excluded.kind,
-            warranty_months = excluded.warranty_months",
+            warranty_months = excluded.warranty_months,
+            service_class = excluded.service_class,
+            warranty_regions = excluded.warranty_regions",
     )
     .bind(id)
-    .bind(name)
-    .bind(kind)
-    .bind(warranty_months)
+    .bind(t.name)
+    .bind(t.kind)
+    .bind(t.warranty_months)
+    .bind(t.service_class)
+    .bind(t.warranty_regions)
     .bind(OffsetDateTime::now_utc())
     .execute(conn)
     .await
@@ -87,7 +125,8 @@ pub async fn upsert_product_line(
 #[tracing::instrument(skip(db))]
 pub async fn list_product_lines(db: &Db) -> Result<Vec<ProductLineRow>, super::Error> {
     on!(db, conn => sqlx::query_as(
-        "SELECT id, name, kind, warranty_months, created_at FROM product_lines ORDER BY id",
+        "SELECT id, name, kind, warranty_months, service_class, warranty_regions, created_at
+         FROM product_lines ORDER BY id",
     )
     .fetch_all(conn)
     .await)

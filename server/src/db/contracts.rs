@@ -79,9 +79,12 @@ pub async fn delete_contract(tx: &mut Tx, id: &str) -> Result<(), super::Error> 
 }
 
 /// The contracts of a device, by start date then id.
-#[tracing::instrument(skip(db))]
-pub async fn contracts_of(db: &Db, serial: &str) -> Result<Vec<ContractRow>, super::Error> {
-    on!(db, conn => sqlx::query_as(
+#[tracing::instrument(skip(exec))]
+pub async fn contracts_of(
+    exec: impl Into<super::Exec<'_>>,
+    serial: &str,
+) -> Result<Vec<ContractRow>, super::Error> {
+    on!(exec, conn => sqlx::query_as(
         "SELECT id, serial, kind, starts, ends, created_at FROM contracts
          WHERE serial = $1 ORDER BY starts, id",
     )
@@ -125,9 +128,12 @@ pub async fn delete_licence(tx: &mut Tx, id: &str) -> Result<(), super::Error> {
 }
 
 /// The licences of a device, by start date then id.
-#[tracing::instrument(skip(db))]
-pub async fn licences_of(db: &Db, serial: &str) -> Result<Vec<LicenceRow>, super::Error> {
-    on!(db, conn => sqlx::query_as(
+#[tracing::instrument(skip(exec))]
+pub async fn licences_of(
+    exec: impl Into<super::Exec<'_>>,
+    serial: &str,
+) -> Result<Vec<LicenceRow>, super::Error> {
+    on!(exec, conn => sqlx::query_as(
         "SELECT id, serial, starts, ends FROM licences WHERE serial = $1 ORDER BY starts, id",
     )
     .bind(serial)

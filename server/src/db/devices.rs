@@ -11,7 +11,7 @@ use sqlx::FromRow;
 use time::{Date, OffsetDateTime};
 
 use super::{Db, Tx};
-use crate::domain::facts::{ContractFacts, DeviceFacts, LicenceFacts};
+use crate::domain::facts::{ContractFacts, DeviceFacts, GrantFacts, LicenceFacts};
 
 /// A stored device.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -38,6 +38,18 @@ pub struct DeviceRow {
     pub first_seen: Option<OffsetDateTime>,
     /// Latest contact with the server.
     pub last_seen: Option<OffsetDateTime>,
+    /// Date of sale, from which the warranty runs.
+    pub sale_date: Option<Date>,
+    /// Region it was sold in (for per-region warranty periods).
+    pub region: Option<String>,
+    /// The unit this one replaced under warranty.
+    pub replaces: Option<String>,
+    /// Start of the warranty of a replacement unit.
+    pub replacement_start: Option<Date>,
+    /// The unit that replaced this one.
+    pub replaced_by: Option<String>,
+    /// When this unit was replaced.
+    pub replaced_on: Option<Date>,
 }
 
 /// A device with its model and product line, for detail views.
@@ -54,6 +66,10 @@ pub struct DeviceDetailRow {
     pub kind: String,
     /// Standard warranty of the product line, in months.
     pub warranty_months: i64,
+    /// The product line's service class (`repair` or `exchange`).
+    pub service_class: String,
+    /// The product line's per-region warranties (JSON object).
+    pub warranty_regions: String,
     /// The model's EOL date.
     pub eol: Option<Date>,
 }
@@ -72,7 +88,8 @@ pub struct NewDevice<'a> {
 }
 
 const DEVICE_COLUMNS: &str = "d.serial, d.model_id, d.hw_id, d.channel, d.current_version, \
-     d.security_counter, d.root_version, d.registered_at, d.created_at, d.first_seen, d.last_seen";
+     d.security_counter, d.root_version, d.registered_at, d.created_at, d.first_seen, d.last_seen, \
+     d.sale_date, d.region, d.replaces, d.replacement_start, d.replaced_by, d.replaced_on";
 
 /// Which of `serials` are already provisioned (checked in chunks, so a large
 /// import stays within SQLite's bound-parameter limit).
@@ -120,7 +137,7 @@ pub async fn find(
 fn detail_sql() -> String {
     format!(
         "SELECT {DEVICE_COLUMNS}, m.name AS model_name, m.product_line, m.eol,
-                p.kind, p.warranty_months
+                p.kind, p.warranty_months, p.service_class, p.warranty_regions
          FROM devices d
          JOIN models m ON m.id = d.model_id
          JOIN product_lines p ON p.id = m.product_line
@@ -137,6 +154,69 @@ pub async fn set_channel(tx: &mut Tx, serial: &str, channel: &str) -> Result<(),
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Records a device's date of sale and region.
+#[tracing::instrument(skip(tx))]
+pub async fn set_sale(
+    tx: &mut Tx,
+    serial: &str,
+    sale_date: Date,
+    region: Option<&str>,
+) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query("UPDATE devices SET sale_date = $1, region = $2 WHERE serial = $3")
+        .bind(sale_date)
+        .bind(region)
+        .bind(serial)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Replaces unit `old` by unit `new` on `on`: the new unit takes over the
+/// old one's owner registration, sale record, contracts and licences, and
+/// its warranty starts on `start`; the old unit is marked replaced.
+#[tracing::instrument(skip(tx))]
+pub async fn replace_unit(
+    tx: &mut Tx,
+    old: &str,
+    new: &str,
+    on: Date,
+    start: Date,
+) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query(
+        "UPDATE devices SET replaces = $1, replacement_start = $2,
+                registered_at = (SELECT o.registered_at FROM devices o WHERE o.serial = $1),
+                sale_date = (SELECT o.sale_date FROM devices o WHERE o.serial = $1),
+                region = (SELECT o.region FROM devices o WHERE o.serial = $1)
+         WHERE serial = $3",
+    )
+    .bind(old)
+    .bind(start)
+    .bind(new)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    on!(&mut *tx, conn => sqlx::query(
+        "UPDATE devices SET replaced_by = $1, replaced_on = $2 WHERE serial = $3",
+    )
+    .bind(new)
+    .bind(on)
+    .bind(old)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    for table in ["contracts", "licences"] {
+        let sql = format!("UPDATE {table} SET serial = $1 WHERE serial = $2");
+        on!(&mut *tx, conn => sqlx::query(&sql)
+            .bind(new)
+            .bind(old)
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected()))?;
+    }
     Ok(())
 }
 
@@ -168,25 +248,33 @@ pub async fn set_registered(
 ///    about repairs, not firmware, and are left out), by start, then id;
 /// 2. its licence with the latest end, a perpetual one (no end) winning; a
 ///    device normally holds at most one, and when it holds several the most
-///    generous is the one that decides.
+///    generous is the one that decides;
+/// 3. its active repair push (at most one), as a repair grant: push id,
+///    technician (in `model_id`), version (in `hw_id`; NULL for the newest
+///    compatible release) and expiry (in `at`). An expired one is loaded
+///    too, so that explanations can say it expired.
 ///
-/// Contracts and licences are deleted with their device (foreign keys), so
-/// no device row means no facts at all. `grants` is left empty: repair
-/// grants are loaded by their own module.
+/// Contracts, licences and pushes are deleted with their device (foreign
+/// keys), so no device row means no facts at all.
 #[tracing::instrument(skip(db))]
 pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFacts>, super::Error> {
     // NULL (perpetual) sorts first with `ends IS NULL DESC`, then the latest end.
     let rows: Vec<FactsRow> = on!(db, conn => sqlx::query_as(
         "SELECT CAST(0 AS BIGINT) AS part, serial AS id, model_id, hw_id, channel,
-                CAST(NULL AS DATE) AS starts, CAST(NULL AS DATE) AS ends
+                CAST(NULL AS DATE) AS starts, CAST(NULL AS DATE) AS ends,
+                CAST(NULL AS TIMESTAMPTZ) AS at
            FROM devices WHERE serial = $1
          UNION ALL
-         SELECT 1, id, NULL, NULL, NULL, starts, ends
+         SELECT 1, id, NULL, NULL, NULL, starts, ends, NULL
            FROM contracts WHERE serial = $1 AND kind = 'service_contract'
          UNION ALL
          SELECT * FROM (
-           SELECT 2, id, NULL, NULL, NULL, CAST(NULL AS DATE), ends FROM licences WHERE serial = $1
+           SELECT 2, id, NULL, NULL, NULL, CAST(NULL AS DATE), ends, CAST(NULL AS TIMESTAMPTZ)
+             FROM licences WHERE serial = $1
            ORDER BY ends IS NULL DESC, ends DESC, id LIMIT 1) AS newest_licence
+         UNION ALL
+         SELECT 3, id, technician, version, NULL, NULL, NULL, expires_at
+           FROM repair_pushes WHERE serial = $1 AND state = 'active'
          ORDER BY part, starts, id",
     )
     .bind(serial)
@@ -226,6 +314,29 @@ pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFac
                     ends,
                 });
             }
+            (3, None, None) => {
+                let (Some(technician), Some(expires_at)) = (row.model_id, row.at) else {
+                    return Err(super::Error::Malformed(format!(
+                        "device facts of {serial:?}: repair push without technician or expiry"
+                    )));
+                };
+                let version = row
+                    .hw_id
+                    .map(|v| v.parse::<semver::Version>())
+                    .transpose()
+                    .map_err(|e| {
+                        super::Error::Malformed(format!(
+                            "device facts of {serial:?}: repair push {:?} names version: {e}",
+                            row.id
+                        ))
+                    })?;
+                facts.grants.push(GrantFacts {
+                    grant_id: row.id,
+                    technician,
+                    version,
+                    expires_at,
+                });
+            }
             (part, ..) => {
                 return Err(super::Error::Malformed(format!(
                     "device facts of {serial:?}: unexpected row of part {part}"
@@ -239,7 +350,7 @@ pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFac
 /// One row of [`load_device_facts`]'s statement.
 #[derive(Debug, FromRow)]
 struct FactsRow {
-    /// 0 device, 1 contract, 2 licence.
+    /// 0 device, 1 contract, 2 licence, 3 repair push.
     part: i64,
     /// Serial, contract id or licence id.
     id: String,
@@ -248,6 +359,8 @@ struct FactsRow {
     channel: Option<String>,
     starts: Option<Date>,
     ends: Option<Date>,
+    /// A repair push's expiry.
+    at: Option<OffsetDateTime>,
 }
 
 /// How many devices are provisioned. For tests (that a refused batch

@@ -80,8 +80,10 @@ mod error;
 pub mod images;
 pub mod invalidations;
 pub mod jobs;
+pub mod pushes;
 pub mod releases;
 pub mod reports;
+pub mod rmas;
 pub mod snapshot;
 pub mod tokens;
 pub mod trust;
@@ -212,6 +214,16 @@ pub enum Exec<'a> {
     Db(&'a Db),
     /// In a transaction.
     Tx(&'a mut Tx),
+}
+
+impl Exec<'_> {
+    /// The same place for one more query, so one `Exec` serves several.
+    pub fn reborrow(&mut self) -> Exec<'_> {
+        match self {
+            Exec::Db(db) => Exec::Db(db),
+            Exec::Tx(tx) => Exec::Tx(tx),
+        }
+    }
 }
 
 impl<'a> From<&'a Db> for Exec<'a> {

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 
+use sqlx::FromRow;
 use time::OffsetDateTime;
 
 use super::{Db, Stamp, Tx};
@@ -210,6 +211,36 @@ pub async fn reported_state(db: &Db, serial: &str) -> Result<Option<ReportedStat
     )
     .bind(serial)
     .fetch_optional(conn)
+    .await)
+}
+
+/// One stored report, for the technician's device view.
+#[derive(Debug, Clone, FromRow)]
+pub struct ReportRow {
+    /// Report id.
+    pub id: i64,
+    /// Release version.
+    pub version: String,
+    /// Stage reached.
+    pub stage: String,
+    /// Why it failed or was rolled back.
+    pub reason_code: Option<String>,
+    /// Free text from the device.
+    pub detail: Option<String>,
+    /// When.
+    pub at: OffsetDateTime,
+}
+
+/// The device's latest reports, newest first (at most `limit`).
+#[tracing::instrument(skip(db))]
+pub async fn recent(db: &Db, serial: &str, limit: i64) -> Result<Vec<ReportRow>, super::Error> {
+    on!(db, conn => sqlx::query_as(
+        "SELECT id, version, stage, reason_code, detail, at FROM reports
+         WHERE serial = $1 ORDER BY at DESC, id DESC LIMIT $2",
+    )
+    .bind(serial)
+    .bind(limit)
+    .fetch_all(conn)
     .await)
 }
 

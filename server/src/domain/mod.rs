@@ -6,6 +6,7 @@
 //! - [`facts`]: what the entitlement rules know about one device;
 //! - [`catalogue`]: the catalogue the update check reads;
 //! - [`seen`]: what a device reported in a check (the last-seen record);
+//! - [`rma`]: the repair desk's RMA numbers and states;
 //! - [`url`]: database URLs as they may be shown;
 //! - this module: parsed input types ("parse, don't validate"): a handler
 //!   turns raw strings into these once, and everything past it can rely
@@ -16,6 +17,7 @@
 
 pub mod catalogue;
 pub mod facts;
+pub mod rma;
 pub mod roles;
 pub mod seen;
 pub mod url;

@@ -86,6 +86,7 @@ fn audit_detail(c: &ContractRow) -> serde_json::Value {
         (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
         (status = 404, description = "unknown_serial", body = crate::error::ErrorBody),
         (status = 409, description = "contract_exists", body = crate::error::ErrorBody),
+        (status = 422, description = "paid_extension_window_closed, paid_extension_not_for_series, paid_extension_of_replaced_unit", body = crate::error::ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn create(
@@ -98,8 +99,17 @@ pub async fn create(
     let input = body;
     let terms = provisioning::parse_contract(&input.id, &input.kind, &input.starts, &input.ends)?;
     let mut tx = app.db.begin().await?;
-    if db::devices::find(&mut tx, serial.as_str()).await?.is_none() {
-        return Err(unknown_serial(serial.as_str()));
+    let device = db::devices::find(&mut tx, serial.as_str())
+        .await?
+        .ok_or_else(|| unknown_serial(serial.as_str()))?;
+    if input.kind == "warranty_extension" {
+        // A warranty extension is the paid extension of the after-sales
+        // terms: sold only for the repair series, within a month of the
+        // sale.
+        let facts = super::devices::load_warranty_facts(&mut tx, &device).await?;
+        let today = time::OffsetDateTime::now_utc().date();
+        crate::warranty::paid_extension_check(&facts, today)
+            .map_err(|r| AppError::unprocessable(r.code, r.message))?;
     }
     let row = provisioning::insert_contract(&mut tx, serial.as_str(), &terms).await?;
     db::audit::record(

@@ -18,10 +18,12 @@ use super::licences::{LicenceView, licence_view};
 use super::unknown_serial;
 use crate::app::AppState;
 use crate::auth::{Admins, Caller, Staff};
+use crate::controllers::repair::pushes::{PushView, push_view};
+use crate::controllers::repair::rmas::{RmaSummary, rma_summary};
 use crate::db::{self, Db};
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
-use crate::extract::{JsonBody, Path};
+use crate::extract::{JsonBody, Path, Query};
 use crate::provisioning::{
     self, DeviceEntry, EntryRef, MAX_DEVICES_PER_REQUEST, Source, format_date,
 };
@@ -184,14 +186,137 @@ pub struct DeviceView {
     /// When the owner registered it.
     #[serde(with = "time::serde::rfc3339::option")]
     pub registered_at: Option<OffsetDateTime>,
-    /// Last day of the warranty, `YYYY-MM-DD` (see the rule in
-    /// docs/API.md: start + warranty months, + 24 months for registered
-    /// hardware, or a later warranty extension's end).
+    /// Date of sale, `YYYY-MM-DD`; `null` when unknown (the warranty then
+    /// runs from the provisioning day, and says so).
+    pub sale_date: Option<String>,
+    /// Region it was sold in.
+    pub region: Option<String>,
+    /// End of the warranty after every extension, `YYYY-MM-DD` (the same
+    /// as `warranty.ends`).
     pub warranty_ends: String,
+    /// The warranty as the after-sales terms state it: state, standard
+    /// end, extensions, gaps, parts, with its reasoning (see docs/API.md,
+    /// "Warranty").
+    #[schema(value_type = Object)]
+    pub warranty: warranty::Assessment,
     /// Its contracts, by start date.
     pub contracts: Vec<ContractView>,
     /// Its licences (software), by start date.
     pub licences: Vec<LicenceView>,
+    /// Its active repair push, if any (an expired one shows as `expired`
+    /// until the next push replaces it).
+    pub active_push: Option<PushView>,
+    /// Its latest installation reports, newest first (at most 20).
+    pub reports: Vec<ReportView>,
+    /// Its RMAs that are not closed or cancelled, newest first.
+    pub open_rmas: Vec<RmaSummary>,
+    /// The unit this one replaced under warranty.
+    pub replaces: Option<String>,
+    /// The unit that replaced this one.
+    pub replaced_by: Option<String>,
+    /// When this unit was replaced, `YYYY-MM-DD`.
+    pub replaced_on: Option<String>,
+}
+
+/// Most reports [`DeviceView::reports`] lists.
+pub const VIEW_REPORTS: i64 = 20;
+
+/// An installation report, as technicians see it.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ReportView {
+    /// Report id.
+    pub id: i64,
+    /// Release version.
+    pub version: String,
+    /// Stage reached.
+    pub stage: String,
+    /// Why it failed or was rolled back.
+    pub reason_code: Option<String>,
+    /// Free text from the device.
+    pub detail: Option<String>,
+    /// When.
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+}
+
+/// The warranty facts of a device: its product line's terms (service
+/// class, standard period with the region's override), its date of sale
+/// (or, when unknown, its provisioning day; for a unit that replaced
+/// another, the start its replacement set), its registration, its paid
+/// extensions (`warranty_extension` contracts: requested on the day they
+/// were recorded, signed on their start day) and its replaced parts.
+pub fn warranty_facts(
+    row: &db::devices::DeviceDetailRow,
+    contracts: &[db::contracts::ContractRow],
+    parts: &[db::rmas::PartRow],
+) -> warranty::WarrantyFacts {
+    let d = &row.device;
+    let regions: Vec<(String, u32)> =
+        serde_json::from_str::<std::collections::BTreeMap<String, u32>>(&row.warranty_regions)
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+    let (standard_months, region_override) = warranty::standard_months(
+        u32::try_from(row.warranty_months).unwrap_or(0),
+        &regions,
+        d.region.as_deref(),
+    );
+    let class =
+        warranty::ServiceClass::parse(&row.service_class).unwrap_or(warranty::ServiceClass::Repair);
+    let (start, start_source) = match (&d.replaces, d.replacement_start, d.sale_date) {
+        (Some(replaces), Some(start), _) => (
+            start,
+            match class {
+                warranty::ServiceClass::Repair => warranty::StartSource::Replacement {
+                    replaces: replaces.clone(),
+                },
+                warranty::ServiceClass::Exchange => warranty::StartSource::Exchanged {
+                    replaces: replaces.clone(),
+                },
+            },
+        ),
+        (_, _, Some(sale)) => (sale, warranty::StartSource::Sale),
+        _ => (d.created_at.date(), warranty::StartSource::Provisioning),
+    };
+    warranty::WarrantyFacts {
+        hardware: row.kind == "hardware",
+        class,
+        standard_months,
+        region_override,
+        start,
+        start_source,
+        registered_on: d.registered_at.map(|t| t.date()),
+        paid_extensions: contracts
+            .iter()
+            .filter(|c| c.kind == "warranty_extension")
+            .map(|c| warranty::PaidExtension {
+                contract_id: c.id.clone(),
+                requested_on: c.created_at.date(),
+                signed_on: c.starts,
+            })
+            .collect(),
+        parts: parts
+            .iter()
+            .map(|p| warranty::PartReplacement {
+                part: p.part.clone(),
+                replaced_on: p.replaced_on,
+                under_warranty: p.under_warranty,
+            })
+            .collect(),
+    }
+}
+
+/// Loads what [`warranty_facts`] needs besides the device row (contracts
+/// and replaced parts) and gives the facts.
+pub async fn load_warranty_facts(
+    tx: impl Into<db::Exec<'_>>,
+    row: &db::devices::DeviceDetailRow,
+) -> AppResult<warranty::WarrantyFacts> {
+    let mut exec = tx.into();
+    let serial = row.device.serial.as_str();
+    let contracts = db::contracts::contracts_of(exec.reborrow(), serial).await?;
+    let parts = db::rmas::parts_of(exec, serial).await?;
+    Ok(warranty_facts(row, &contracts, &parts))
 }
 
 /// Loads the view of a device, or 404 `unknown_serial`.
@@ -200,22 +325,15 @@ pub async fn load_view(db: &Db, serial: &str) -> AppResult<DeviceView> {
         .await?
         .ok_or_else(|| unknown_serial(serial))?;
     let contracts = db::contracts::contracts_of(db, serial).await?;
+    let parts = db::rmas::parts_of(db, serial).await?;
     let licences = db::contracts::licences_of(db, serial).await?;
+    let active_push = db::pushes::active(db, serial).await?;
+    let reports = db::reports::recent(db, serial, VIEW_REPORTS).await?;
+    let open_rmas = db::rmas::unfinished_of(db, serial).await?;
+    let now = OffsetDateTime::now_utc();
+    let today = now.date();
+    let assessment = warranty::assess(&warranty_facts(&row, &contracts, &parts), today);
     let d = row.device;
-    let start = d.first_seen.unwrap_or(d.created_at).date();
-    let extensions: Vec<_> = contracts
-        .iter()
-        .filter(|c| c.kind == "warranty_extension")
-        .map(|c| c.ends)
-        .collect();
-    let warranty_ends = warranty::warranty_ends(
-        start,
-        u32::try_from(row.warranty_months).unwrap_or(0),
-        &row.kind,
-        d.registered_at.is_some(),
-        &extensions,
-    );
-    let today = OffsetDateTime::now_utc().date();
     Ok(DeviceView {
         serial: d.serial,
         model: d.model_id,
@@ -232,12 +350,31 @@ pub async fn load_view(db: &Db, serial: &str) -> AppResult<DeviceView> {
         first_seen: d.first_seen,
         last_seen: d.last_seen,
         registered_at: d.registered_at,
-        warranty_ends: format_date(warranty_ends),
+        sale_date: d.sale_date.map(format_date),
+        region: d.region,
+        warranty_ends: format_date(assessment.ends),
+        warranty: assessment,
         contracts: contracts
             .into_iter()
             .map(|c| contract_view(c, today))
             .collect(),
         licences: licences.into_iter().map(licence_view).collect(),
+        active_push: active_push.map(|p| push_view(p, now)),
+        reports: reports
+            .into_iter()
+            .map(|r| ReportView {
+                id: r.id,
+                version: r.version,
+                stage: r.stage,
+                reason_code: r.reason_code,
+                detail: r.detail,
+                at: r.at,
+            })
+            .collect(),
+        open_rmas: open_rmas.into_iter().map(rma_summary).collect(),
+        replaces: d.replaces,
+        replaced_by: d.replaced_by,
+        replaced_on: d.replaced_on.map(format_date),
     })
 }
 
@@ -307,8 +444,8 @@ pub async fn set_channel(
 }
 
 /// Records the owner's registration of a device (admin), which extends a
-/// hardware warranty by 24 months; the answer carries the new
-/// `warranty_ends`. Registering again changes nothing and is not audited
+/// hardware warranty by 12 months (from the registration day); the answer
+/// carries the new `warranty`. Registering again changes nothing and is not audited
 /// again.
 #[utoipa::path(post, path = "/v1/admin/devices/{serial}/registration", tag = "catalogue",
     params(("serial" = String, Path, description = "device serial")),
@@ -348,4 +485,122 @@ pub async fn register(
     tx.commit().await?;
     app.device_changed(serial.as_str());
     Ok(Json(load_view(&app.db, serial.as_str()).await?))
+}
+
+/// A device's date of sale and region, from a sales record.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SaleInput {
+    /// Date of sale, `YYYY-MM-DD`; the warranty runs from it.
+    pub sale_date: String,
+    /// Region it was sold in, for per-region warranty periods.
+    pub region: Option<String>,
+}
+
+/// Records a device's date of sale and region (admin); audited as
+/// `device.sale` with the old and new values.
+#[utoipa::path(put, path = "/v1/admin/devices/{serial}/sale", tag = "catalogue",
+    params(("serial" = String, Path, description = "device serial")),
+    request_body = SaleInput,
+    responses(
+        (status = 200, body = DeviceView),
+        (status = 400, description = "invalid_name, invalid_date, invalid_json", body = crate::error::ErrorBody),
+        (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
+        (status = 404, description = "unknown_serial", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn set_sale(
+    State(app): State<AppState>,
+    principal: Caller<Admins>,
+    Path(serial): Path<String>,
+    JsonBody(body): JsonBody<SaleInput>,
+) -> AppResult<Json<DeviceView>> {
+    let serial = Name::parse("serial", &serial)?;
+    let sale_date = provisioning::parse_date("sale_date", &body.sale_date)?;
+    let region = body
+        .region
+        .as_deref()
+        .map(|r| Name::parse("region", r))
+        .transpose()?;
+    let mut tx = app.db.begin().await?;
+    let row = db::devices::find(&mut tx, serial.as_str())
+        .await?
+        .ok_or_else(|| unknown_serial(serial.as_str()))?;
+    db::devices::set_sale(
+        &mut tx,
+        serial.as_str(),
+        sale_date,
+        region.as_ref().map(Name::as_str),
+    )
+    .await?;
+    db::audit::record(
+        &mut tx,
+        &principal.actor(),
+        "device.sale",
+        &format!("device/{serial}"),
+        serde_json::json!({
+            "old": { "sale_date": row.device.sale_date.map(format_date), "region": row.device.region },
+            "new": { "sale_date": format_date(sale_date), "region": region },
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    app.device_changed(serial.as_str());
+    Ok(Json(load_view(&app.db, serial.as_str()).await?))
+}
+
+/// Whether a fault on a given day is covered.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+pub struct WarrantyQuery {
+    /// The day the fault occurred, `YYYY-MM-DD` (default: today).
+    pub fault_on: Option<String>,
+}
+
+/// A device's warranty and the answer for one fault day.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WarrantyView {
+    /// Serial.
+    pub serial: String,
+    /// The warranty with its reasoning.
+    #[schema(value_type = Object)]
+    pub warranty: warranty::Assessment,
+    /// Whether a fault on `fault_on` is covered, and why.
+    #[schema(value_type = Object)]
+    pub fault: warranty::FaultCoverage,
+}
+
+/// A device's warranty, and whether a fault on a given day is covered
+/// (admin, release engineer, technician).
+#[utoipa::path(get, path = "/v1/devices/{serial}/warranty", tag = "catalogue",
+    params(("serial" = String, Path, description = "device serial"), WarrantyQuery),
+    responses(
+        (status = 200, body = WarrantyView),
+        (status = 400, description = "invalid_name, invalid_date, invalid_query", body = crate::error::ErrorBody),
+        (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
+        (status = 404, description = "unknown_serial", body = crate::error::ErrorBody),
+    ),
+    security(("bearer" = [])))]
+pub async fn warranty_of(
+    State(app): State<AppState>,
+    _principal: Caller<Staff>,
+    Path(serial): Path<String>,
+    Query(q): Query<WarrantyQuery>,
+) -> AppResult<Json<WarrantyView>> {
+    let serial = Name::parse("serial", &serial)?;
+    let today = OffsetDateTime::now_utc().date();
+    let fault_on = q
+        .fault_on
+        .as_deref()
+        .map(|d| provisioning::parse_date("fault_on", d))
+        .transpose()?
+        .unwrap_or(today);
+    let row = db::devices::find(&app.db, serial.as_str())
+        .await?
+        .ok_or_else(|| unknown_serial(serial.as_str()))?;
+    let facts = load_warranty_facts(&app.db, &row).await?;
+    Ok(Json(WarrantyView {
+        serial: serial.into_string(),
+        warranty: warranty::assess(&facts, today),
+        fault: warranty::fault_covered(&facts, fault_on),
+    }))
 }

@@ -51,10 +51,15 @@ pub struct ImportLine {
     /// Standard warranty in months (default 12).
     #[serde(default, deserialize_with = "crate::domain::optional_whole_number")]
     pub warranty_months: Option<u32>,
-    /// If given, must equal the server's rule: 24 for hardware, 0 for
+    /// If given, must equal the server's rule: 12 for hardware, 0 for
     /// software.
     #[serde(default, deserialize_with = "crate::domain::optional_whole_number")]
     pub registration_bonus_months: Option<u32>,
+    /// `repair` (default) or `exchange`, as in `PUT
+    /// /v1/admin/product-lines/{id}`.
+    pub service_class: Option<String>,
+    /// Standard warranty per region, in months.
+    pub warranty_by_region: Option<std::collections::BTreeMap<String, u32>>,
     /// Models of the line.
     #[serde(default)]
     pub models: Vec<ImportModel>,
@@ -182,6 +187,8 @@ pub async fn import(
             name: line.name.clone(),
             kind: line.kind.clone(),
             warranty_months: line.warranty_months,
+            service_class: line.service_class.clone(),
+            warranty_by_region: line.warranty_by_region.clone(),
         };
         let change = apply_line(&mut tx, &id, &input)
             .await

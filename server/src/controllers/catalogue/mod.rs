@@ -41,6 +41,8 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(devices::get))
         .routes(routes!(devices::set_channel))
         .routes(routes!(devices::register))
+        .routes(routes!(devices::set_sale))
+        .routes(routes!(devices::warranty_of))
         .routes(routes!(contracts::create))
         .routes(routes!(contracts::delete))
         .routes(routes!(licences::create))

@@ -39,6 +39,14 @@ pub struct ProductLineInput {
     /// Standard warranty in months (default 12).
     #[serde(default, deserialize_with = "crate::domain::optional_whole_number")]
     pub warranty_months: Option<u32>,
+    /// How a faulty unit is served under warranty: `repair` (sent in for
+    /// repair; encoders, decoders, converters: the default) or `exchange`
+    /// (accessories and batteries).
+    pub service_class: Option<String>,
+    /// Standard warranty per region, in months, replacing
+    /// `warranty_months` for devices sold in that region (e.g.
+    /// `{"EU": 24}`).
+    pub warranty_by_region: Option<std::collections::BTreeMap<String, u32>>,
 }
 
 /// A product line as shown, with its models.
@@ -52,7 +60,11 @@ pub struct ProductLineView {
     pub kind: String,
     /// Standard warranty in months.
     pub warranty_months: i64,
-    /// Extra warranty months for registering a device (24 for hardware,
+    /// `repair` or `exchange`.
+    pub service_class: String,
+    /// Standard warranty per region, in months.
+    pub warranty_by_region: std::collections::BTreeMap<String, u32>,
+    /// Extra warranty months for registering a device (12 for hardware,
     /// 0 for software).
     pub registration_bonus_months: u32,
     /// When it was created.
@@ -102,18 +114,59 @@ pub async fn apply(tx: &mut Tx, id: &Name, input: &ProductLineInput) -> AppResul
             format!("warranty_months {months} is more than {MAX_WARRANTY_MONTHS}"),
         ));
     }
+    let service_class = match input.service_class.as_deref() {
+        None => warranty::ServiceClass::Repair,
+        Some(c) => warranty::ServiceClass::parse(c).ok_or_else(|| {
+            AppError::bad_request(
+                "invalid_service_class",
+                format!(
+                    "service_class {c:?} is unknown; use repair (units sent in for repair) or \
+                     exchange (accessories and batteries)"
+                ),
+            )
+        })?,
+    };
+    let regions = input.warranty_by_region.clone().unwrap_or_default();
+    for (region, m) in &regions {
+        Name::parse("region", region)?;
+        if *m > MAX_WARRANTY_MONTHS {
+            return Err(AppError::bad_request(
+                "invalid_warranty",
+                format!("warranty_by_region.{region} {m} is more than {MAX_WARRANTY_MONTHS}"),
+            ));
+        }
+    }
+    let regions = serde_json::to_string(&regions)
+        .map_err(|e| anyhow::anyhow!("warranty regions do not serialise: {e}"))?;
     let before = db::catalogue::product_line_tx(tx, id.as_str()).await?;
-    db::catalogue::upsert_product_line(tx, id.as_str(), &name, kind, months.into()).await?;
+    db::catalogue::upsert_product_line(
+        tx,
+        id.as_str(),
+        &db::catalogue::LineTerms {
+            name: &name,
+            kind,
+            warranty_months: months.into(),
+            service_class: service_class.as_str(),
+            warranty_regions: &regions,
+        },
+    )
+    .await?;
     let after = db::catalogue::product_line_tx(tx, id.as_str())
         .await?
         .ok_or_else(|| anyhow::anyhow!("product line {id} vanished after its upsert"))?;
     Ok(LineChange { before, after })
 }
 
+/// A product line's per-region warranties (stored as a JSON object).
+pub fn region_months(row: &ProductLineRow) -> std::collections::BTreeMap<String, u32> {
+    serde_json::from_str(&row.warranty_regions).unwrap_or_default()
+}
+
 /// The audit detail of a product line.
 pub fn audit_detail(row: &ProductLineRow) -> serde_json::Value {
     serde_json::json!({
         "name": row.name, "kind": row.kind, "warranty_months": row.warranty_months,
+        "service_class": row.service_class, "warranty_by_region": region_months(row),
     })
 }
 
@@ -153,7 +206,7 @@ async fn put_line(
     responses(
         (status = 201, description = "created", body = ProductLineView),
         (status = 200, description = "updated", body = ProductLineView),
-        (status = 400, description = "invalid_name, invalid_display_name, invalid_kind, invalid_warranty, invalid_json",
+        (status = 400, description = "invalid_name, invalid_display_name, invalid_kind, invalid_warranty, invalid_service_class, invalid_json",
             body = crate::error::ErrorBody),
         (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
     ),
@@ -208,6 +261,7 @@ pub async fn load_views(db: &Db) -> AppResult<Vec<ProductLineView>> {
     Ok(lines
         .into_iter()
         .map(|l| ProductLineView {
+            warranty_by_region: region_months(&l),
             registration_bonus_months: warranty::registration_bonus_months(&l.kind),
             models: models
                 .iter()
@@ -218,6 +272,7 @@ pub async fn load_views(db: &Db) -> AppResult<Vec<ProductLineView>> {
             name: l.name,
             kind: l.kind,
             warranty_months: l.warranty_months,
+            service_class: l.service_class,
             created_at: l.created_at,
         })
         .collect())

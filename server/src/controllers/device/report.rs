@@ -4,7 +4,8 @@
 //! written to the audit log (the audit log answers "who changed what"; a
 //! device reporting its own progress changes nothing anyone decided). The
 //! report itself is the record. An `installed` report also records the new
-//! running version on the device.
+//! running version on the device, and marks the device's repair push done
+//! when it names that version.
 
 use axum::Json;
 use axum::extract::State;
@@ -230,10 +231,23 @@ pub async fn report(
         },
     )
     .await?;
+    let mut push_done = false;
     if stage == Stage::Installed {
         db::reports::record_installed(&mut tx, &facts.serial, &version, at).await?;
+        // A repair push is done once the device runs what it was pushed
+        // (any newer release, for a push of the newest one).
+        if let Some(push) = db::pushes::active(&mut tx, &facts.serial).await?
+            && push.version.as_deref().is_none_or(|v| v == version)
+        {
+            push_done =
+                db::pushes::end(&mut tx, &facts.serial, "done", at, "device", Some(&version))
+                    .await?;
+        }
     }
     tx.commit().await?;
+    if push_done {
+        app.device_changed(&facts.serial);
+    }
     crate::metrics::report(stage.as_str(), reason_code);
     tracing::info!(serial = %facts.serial, version = %version, stage = stage.as_str(), reason_code, "device report");
     Ok((StatusCode::CREATED, Json(ReportAccepted { id })))
