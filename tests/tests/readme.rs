@@ -31,6 +31,7 @@ const RUN: &[&str] = &[
     "Walkthrough: serve a release to a device",
     "Operating the server",
     "Running the agent against a local server",
+    "Repair desk",
 ];
 
 /// Sections whose blocks are not run here, with the reason.
@@ -203,5 +204,22 @@ fn the_readme_runs_as_written() {
     );
     // The device agent installed and committed the release.
     assert!(stdout.contains("2.2.0"), "{report}");
+    // The repair desk: not entitled after the EOL, offered by the push,
+    // installed, and the push done.
+    for expected in [
+        "not entitled (eol_no_contract)",
+        "published encoders 2.3.0 (stable)",
+        "update available: 2.3.0",
+        "entitlement (repair_grant)",
+        "version: 2.3.0",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "the README says {expected:?} appears\n{report}"
+        );
+    }
+    let rma = format!("RMA-{}-000001", time::OffsetDateTime::now_utc().year());
+    assert!(stdout.lines().any(|l| l == rma), "{report}");
+    assert!(stdout.lines().any(|l| l == "done"), "{report}");
     assert!(out.status.success(), "{report}");
 }
