@@ -73,6 +73,14 @@ enum Field {
     OneTo(u64),
     /// A list of 1 to n items.
     Items(u64),
+    /// An RMA number ([`RMA_NUMBER_PATTERN`]).
+    RmaNumber,
+    /// An email address as the repair desk takes it.
+    Email,
+    /// A phone number: digits, spaces and `+ - ( ) . /`, 1 to 40.
+    Phone,
+    /// An object of region names to months (0 to the most a warranty has).
+    MonthsByRegion,
     /// Anything: accepted and ignored.
     Ignored,
 }
@@ -148,6 +156,107 @@ const FIELDS: &[(&str, &str, Field)] = &[
         "devices",
         Field::Items(crate::provisioning::MAX_DEVICES_PER_REQUEST as u64),
     ),
+    (
+        "ProductLineInput",
+        "service_class",
+        Field::OneOf(&["repair", "exchange"]),
+    ),
+    (
+        "ProductLineInput",
+        "warranty_by_region",
+        Field::MonthsByRegion,
+    ),
+    ("PushRequest", "version", Field::Version),
+    ("PushRequest", "product_line", Field::Name),
+    ("PushRequest", "channel", Field::Name),
+    ("PushRequest", "rma", Field::RmaNumber),
+    (
+        "PushRequest",
+        "reason",
+        Field::MultilineText(crate::controllers::repair::pushes::MAX_REASON_CHARS),
+    ),
+    ("OpenRequest", "serial", Field::Name),
+    (
+        "OpenRequest",
+        "fault",
+        Field::MultilineText(crate::controllers::repair::rmas::MAX_FAULT_CHARS),
+    ),
+    ("OpenRequest", "fault_on", Field::Date),
+    ("OpenRequest", "received_on", Field::Date),
+    (
+        "OpenRequest",
+        "tracking_in",
+        Field::Text(crate::controllers::repair::rmas::MAX_SHORT_CHARS),
+    ),
+    (
+        "Customer",
+        "name",
+        Field::Text(crate::controllers::repair::rmas::MAX_SHORT_CHARS),
+    ),
+    ("Customer", "email", Field::Email),
+    ("Customer", "phone", Field::Phone),
+    (
+        "StateRequest",
+        "state",
+        Field::OneOf(&[
+            "received",
+            "diagnosing",
+            "repairing",
+            "testing",
+            "shipped",
+            "closed",
+            "cancelled",
+        ]),
+    ),
+    (
+        "StateRequest",
+        "note",
+        Field::MultilineText(crate::controllers::repair::rmas::MAX_FAULT_CHARS),
+    ),
+    (
+        "StateRequest",
+        "tracking_out",
+        Field::Text(crate::controllers::repair::rmas::MAX_SHORT_CHARS),
+    ),
+    (
+        "TrackingRequest",
+        "tracking_in",
+        Field::Text(crate::controllers::repair::rmas::MAX_SHORT_CHARS),
+    ),
+    (
+        "TrackingRequest",
+        "tracking_out",
+        Field::Text(crate::controllers::repair::rmas::MAX_SHORT_CHARS),
+    ),
+    (
+        "CoverageRequest",
+        "cause",
+        Field::OneOf(&[
+            "no_customer_fault",
+            "transport_to_customer",
+            "not_as_described",
+            "human_damage",
+            "unauthorised_modification",
+            "return_transport_damage",
+            "against_manual",
+            "force_majeure",
+            "serial_label_unreadable",
+        ]),
+    ),
+    (
+        "CoverageRequest",
+        "part",
+        Field::Text(crate::controllers::repair::rmas::MAX_SHORT_CHARS),
+    ),
+    (
+        "PartRequest",
+        "part",
+        Field::Text(crate::controllers::repair::rmas::MAX_SHORT_CHARS),
+    ),
+    ("PartRequest", "replaced_on", Field::Date),
+    ("ReplacementRequest", "serial", Field::Name),
+    ("SaleInput", "sale_date", Field::Date),
+    ("SaleInput", "region", Field::Name),
     ("ReportRequest", "serial", Field::Name),
     ("ReportRequest", "version", Field::Version),
     ("ReportRequest", "channel", Field::Name),
@@ -195,6 +304,24 @@ impl Field {
             Field::AtMost(max) => json!({ "type": "integer", "minimum": 0, "maximum": max }),
             Field::OneTo(max) => json!({ "type": "integer", "minimum": 1, "maximum": max }),
             Field::Items(max) => json!({ "type": "array", "minItems": 1, "maxItems": max }),
+            Field::RmaNumber => json!({
+                "type": "string", "pattern": RMA_NUMBER_PATTERN, "minLength": 15, "maxLength": 21
+            }),
+            Field::Email => json!({
+                "type": "string", "minLength": 3, "maxLength": 254,
+                "pattern": r"^[!-?A-~]+@[!-~]*\.[!-~]*$"
+            }),
+            Field::Phone => json!({
+                "type": "string", "minLength": 1, "maxLength": 40,
+                "pattern": r"^[0-9+()./-][0-9 +()./-]*$"
+            }),
+            Field::MonthsByRegion => json!({
+                "type": "object",
+                "propertyNames": name_schema(),
+                "additionalProperties": {
+                    "type": "integer", "minimum": 0, "maximum": MAX_WARRANTY_MONTHS
+                }
+            }),
             Field::Ignored => json!({}),
         }
     }
@@ -433,8 +560,29 @@ pub fn version_schema() -> Value {
     json!({ "type": "string", "pattern": VERSION_PATTERN, "minLength": 5, "maxLength": MAX_VERSION_CHARS })
 }
 
-/// The schema a path parameter (or the `channel` query parameter) of this
-/// name has.
+/// The schema a query parameter of this name has, where its Rust type
+/// (a string) says less than the handler checks.
+fn query_parameter_schema(path: &str, name: &str) -> Option<Value> {
+    match (path, name) {
+        (_, "channel") => Some(name_schema()),
+        (_, "fault_on") => Some(json!({ "type": "string", "format": "date" })),
+        ("/v1/rmas", "model" | "serial") => Some(name_schema()),
+        ("/v1/rmas", "state") => {
+            let one = format!(
+                "(open|{})",
+                crate::domain::rma::RmaState::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            );
+            Some(json!({ "type": "string", "pattern": format!("^({one}(,{one})*)?$") }))
+        }
+        _ => None,
+    }
+}
+
+/// The schema a path parameter of this name has.
 fn path_parameter_schema(path: &str, name: &str) -> Option<Value> {
     match name {
         "serial" | "line" | "channel" => Some(name_schema()),
@@ -518,11 +666,12 @@ fn complete_operation(path: &str, method: &str, op: &mut Value) {
         .is_some();
     if let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) {
         for p in params.iter_mut() {
-            if (p["in"] == "path" || p["name"] == "channel")
-                && let Some(schema) = p["name"]
-                    .as_str()
-                    .and_then(|n| path_parameter_schema(path, n))
-            {
+            let schema = match (p["in"].as_str(), p["name"].as_str()) {
+                (Some("path"), Some(n)) => path_parameter_schema(path, n),
+                (Some("query"), Some(n)) => query_parameter_schema(path, n),
+                _ => None,
+            };
+            if let Some(schema) = schema {
                 let nullable = p["schema"]["type"]
                     .as_array()
                     .is_some_and(|t| t.iter().any(|t| t == "null"));

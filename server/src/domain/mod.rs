@@ -170,6 +170,23 @@ where
     Ok(Option::<Whole<T>>::deserialize(deserializer)?.map(|w| w.0))
 }
 
+/// [`whole_number`] for the values of an optional map (`{"EU": 24.0}`).
+pub fn optional_whole_number_map<'de, D, T>(
+    deserializer: D,
+) -> Result<Option<std::collections::BTreeMap<String, T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: TryFrom<u64>,
+{
+    use serde::Deserialize as _;
+    #[derive(serde::Deserialize)]
+    struct Whole<T: TryFrom<u64>>(#[serde(deserialize_with = "whole_number")] T);
+    Ok(
+        Option::<std::collections::BTreeMap<String, Whole<T>>>::deserialize(deserializer)?
+            .map(|m| m.into_iter().map(|(k, w)| (k, w.0)).collect()),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

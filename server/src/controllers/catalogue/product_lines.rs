@@ -46,6 +46,7 @@ pub struct ProductLineInput {
     /// Standard warranty per region, in months, replacing
     /// `warranty_months` for devices sold in that region (e.g.
     /// `{"EU": 24}`).
+    #[serde(default, deserialize_with = "crate::domain::optional_whole_number_map")]
     pub warranty_by_region: Option<std::collections::BTreeMap<String, u32>>,
 }
 

@@ -34,6 +34,8 @@ use crate::warranty::{self, Exclusion, FaultCause};
 pub const MAX_SHORT_CHARS: usize = 200;
 /// Longest fault description or note, in characters.
 pub const MAX_FAULT_CHARS: usize = 4000;
+/// The oldest age a list filters on, in days (100 years).
+pub const MAX_AGE_DAYS: u32 = 36_500;
 /// Most RMAs a list gives.
 pub const MAX_LIST: i64 = 1000;
 
@@ -297,7 +299,8 @@ pub struct ListQuery {
     pub model: Option<String>,
     /// Only this unit.
     pub serial: Option<String>,
-    /// Only RMAs opened at least this many days ago.
+    /// Only RMAs opened at least this many days ago (at most 36 500).
+    #[param(maximum = 36_500)]
     pub older_than_days: Option<u32>,
     /// At most this many (default 100, at most 1000).
     pub limit: Option<i64>,
@@ -318,12 +321,19 @@ pub async fn list(
     Query(q): Query<ListQuery>,
 ) -> AppResult<Json<RmaList>> {
     let mut states = Vec::new();
-    for s in q.state.as_deref().unwrap_or("").split(',').map(str::trim) {
-        match s {
-            "" => {}
-            "open" => states.extend(RmaState::ALL.into_iter().filter(RmaState::is_open)),
-            _ => states.push(parse_state(s)?),
+    if let Some(list) = q.state.as_deref().filter(|l| !l.is_empty()) {
+        for s in list.split(',') {
+            match s {
+                "open" => states.extend(RmaState::ALL.into_iter().filter(RmaState::is_open)),
+                _ => states.push(parse_state(s)?),
+            }
         }
+    }
+    if q.older_than_days.is_some_and(|d| d > MAX_AGE_DAYS) {
+        return Err(AppError::bad_request(
+            "invalid_query",
+            format!("older_than_days is at most {MAX_AGE_DAYS}"),
+        ));
     }
     let model = q
         .model
