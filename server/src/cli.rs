@@ -140,7 +140,7 @@ pub enum DeviceCommand {
     /// Provision the devices of a CSV file, all or nothing.
     #[command(long_about = DEVICE_IMPORT_ABOUT, after_help = EXIT_STATUS_SHORT)]
     Import {
-        /// CSV file with header `serial,model_id,hw_id[,channel]`.
+        /// CSV file with header `serial,model_id,hw_id[,channel,verification_code,sale_date,region]`.
         #[arg(value_name = "FILE.csv")]
         file: PathBuf,
         /// Do not issue device tokens.

@@ -104,6 +104,11 @@ pub const CODES: &[Code] = &[
     ),
     c("invalid_state", 400, "an RMA state that does not exist"),
     c(
+        "invalid_verification_code",
+        400,
+        "a verification code that is not 6-64 letters and digits",
+    ),
+    c(
         "invalid_cause",
         400,
         "a fault cause the coverage decision does not know",
@@ -346,6 +351,7 @@ pub const CODES: &[Code] = &[
         "a whole-unit replacement the coverage decision does not cover",
     ),
     c("unit_replaced", 409, "a unit that another unit replaced"),
+    c("already_registered", 409, "a unit registered already"),
     c(
         "replacement_in_use",
         409,
@@ -434,6 +440,11 @@ pub const CODES: &[Code] = &[
         "rma_other_device",
         422,
         "a push under an RMA of another unit",
+    ),
+    c(
+        "registration_refused",
+        422,
+        "a serial and verification code that do not register a unit (unknown serial, no code on file or a wrong code alike)",
     ),
     c(
         "replacement_same_unit",
@@ -552,6 +563,11 @@ pub const CODES: &[Code] = &[
         "rate_limited_address",
         429,
         "the address's request rate is over its limit",
+    ),
+    c(
+        "rate_limited_registration",
+        429,
+        "too many owner registration attempts for the serial or from the address",
     ),
     c(
         "too_many_reports",

@@ -136,6 +136,12 @@ pub struct Config {
     pub address_rate_per_sec: u32,
     /// Requests one address may make at once above that rate.
     pub address_rate_burst: u32,
+    /// Owner registration attempts one serial may take per hour (0: no
+    /// limit); bounds guessing a unit's verification code.
+    pub registration_per_serial_per_hour: u32,
+    /// Owner registration attempts one client address may make per minute
+    /// (0: no limit); bounds trying many serials.
+    pub registration_per_address_per_minute: u32,
     /// A second address serving only `GET /metrics`, without a token (for
     /// a scrape network that only Prometheus reaches).
     pub metrics_listen: Option<SocketAddr>,
@@ -180,6 +186,8 @@ impl Default for Config {
             token_rate_burst: 10,
             address_rate_per_sec: 100,
             address_rate_burst: 400,
+            registration_per_serial_per_hour: 5,
+            registration_per_address_per_minute: 20,
             metrics_listen: None,
             metrics_token: None,
         }
@@ -234,6 +242,14 @@ impl fmt::Debug for Config {
             .field("token_rate_burst", &self.token_rate_burst)
             .field("address_rate_per_sec", &self.address_rate_per_sec)
             .field("address_rate_burst", &self.address_rate_burst)
+            .field(
+                "registration_per_serial_per_hour",
+                &self.registration_per_serial_per_hour,
+            )
+            .field(
+                "registration_per_address_per_minute",
+                &self.registration_per_address_per_minute,
+            )
             .field("metrics_listen", &self.metrics_listen)
             .field(
                 "metrics_token",
@@ -361,6 +377,8 @@ impl Config {
         "token_rate_burst",
         "address_rate_per_sec",
         "address_rate_burst",
+        "registration_per_serial_per_hour",
+        "registration_per_address_per_minute",
         "metrics_listen",
         "metrics_token",
     ];
@@ -516,6 +534,14 @@ impl Config {
         key(
             "address_rate_burst",
             "Requests one address may make at once above that rate.",
+        ),
+        key(
+            "registration_per_serial_per_hour",
+            "Owner registration attempts one serial may take per hour (0: no limit).",
+        ),
+        key(
+            "registration_per_address_per_minute",
+            "Owner registration attempts one client address may make per minute (0: no limit).",
         ),
         KeyDoc {
             name: "metrics_listen",

@@ -180,6 +180,24 @@ fn json_error(path: &str, e: &serde_json::Error) -> AppError {
     AppError::bad_request("invalid_json", message)
 }
 
+/// The client's address (the TCP peer), when the connection layer recorded
+/// one; in-process callers have none.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peer(pub Option<std::net::IpAddr>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        Ok(Peer(
+            parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+        ))
+    }
+}
+
 /// Path parameters; a malformed one is 400 `invalid_path` in the envelope.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Path<T>(pub T);

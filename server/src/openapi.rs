@@ -73,6 +73,8 @@ enum Field {
     OneTo(u64),
     /// A list of 1 to n items.
     Items(u64),
+    /// A verification code as printed: letters, digits, spaces and dashes.
+    VerificationCode,
     /// An RMA number ([`RMA_NUMBER_PATTERN`]).
     RmaNumber,
     /// An email address as the repair desk takes it.
@@ -107,6 +109,15 @@ const FIELDS: &[(&str, &str, Field)] = &[
     ("DeviceInput", "model_id", Field::Name),
     ("DeviceInput", "hw_id", Field::Name),
     ("DeviceInput", "channel", Field::Name),
+    ("DeviceInput", "verification_code", Field::VerificationCode),
+    ("DeviceInput", "sale_date", Field::Date),
+    ("DeviceInput", "region", Field::Name),
+    ("RegistrationRequest", "serial", Field::Name),
+    (
+        "RegistrationRequest",
+        "verification_code",
+        Field::VerificationCode,
+    ),
     ("EolInput", "eol", Field::Date),
     ("ImportLine", "id", Field::Name),
     ("ImportLine", "name", Field::Text(200)),
@@ -304,6 +315,11 @@ impl Field {
             Field::AtMost(max) => json!({ "type": "integer", "minimum": 0, "maximum": max }),
             Field::OneTo(max) => json!({ "type": "integer", "minimum": 1, "maximum": max }),
             Field::Items(max) => json!({ "type": "array", "minItems": 1, "maxItems": max }),
+            Field::VerificationCode => json!({
+                "type": "string", "pattern": "^[A-Za-z0-9 -]*$",
+                "minLength": crate::domain::verification::MIN_CODE_CHARS,
+                "maxLength": crate::domain::verification::MAX_PRINTED_CHARS
+            }),
             Field::RmaNumber => json!({
                 "type": "string", "pattern": RMA_NUMBER_PATTERN, "minLength": 15, "maxLength": 21
             }),

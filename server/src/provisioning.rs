@@ -22,6 +22,7 @@ use crate::db::invalidations::Kind;
 use crate::db::{self, Db, Tx};
 use crate::domain::Name;
 use crate::domain::roles::{Actor, Role};
+use crate::domain::verification::VerificationCode;
 use crate::error::{AppError, AppResult};
 use crate::tokens::{CreatedToken, NewToken, create_token_tx};
 
@@ -115,6 +116,21 @@ pub struct DeviceEntry {
     pub hw_id: String,
     /// Channel; `None` means `stable`.
     pub channel: Option<String>,
+    /// The verification code printed on the unit (factory data); stored
+    /// hashed.
+    pub verification_code: Option<String>,
+    /// Date of sale, `YYYY-MM-DD`, when known at provisioning.
+    pub sale_date: Option<String>,
+    /// Region it was sold in.
+    pub region: Option<String>,
+}
+
+/// What [`check_device`] makes of an entry.
+struct CheckedEntry {
+    channel: Name,
+    verification_hash: Option<String>,
+    sale_date: Option<Date>,
+    region: Option<Name>,
 }
 
 /// A provisioned device and, when asked for, its new token.
@@ -185,12 +201,12 @@ pub async fn provision_devices(
     }
     let now = OffsetDateTime::now_utc();
     let mut out = Vec::with_capacity(parsed.len());
-    for (entry, channel) in entries.iter().zip(&parsed) {
+    for (entry, checked) in entries.iter().zip(&parsed) {
         let new = db::devices::NewDevice {
             serial: &entry.serial,
             model_id: &entry.model_id,
             hw_id: &entry.hw_id,
-            channel: channel.as_str(),
+            channel: checked.channel.as_str(),
         };
         if let Err(e) = db::devices::insert(&mut tx, new, now).await {
             // Another request provisioned it between our check and insert.
@@ -202,6 +218,19 @@ pub async fn provision_devices(
             } else {
                 e.into()
             });
+        }
+        if checked.verification_hash.is_some()
+            || checked.sale_date.is_some()
+            || checked.region.is_some()
+        {
+            db::devices::set_factory_data(
+                &mut tx,
+                &entry.serial,
+                checked.verification_hash.as_deref(),
+                checked.sale_date,
+                checked.region.as_ref().map(Name::as_str),
+            )
+            .await?;
         }
         let token = if issue_tokens {
             let req = NewToken {
@@ -238,14 +267,14 @@ pub async fn provision_devices(
     Ok(out)
 }
 
-/// Checks one entry; returns its channel.
+/// Checks one entry; returns what is stored besides its row.
 async fn check_device<'a>(
     tx: &mut Tx,
     entry: &'a DeviceEntry,
     existing: &HashSet<String>,
     models: &mut HashMap<String, Option<(ModelRow, Vec<String>)>>,
     seen: &mut HashMap<&'a str, EntryRef>,
-) -> AppResult<Name> {
+) -> AppResult<CheckedEntry> {
     Name::parse("serial", &entry.serial)?;
     if let Some(first) = seen.insert(&entry.serial, entry.at) {
         return Err(AppError::bad_request(
@@ -284,10 +313,30 @@ async fn check_device<'a>(
         ));
     }
     let channel = Name::parse("channel", entry.channel.as_deref().unwrap_or("stable"))?;
+    let verification_hash = entry
+        .verification_code
+        .as_deref()
+        .map(|c| VerificationCode::parse(c).map(|c| c.hash_for(&entry.serial)))
+        .transpose()?;
+    let sale_date = entry
+        .sale_date
+        .as_deref()
+        .map(|d| parse_date("sale_date", d))
+        .transpose()?;
+    let region = entry
+        .region
+        .as_deref()
+        .map(|r| Name::parse("region", r))
+        .transpose()?;
     if existing.contains(&entry.serial) {
         return Err(serial_exists(&entry.serial));
     }
-    Ok(channel)
+    Ok(CheckedEntry {
+        channel,
+        verification_hash,
+        sale_date,
+        region,
+    })
 }
 
 fn serial_exists(serial: &str) -> AppError {
@@ -298,7 +347,8 @@ fn serial_exists(serial: &str) -> AppError {
 }
 
 /// Column names of a device CSV file.
-pub const DEVICE_CSV_HEADER: &str = "serial,model_id,hw_id[,channel]";
+pub const DEVICE_CSV_HEADER: &str =
+    "serial,model_id,hw_id[,channel,verification_code,sale_date,region]";
 
 /// Column names of a contract CSV file.
 pub const CONTRACT_CSV_HEADER: &str = "id,serial,kind,starts,ends";
@@ -403,11 +453,16 @@ fn csv_error(e: &csv::Error, lines: &Lines) -> AppError {
     AppError::bad_request("invalid_csv", message)
 }
 
-/// Parses a device CSV file with header `serial,model_id,hw_id[,channel]`
-/// (an empty channel means `stable`). Only the shape is checked here; the
+/// Parses a device CSV file with header
+/// `serial,model_id,hw_id[,channel,verification_code,sale_date,region]`
+/// (an empty channel means `stable`; other empty fields, none). Only the shape is checked here; the
 /// entries are validated by [`provision_devices`], with their line numbers.
 pub fn parse_devices_csv(input: impl std::io::Read) -> AppResult<Vec<DeviceEntry>> {
-    let records = read_csv(input, &["serial", "model_id", "hw_id"], &["channel"])?;
+    let records = read_csv(
+        input,
+        &["serial", "model_id", "hw_id"],
+        &["channel", "verification_code", "sale_date", "region"],
+    )?;
     Ok(records
         .into_iter()
         .map(|(line, r)| DeviceEntry {
@@ -416,6 +471,9 @@ pub fn parse_devices_csv(input: impl std::io::Read) -> AppResult<Vec<DeviceEntry
             model_id: r.get(1).unwrap_or_default().to_string(),
             hw_id: r.get(2).unwrap_or_default().to_string(),
             channel: r.get(3).filter(|c| !c.is_empty()).map(str::to_string),
+            verification_code: r.get(4).filter(|c| !c.is_empty()).map(str::to_string),
+            sale_date: r.get(5).filter(|c| !c.is_empty()).map(str::to_string),
+            region: r.get(6).filter(|c| !c.is_empty()).map(str::to_string),
         })
         .collect())
 }

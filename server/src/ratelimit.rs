@@ -14,6 +14,12 @@
 //! shares the proxy's address, so raise `address_rate_per_sec` there or
 //! turn it off (0).
 //!
+//! Owner registration (serial plus verification code, no token) has limits
+//! of its own, per serial (default 5 an hour: guessing one unit's code)
+//! and per client address (default 20 a minute: trying many serials); both
+//! answer 429 `rate_limited_registration`. Each replica counts for itself,
+//! so behind N replicas a serial gets at most N times its limit.
+//!
 //! Counting is governor's GCRA, keyed; idle keys are dropped once a minute,
 //! when the number of refused requests is logged.
 
@@ -39,8 +45,17 @@ use crate::error::AppError;
 pub struct RateLimits {
     token: Option<DefaultKeyedRateLimiter<[u8; 32]>>,
     address: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    registration_serial: Option<DefaultKeyedRateLimiter<[u8; 32]>>,
+    registration_address: Option<DefaultKeyedRateLimiter<IpAddr>>,
     refused_token: AtomicU64,
     refused_address: AtomicU64,
+    refused_registration: AtomicU64,
+}
+
+/// `n` per `period`, all of them at once if need be (0: no limit).
+fn per_period(n: u32, period: Duration) -> Option<Quota> {
+    let n = NonZeroU32::new(n)?;
+    Quota::with_period(period / n.get()).map(|q| q.allow_burst(n))
 }
 
 fn quota(rate: u32, burst: u32) -> Option<Quota> {
@@ -71,9 +86,45 @@ impl RateLimits {
                 .map(RateLimiter::keyed),
             address: quota(config.address_rate_per_sec, config.address_rate_burst)
                 .map(RateLimiter::keyed),
+            registration_serial: per_period(
+                config.registration_per_serial_per_hour,
+                Duration::from_secs(3600),
+            )
+            .map(RateLimiter::keyed),
+            registration_address: per_period(
+                config.registration_per_address_per_minute,
+                Duration::from_secs(60),
+            )
+            .map(RateLimiter::keyed),
             refused_token: AtomicU64::new(0),
             refused_address: AtomicU64::new(0),
+            refused_registration: AtomicU64::new(0),
         }
+    }
+
+    /// Counts one owner registration attempt for `serial` from `peer`;
+    /// `Err` with the 429 to answer when either limit is reached. An
+    /// attempt refused by the address limit does not count against the
+    /// serial.
+    pub fn check_registration(&self, peer: Option<IpAddr>, serial: &str) -> Result<(), AppError> {
+        let refuse = |wait: Duration, what: &str| {
+            self.refused_registration.fetch_add(1, Ordering::Relaxed);
+            Err(too_many("rate_limited_registration", what, wait))
+        };
+        if let (Some(limiter), Some(ip)) = (&self.registration_address, peer)
+            && let Err(not_until) = limiter.check_key(&address_key(ip))
+        {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            return refuse(wait, "too many registration attempts from this address");
+        }
+        if let Some(limiter) = &self.registration_serial {
+            let key: [u8; 32] = Sha256::digest(serial.as_bytes()).into();
+            if let Err(not_until) = limiter.check_key(&key) {
+                let wait = not_until.wait_time_from(DefaultClock::default().now());
+                return refuse(wait, "too many registration attempts for this serial");
+            }
+        }
+        Ok(())
     }
 
     /// Counts one request from `peer` with bearer `token`; `Err` with the
@@ -116,12 +167,22 @@ impl RateLimits {
             limiter.retain_recent();
             limiter.shrink_to_fit();
         }
+        if let Some(limiter) = &self.registration_serial {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
+        if let Some(limiter) = &self.registration_address {
+            limiter.retain_recent();
+            limiter.shrink_to_fit();
+        }
         let by_token = self.refused_token.swap(0, Ordering::Relaxed);
         let by_address = self.refused_address.swap(0, Ordering::Relaxed);
-        if by_token + by_address > 0 {
+        let registrations = self.refused_registration.swap(0, Ordering::Relaxed);
+        if by_token + by_address + registrations > 0 {
             tracing::info!(
                 refused_by_token = by_token,
                 refused_by_address = by_address,
+                refused_registrations = registrations,
                 "rate limits refused requests in the last minute"
             );
         }
@@ -188,6 +249,52 @@ mod tests {
             ..Config::default()
         };
         RateLimits::new(&config)
+    }
+
+    #[test]
+    fn registration_attempts_are_limited_per_serial_and_per_address() {
+        let config = Config {
+            registration_per_serial_per_hour: 3,
+            registration_per_address_per_minute: 5,
+            ..Config::default()
+        };
+        let l = RateLimits::new(&config);
+        let a = Some("192.0.2.1".parse().unwrap());
+        let b = Some("192.0.2.2".parse().unwrap());
+        for _ in 0..3 {
+            l.check_registration(a, "SN-1").unwrap();
+        }
+        // The fourth attempt on SN-1 waits about 20 minutes, from any address.
+        for peer in [a, b, None] {
+            let e = l.check_registration(peer, "SN-1").unwrap_err();
+            assert_eq!(e.code(), "rate_limited_registration");
+            match e {
+                AppError::TooManyRequests {
+                    retry_after_secs, ..
+                } => assert!(
+                    (1100..=1200).contains(&retry_after_secs),
+                    "{retry_after_secs}"
+                ),
+                other => panic!("{other:?}"),
+            }
+        }
+        // Address a has made 4 attempts (one refused by the serial limit
+        // counted too): one more serial, then its minute is used up.
+        l.check_registration(a, "SN-2").unwrap();
+        let e = l.check_registration(a, "SN-3").unwrap_err();
+        assert_eq!(e.code(), "rate_limited_registration");
+        assert!(e.to_string().contains("address") || format!("{e:?}").contains("address"));
+        // Another address and another serial are still admitted.
+        l.check_registration(b, "SN-3").unwrap();
+        // 0 turns a limit off.
+        let off = RateLimits::new(&Config {
+            registration_per_serial_per_hour: 0,
+            registration_per_address_per_minute: 0,
+            ..Config::default()
+        });
+        for _ in 0..100 {
+            off.check_registration(a, "SN-1").unwrap();
+        }
     }
 
     #[test]

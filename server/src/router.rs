@@ -35,7 +35,8 @@ use crate::extract::REQUEST_ID;
         (name = "releases", description = "Publishing, yanking, promoting"),
         (name = "images", description = "Image upload and resumable download"),
         (name = "device", description = "Update checks and reports"),
-        (name = "repair", description = "The repair desk: pushes to devices under repair"),
+        (name = "repair", description = "The repair desk: RMAs, and pushes to devices under repair"),
+        (name = "owner", description = "Owners: registering a unit with its verification code (no token)"),
     )
 )]
 struct ApiDoc;
@@ -68,6 +69,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(controllers::catalogue::routes())
         .merge(controllers::release::routes())
         .merge(controllers::repair::routes())
+        .merge(controllers::owner::routes())
         .merge(controllers::device::routes())
         .merge(controllers::device::device_routes().layer(limited()))
         .layer(axum::middleware::from_fn(request_timeout));

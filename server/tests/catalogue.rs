@@ -713,15 +713,17 @@ async fn channel_and_registration_are_audited_and_extend_the_warranty() {
     let d = r.json();
     assert!(d["registered_at"].is_string());
     assert_eq!(d["warranty_ends"], last_day(today, 24), "12 + 12 months");
+    // Registering twice is refused and keeps the first registration.
     let again = t
         .post_json(
             "/v1/admin/devices/SN-1/registration",
             Some(&t.admin),
             &json!({}),
         )
-        .await
-        .json();
-    assert_eq!(again["registered_at"], d["registered_at"], "kept");
+        .await;
+    assert_error(&again, StatusCode::CONFLICT, "already_registered");
+    let kept = t.get("/v1/devices/SN-1", Some(&t.admin)).await.json();
+    assert_eq!(kept["registered_at"], d["registered_at"], "kept");
     assert_eq!(audit(&t, "device.register").await.len(), 1);
     assert_error(
         &t.post_json(

@@ -8,6 +8,7 @@ pub mod catalogue;
 pub mod device;
 pub mod health;
 pub mod images;
+pub mod owner;
 pub mod release;
 pub mod repair;
 pub mod tokens;

@@ -50,6 +50,8 @@ pub struct DeviceRow {
     pub replaced_by: Option<String>,
     /// When this unit was replaced.
     pub replaced_on: Option<Date>,
+    /// Hash of the verification code printed on the unit, if on file.
+    pub verification_hash: Option<String>,
 }
 
 /// A device with its model and product line, for detail views.
@@ -89,7 +91,8 @@ pub struct NewDevice<'a> {
 
 const DEVICE_COLUMNS: &str = "d.serial, d.model_id, d.hw_id, d.channel, d.current_version, \
      d.security_counter, d.root_version, d.registered_at, d.created_at, d.first_seen, d.last_seen, \
-     d.sale_date, d.region, d.replaces, d.replacement_start, d.replaced_by, d.replaced_on";
+     d.sale_date, d.region, d.replaces, d.replacement_start, d.replaced_by, d.replaced_on, \
+     d.verification_hash";
 
 /// Which of `serials` are already provisioned (checked in chunks, so a large
 /// import stays within SQLite's bound-parameter limit).
@@ -154,6 +157,29 @@ pub async fn set_channel(tx: &mut Tx, serial: &str, channel: &str) -> Result<(),
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Records the factory data of a device just inserted: the hash of its
+/// verification code, its date of sale and region (each as given).
+#[tracing::instrument(skip(tx, verification_hash))]
+pub async fn set_factory_data(
+    tx: &mut Tx,
+    serial: &str,
+    verification_hash: Option<&str>,
+    sale_date: Option<Date>,
+    region: Option<&str>,
+) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query(
+        "UPDATE devices SET verification_hash = $1, sale_date = $2, region = $3 WHERE serial = $4",
+    )
+    .bind(verification_hash)
+    .bind(sale_date)
+    .bind(region)
+    .bind(serial)
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
     Ok(())
 }
 

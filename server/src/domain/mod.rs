@@ -8,6 +8,7 @@
 //! - [`seen`]: what a device reported in a check (the last-seen record);
 //! - [`rma`]: the repair desk's RMA numbers and states;
 //! - [`url`]: database URLs as they may be shown;
+//! - [`verification`]: the verification codes printed on units, hashed;
 //! - this module: parsed input types ("parse, don't validate"): a handler
 //!   turns raw strings into these once, and everything past it can rely
 //!   on them.
@@ -21,6 +22,7 @@ pub mod rma;
 pub mod roles;
 pub mod seen;
 pub mod url;
+pub mod verification;
 
 use std::fmt;
 

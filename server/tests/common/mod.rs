@@ -143,7 +143,43 @@ impl TestApp {
         headers: &[(&str, &str)],
         body: impl Into<Body>,
     ) -> TestResponse {
+        self.send_from(None, method, uri, token, headers, body)
+            .await
+    }
+
+    /// POST JSON without a token, as if from the client address `peer` (as
+    /// the connection layer records it for requests over TCP).
+    pub async fn post_json_from(
+        &self,
+        peer: std::net::SocketAddr,
+        uri: &str,
+        json: &serde_json::Value,
+    ) -> TestResponse {
+        self.send_from(
+            Some(peer),
+            Method::POST,
+            uri,
+            None,
+            &[("content-type", "application/json")],
+            json.to_string(),
+        )
+        .await
+    }
+
+    /// [`TestApp::send`], with the client address `peer` if given.
+    pub async fn send_from(
+        &self,
+        peer: Option<std::net::SocketAddr>,
+        method: Method,
+        uri: &str,
+        token: Option<&str>,
+        headers: &[(&str, &str)],
+        body: impl Into<Body>,
+    ) -> TestResponse {
         let mut req = Request::builder().method(method).uri(uri);
+        if let Some(peer) = peer {
+            req = req.extension(axum::extract::ConnectInfo(peer));
+        }
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
         }

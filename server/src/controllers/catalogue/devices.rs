@@ -17,7 +17,7 @@ use super::contracts::{ContractView, contract_view};
 use super::licences::{LicenceView, licence_view};
 use super::unknown_serial;
 use crate::app::AppState;
-use crate::auth::{Admins, Caller, Staff};
+use crate::auth::{Admins, Caller, Staff, Technicians};
 use crate::controllers::repair::pushes::{PushView, push_view};
 use crate::controllers::repair::rmas::{RmaSummary, rma_summary};
 use crate::db::{self, Db};
@@ -41,6 +41,14 @@ pub struct DeviceInput {
     pub hw_id: String,
     /// Channel to follow (default `stable`).
     pub channel: Option<String>,
+    /// The verification code printed on the unit, from factory data (6-64
+    /// letters and digits; spaces and dashes ignored). Stored hashed and
+    /// never returned; owners register with it.
+    pub verification_code: Option<String>,
+    /// Date of sale, `YYYY-MM-DD`, when known.
+    pub sale_date: Option<String>,
+    /// Region it was sold in.
+    pub region: Option<String>,
 }
 
 /// A batch of devices to provision, all or nothing.
@@ -121,6 +129,9 @@ pub async fn provision(
             model_id: d.model_id,
             hw_id: d.hw_id,
             channel: d.channel,
+            verification_code: d.verification_code,
+            sale_date: d.sale_date,
+            region: d.region,
         })
         .collect();
     let done = provisioning::provision_devices(
@@ -216,6 +227,9 @@ pub struct DeviceView {
     pub replaced_by: Option<String>,
     /// When this unit was replaced, `YYYY-MM-DD`.
     pub replaced_on: Option<String>,
+    /// Whether the unit's verification code is on file (owners can then
+    /// register it themselves). The code is never shown.
+    pub verification_code_on_file: bool,
 }
 
 /// Most reports [`DeviceView::reports`] lists.
@@ -375,6 +389,7 @@ pub async fn load_view(db: &Db, serial: &str) -> AppResult<DeviceView> {
         replaces: d.replaces,
         replaced_by: d.replaced_by,
         replaced_on: d.replaced_on.map(format_date),
+        verification_code_on_file: d.verification_hash.is_some(),
     })
 }
 
@@ -443,21 +458,23 @@ pub async fn set_channel(
     Ok(Json(load_view(&app.db, serial.as_str()).await?))
 }
 
-/// Records the owner's registration of a device (admin), which extends a
-/// hardware warranty by 12 months (from the registration day); the answer
-/// carries the new `warranty`. Registering again changes nothing and is not audited
-/// again.
+/// Records the owner's registration of a device on the owner's behalf
+/// (technician, admin: the service desk), which extends a hardware
+/// warranty by 12 months (from the registration day); the answer carries
+/// the new `warranty`. A unit registered already is 409
+/// `already_registered`, and nothing changes.
 #[utoipa::path(post, path = "/v1/admin/devices/{serial}/registration", tag = "catalogue",
     params(("serial" = String, Path, description = "device serial")),
     responses(
         (status = 200, body = DeviceView),
         (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
         (status = 404, description = "unknown_serial", body = crate::error::ErrorBody),
+        (status = 409, description = "already_registered", body = crate::error::ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn register(
     State(app): State<AppState>,
-    principal: Caller<Admins>,
+    principal: Caller<Technicians>,
     Path(serial): Path<String>,
 ) -> AppResult<Json<DeviceView>> {
     let serial = Name::parse("serial", &serial)?;
@@ -465,9 +482,14 @@ pub async fn register(
     let row = db::devices::find(&mut tx, serial.as_str())
         .await?
         .ok_or_else(|| unknown_serial(serial.as_str()))?;
-    if row.device.registered_at.is_some() {
-        drop(tx);
-        return Ok(Json(load_view(&app.db, serial.as_str()).await?));
+    if let Some(at) = row.device.registered_at {
+        return Err(AppError::conflict(
+            "already_registered",
+            format!(
+                "unit {serial} was registered on {}; its warranty already has the extension",
+                format_date(at.date())
+            ),
+        ));
     }
     let now = OffsetDateTime::now_utc();
     db::devices::set_registered(&mut tx, serial.as_str(), now).await?;
@@ -479,6 +501,7 @@ pub async fn register(
         serde_json::json!({
             "registered_at": now.format(&time::format_description::well_known::Rfc3339).ok(),
             "bonus_months": warranty::registration_bonus_months(&row.kind),
+            "by": "desk",
         }),
     )
     .await?;
