@@ -18,6 +18,7 @@
 //! `firmup_client`) and never print the device token.
 
 mod agent;
+mod bundle;
 mod cmd;
 
 use std::process::ExitCode;

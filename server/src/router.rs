@@ -76,6 +76,7 @@ pub fn api() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(timed)
         .merge(controllers::catalogue::bulk_routes())
+        .merge(controllers::repair::bundle_routes())
         .merge(controllers::images::routes())
         .merge(controllers::images::download_routes().layer(limited()))
 }

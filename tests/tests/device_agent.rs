@@ -273,6 +273,120 @@ fn offline_bundle_installs_without_a_server_and_queues_its_reports() {
 }
 
 #[test]
+fn a_push_bundle_downloads_as_one_file_and_installs_offline_through_the_same_checks() {
+    let (w, release) = world(3);
+    let tech = w.server.cli_token("technician", None);
+    let (code, rma) = w.server.json(
+        Method::POST,
+        "/v1/rmas",
+        &tech,
+        Some(&serde_json::json!({
+            "serial": "SN-0001", "fault": "no video",
+            "customer": { "name": "Ana Duarte", "email": "ana@example.com" },
+        })),
+    );
+    assert_eq!(code, 201, "{rma}");
+    let rma = rma["number"].as_str().unwrap().to_owned();
+    let bundle_url = format!("{}/v1/devices/SN-0001/push/bundle", w.server.url);
+    let get = |token: &str| {
+        reqwest::blocking::Client::new()
+            .get(&bundle_url)
+            .bearer_auth(token)
+            .send()
+            .unwrap()
+    };
+    // No push, no bundle.
+    let r = get(&tech);
+    assert_eq!(r.status().as_u16(), 404);
+    assert!(r.text().unwrap().contains("no_active_push"));
+    let (code, push) = w.server.json(
+        Method::POST,
+        "/v1/devices/SN-0001/push",
+        &tech,
+        Some(&serde_json::json!({ "version": "2.1.0", "rma": rma, "reason": "bench flash" })),
+    );
+    assert_eq!(code, 201, "{push}");
+    // Technicians download it; devices and release engineers may not.
+    assert_eq!(get(&w.device_token).status().as_u16(), 403);
+    let releng = w.server.cli_token("release_engineer", None);
+    assert_eq!(get(&releng).status().as_u16(), 403);
+    let r = get(&tech);
+    assert_eq!(r.status().as_u16(), 200);
+    assert_eq!(r.headers()["content-type"], "application/x-tar");
+    let announced: u64 = r.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        r.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .contains("firmup-bundle-SN-0001-2.1.0.tar")
+    );
+    let bytes = r.bytes().unwrap();
+    assert_eq!(bytes.len() as u64, announced);
+    let file = w.dir.path().join("bundle.tar");
+    std::fs::write(&file, &bytes).unwrap();
+    // The manifest exactly as signed, the root chain, the image.
+    let mut names = Vec::new();
+    let mut archive = tar::Archive::new(std::fs::File::open(&file).unwrap());
+    for e in archive.entries().unwrap() {
+        let mut e = e.unwrap();
+        let name = e.path().unwrap().to_str().unwrap().to_owned();
+        let mut data = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut data).unwrap();
+        match name.as_str() {
+            "manifest.json" => assert_eq!(data, release.envelope),
+            "root.v1.json" => assert_eq!(data, std::fs::read(&w.root).unwrap()),
+            _ => assert_eq!(data, release.image, "{name}"),
+        }
+        names.push(name);
+    }
+    assert_eq!(names.len(), 3, "{names:?}");
+    let (_, audit) = w
+        .server
+        .json(Method::GET, "/v1/admin/audit", &w.server.admin, None);
+    assert!(
+        audit
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["action"] == "device.push_bundle"),
+        "{audit}"
+    );
+
+    // A tampered copy is refused; the bundle as served installs with no
+    // server reachable.
+    let dev = w.dir.path().join("bench-device");
+    provision(&dev, "http://127.0.0.1:9", "device-token", &w.root);
+    let mut tampered = bytes.to_vec();
+    let at = tampered.len() - 2048;
+    tampered[at] ^= 1;
+    let bad = w.dir.path().join("tampered.tar");
+    std::fs::write(&bad, &tampered).unwrap();
+    let out = agent(&dev, &["install", "--bundle", bad.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    assert_eq!(status(&dev)["version"], "2.0.0");
+    let out = ok(&agent(
+        &dev,
+        &["install", "--bundle", file.to_str().unwrap()],
+    ));
+    assert!(out.contains("installed 2.1.0 on slot b"), "{out}");
+    assert_eq!(status(&dev)["version"], "2.1.0");
+    // Nothing unpacked is left in the state directory.
+    assert!(std::fs::read_dir(&dev).unwrap().all(|e| {
+        !e.unwrap()
+            .file_name()
+            .to_string_lossy()
+            .starts_with("bundle-")
+    }));
+    // A file that is not a bundle is a local error.
+    let out = agent(&dev, &["install", "--bundle", w.root.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+}
+
+#[test]
 fn one_agent_per_state_directory_and_config_is_private() {
     let (w, _release) = world(3);
     let dev = w.dir.path().join("device");

@@ -212,6 +212,7 @@ fn the_readme_runs_as_written() {
         "update available: 2.3.0",
         "entitlement (repair_grant)",
         "version: 2.3.0",
+        "root.v2.json\nfw-2.3.0.bin",
     ] {
         assert!(
             stdout.contains(expected),

@@ -7,6 +7,7 @@
 //! the update-check caches (`App::device_changed`) when one starts or
 //! ends. What the device sees never names the technician or the RMA.
 
+pub mod bundle;
 pub mod pushes;
 pub mod rmas;
 
@@ -14,6 +15,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
+
+/// The bundle download: a large transfer, so outside the API calls'
+/// request timeout (the connection layer's progress rule bounds it).
+pub fn bundle_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new().routes(routes!(bundle::download))
+}
 
 /// Routes of this module.
 pub fn routes() -> OpenApiRouter<AppState> {

@@ -227,17 +227,9 @@ pub async fn create(
         }
         None => {
             let releases = db::releases::list(&app.db, &row.product_line).await?;
-            let any = releases.iter().any(|r| {
-                r.channel == channel
-                    && r.yanked_at.is_none()
-                    && r.security_counter >= counter
-                    && compat_ids(r).contains(&row.device.hw_id)
-                    && r.version.parse::<semver::Version>().is_ok_and(|rv| {
-                        running
-                            .as_ref()
-                            .is_none_or(|cur| rv.cmp_precedence(cur).is_gt())
-                    })
-            });
+            let any = releases
+                .iter()
+                .any(|r| pushable(r, &row, &channel, running.as_ref(), counter));
             if !any {
                 return Err(AppError::unprocessable(
                     "push_nothing_newer",
@@ -332,6 +324,24 @@ pub async fn create(
     app.device_changed(serial.as_str());
     tracing::info!(serial = %serial, push = %push.id, version = ?push.version, "repair push");
     Ok((StatusCode::CREATED, Json(push_view(push, now))))
+}
+
+/// Whether the device could take `r` on `channel`: not yanked, signed for
+/// its hardware, at or above its counter, newer than what it runs.
+pub fn pushable(
+    r: &db::releases::ReleaseRow,
+    row: &db::devices::DeviceDetailRow,
+    channel: &str,
+    running: Option<&semver::Version>,
+    counter: i64,
+) -> bool {
+    r.channel == channel
+        && r.yanked_at.is_none()
+        && r.security_counter >= counter
+        && compat_ids(r).contains(&row.device.hw_id)
+        && r.version
+            .parse::<semver::Version>()
+            .is_ok_and(|rv| running.is_none_or(|cur| rv.cmp_precedence(cur).is_gt()))
 }
 
 /// The hardware ids a stored release is signed for.
