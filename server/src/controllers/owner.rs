@@ -17,7 +17,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::AppState;
-use crate::controllers::catalogue::devices::load_warranty_facts;
+use crate::controllers::catalogue::devices::{load_warranty_facts, record_registration};
 use crate::db;
 use crate::domain::Name;
 use crate::domain::roles::{Actor, Role};
@@ -104,35 +104,14 @@ pub async fn register(
         tracing::info!(serial = %serial, "owner registration refused");
         return Err(refused());
     }
-    if let Some(at) = row.device.registered_at {
-        return Err(AppError::conflict(
-            "already_registered",
-            format!(
-                "unit {serial} was registered on {}; its warranty already has the extension",
-                format_date(at.date())
-            ),
-        ));
-    }
     let now = OffsetDateTime::now_utc();
-    db::devices::set_registered(&mut tx, serial.as_str(), now).await?;
     let actor = Actor {
         token_id: None,
         label: "owner".to_owned(),
         role: Role::Device,
         request_id: None,
     };
-    db::audit::record(
-        &mut tx,
-        &actor,
-        "device.register",
-        &format!("device/{serial}"),
-        serde_json::json!({
-            "registered_at": now.format(&time::format_description::well_known::Rfc3339).ok(),
-            "bonus_months": warranty::registration_bonus_months(&row.kind),
-            "by": "owner",
-        }),
-    )
-    .await?;
+    record_registration(&mut tx, &actor, &row, now, "owner").await?;
     let mut row = row;
     row.device.registered_at = Some(now);
     let facts = load_warranty_facts(&mut tx, &row).await?;

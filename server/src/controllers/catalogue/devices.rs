@@ -482,6 +482,30 @@ pub async fn register(
     let row = db::devices::find(&mut tx, serial.as_str())
         .await?
         .ok_or_else(|| unknown_serial(serial.as_str()))?;
+    record_registration(
+        &mut tx,
+        &principal.actor(),
+        &row,
+        OffsetDateTime::now_utc(),
+        "desk",
+    )
+    .await?;
+    tx.commit().await?;
+    app.device_changed(serial.as_str());
+    Ok(Json(load_view(&app.db, serial.as_str()).await?))
+}
+
+/// Records the owner's registration of the unit `row` at `now`, by `by`
+/// (`owner` or `desk`) in the audit record `device.register`; 409
+/// `already_registered` when it is registered already.
+pub async fn record_registration(
+    tx: &mut db::Tx,
+    actor: &crate::domain::roles::Actor,
+    row: &db::devices::DeviceDetailRow,
+    now: OffsetDateTime,
+    by: &str,
+) -> AppResult<()> {
+    let serial = &row.device.serial;
     if let Some(at) = row.device.registered_at {
         return Err(AppError::conflict(
             "already_registered",
@@ -491,23 +515,20 @@ pub async fn register(
             ),
         ));
     }
-    let now = OffsetDateTime::now_utc();
-    db::devices::set_registered(&mut tx, serial.as_str(), now).await?;
+    db::devices::set_registered(tx, serial, now).await?;
     db::audit::record(
-        &mut tx,
-        &principal.actor(),
+        tx,
+        actor,
         "device.register",
         &format!("device/{serial}"),
         serde_json::json!({
             "registered_at": now.format(&time::format_description::well_known::Rfc3339).ok(),
             "bonus_months": warranty::registration_bonus_months(&row.kind),
-            "by": "desk",
+            "by": by,
         }),
     )
     .await?;
-    tx.commit().await?;
-    app.device_changed(serial.as_str());
-    Ok(Json(load_view(&app.db, serial.as_str()).await?))
+    Ok(())
 }
 
 /// A device's date of sale and region, from a sales record.

@@ -522,21 +522,13 @@ pub async fn set_tracking(
     db::rmas::set_tracking(&mut tx, number, tin.as_deref(), tout.as_deref(), now).await?;
     let actor = principal.actor();
     let detail = serde_json::json!({ "tracking_in": tin, "tracking_out": tout });
-    event(
+    event_and_audit(
         &mut tx,
         &actor,
         number,
         now,
         "tracking",
-        None,
-        detail.clone(),
-    )
-    .await?;
-    db::audit::record(
-        &mut tx,
-        &actor,
         "rma.tracking",
-        &format!("rma/{number}"),
         detail,
     )
     .await?;
@@ -628,21 +620,13 @@ pub async fn decide_coverage(
         "covered": decision.covered,
         "cause": req.cause.trim(),
     });
-    event(
+    event_and_audit(
         &mut tx,
         &actor,
         number,
         now,
         "coverage",
-        None,
-        detail.clone(),
-    )
-    .await?;
-    db::audit::record(
-        &mut tx,
-        &actor,
         "rma.coverage",
-        &format!("rma/{number}"),
         detail,
     )
     .await?;
@@ -717,15 +701,7 @@ pub async fn replace_part(
         "under_warranty": covered,
         "warranty_ends": view.warranty_ends,
     });
-    event(&mut tx, &actor, number, now, "part", None, detail.clone()).await?;
-    db::audit::record(
-        &mut tx,
-        &actor,
-        "rma.part",
-        &format!("rma/{number}"),
-        detail,
-    )
-    .await?;
+    event_and_audit(&mut tx, &actor, number, now, "part", "rma.part", detail).await?;
     tx.commit().await?;
     app.device_changed(&rma.serial);
     Ok((StatusCode::CREATED, Json(view)))
@@ -936,6 +912,22 @@ pub async fn event(
         },
     )
     .await?;
+    Ok(())
+}
+
+/// Records an event of an RMA and the audit record `action` with the same
+/// detail.
+async fn event_and_audit(
+    tx: &mut Tx,
+    actor: &Actor,
+    number: &str,
+    at: OffsetDateTime,
+    kind: &str,
+    action: &str,
+    detail: serde_json::Value,
+) -> AppResult<()> {
+    event(tx, actor, number, at, kind, None, detail.clone()).await?;
+    db::audit::record(tx, actor, action, &format!("rma/{number}"), detail).await?;
     Ok(())
 }
 
