@@ -93,6 +93,15 @@ where
                 )
             }
         })?;
+        // Every request body of the API is an object. serde also reads a
+        // struct from an array of its fields in order, so `[]` would pass
+        // as a body whose fields are all optional: refuse it here.
+        if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(AppError::bad_request(
+                "invalid_json",
+                "the body must be a JSON object (`{...}`); see docs/API.md for its fields",
+            ));
+        }
         parse_json(&bytes).map(JsonBody)
     }
 }

@@ -709,6 +709,17 @@ async fn rma_bad_input_has_stable_codes_and_changes_nothing() {
     ] {
         assert_error(&move_to(&t, &number, body).await, status, code);
     }
+    // A body is an object: an array of no fields is not an empty update.
+    for body in [json!([]), json!(["X1", "X2"]), json!(null)] {
+        let r = t
+            .put_json(
+                &format!("/v1/rmas/{number}/tracking"),
+                Some(&t.technician),
+                &body,
+            )
+            .await;
+        assert_error(&r, StatusCode::BAD_REQUEST, "invalid_json");
+    }
     let v = get(&t, &format!("/v1/rmas/{number}")).await;
     assert_eq!(v["state"], "received");
     assert_eq!(v["events"].as_array().unwrap().len(), 1);
