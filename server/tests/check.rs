@@ -1358,6 +1358,24 @@ async fn a_push_offers_a_discontinued_device_a_release_until_it_is_installed() {
     let v = t.get("/v1/devices/SN-HD", Some(&t.technician)).await.json();
     assert_eq!(v["active_push"]["id"], push_id.as_str());
     assert_eq!(v["model_eol"], eol().to_string());
+    // The view carries the same reasoning for every release.
+    assert_eq!(v["entitlement"]["status"], "update_available");
+    assert_eq!(v["entitlement"]["version"], "2.2.0");
+    assert_eq!(v["entitlement"]["releases"], e["releases"], "{v}");
+    let codes: Vec<&str> = e["releases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["decision"]["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"repair_grant"), "{codes:?}");
+    // A release engineer sees the device, not the reasoning.
+    let v = t
+        .get("/v1/devices/SN-HD", Some(&t.release_engineer))
+        .await
+        .json();
+    assert_eq!(v["serial"], "SN-HD");
+    assert!(v["entitlement"].is_null(), "{v}");
 
     // One active push per device.
     let again = push(&t, &t.technician, "SN-HD", push_body(None)).await;

@@ -16,11 +16,12 @@ use time::OffsetDateTime;
 use super::contracts::{ContractView, contract_view};
 use super::licences::{LicenceView, licence_view};
 use super::unknown_serial;
-use crate::app::AppState;
-use crate::auth::{Admins, Caller, Staff, Technicians};
+use crate::app::{App, AppState};
+use crate::auth::{Admins, Caller, Roles as _, Staff, Technicians};
 use crate::controllers::repair::pushes::{PushView, push_view};
 use crate::controllers::repair::rmas::{RmaSummary, rma_summary};
-use crate::db::{self, Db};
+use crate::controllers::device::entitlement::{EntitlementView, explain};
+use crate::db;
 use crate::domain::Name;
 use crate::error::{AppError, AppResult};
 use crate::extract::{JsonBody, Path, Query};
@@ -230,6 +231,11 @@ pub struct DeviceView {
     /// Whether the unit's verification code is on file (owners can then
     /// register it themselves). The code is never shown.
     pub verification_code_on_file: bool,
+    /// What its next update check would answer on its channel, and the
+    /// entitlement decision for every release signed for its hardware, in
+    /// full (as `GET /v1/devices/{serial}/entitlement` gives it); `null`
+    /// for a release engineer, to whom that route does not answer either.
+    pub entitlement: Option<EntitlementView>,
 }
 
 /// Most reports [`DeviceView::reports`] lists.
@@ -333,8 +339,10 @@ pub async fn load_warranty_facts(
     Ok(warranty_facts(row, &contracts, &parts))
 }
 
-/// Loads the view of a device, or 404 `unknown_serial`.
-pub async fn load_view(db: &Db, serial: &str) -> AppResult<DeviceView> {
+/// Loads the view of a device, with its entitlement reasoning when
+/// `explained`, or 404 `unknown_serial`.
+pub async fn load_view(app: &App, serial: &str, explained: bool) -> AppResult<DeviceView> {
+    let db = &app.db;
     let row = db::devices::find(db, serial)
         .await?
         .ok_or_else(|| unknown_serial(serial))?;
@@ -344,6 +352,11 @@ pub async fn load_view(db: &Db, serial: &str) -> AppResult<DeviceView> {
     let active_push = db::pushes::active(db, serial).await?;
     let reports = db::reports::recent(db, serial, VIEW_REPORTS).await?;
     let open_rmas = db::rmas::unfinished_of(db, serial).await?;
+    let entitlement = if explained {
+        Some(explain(app, serial, None).await?)
+    } else {
+        None
+    };
     let now = OffsetDateTime::now_utc();
     let today = now.date();
     let assessment = warranty::assess(&warranty_facts(&row, &contracts, &parts), today);
@@ -390,6 +403,7 @@ pub async fn load_view(db: &Db, serial: &str) -> AppResult<DeviceView> {
         replaced_by: d.replaced_by,
         replaced_on: d.replaced_on.map(format_date),
         verification_code_on_file: d.verification_hash.is_some(),
+        entitlement,
     })
 }
 
@@ -405,11 +419,12 @@ pub async fn load_view(db: &Db, serial: &str) -> AppResult<DeviceView> {
     security(("bearer" = [])))]
 pub async fn get(
     State(app): State<AppState>,
-    _principal: Caller<Staff>,
+    principal: Caller<Staff>,
     Path(serial): Path<String>,
 ) -> AppResult<Json<DeviceView>> {
     let serial = Name::parse("serial", &serial)?;
-    Ok(Json(load_view(&app.db, serial.as_str()).await?))
+    let explained = principal.require(Technicians::ROLES).is_ok();
+    Ok(Json(load_view(&app, serial.as_str(), explained).await?))
 }
 
 /// The channel a device should follow.
@@ -455,7 +470,7 @@ pub async fn set_channel(
     .await?;
     tx.commit().await?;
     app.device_changed(serial.as_str());
-    Ok(Json(load_view(&app.db, serial.as_str()).await?))
+    Ok(Json(load_view(&app, serial.as_str(), true).await?))
 }
 
 /// Records the owner's registration of a device on the owner's behalf
@@ -492,7 +507,7 @@ pub async fn register(
     .await?;
     tx.commit().await?;
     app.device_changed(serial.as_str());
-    Ok(Json(load_view(&app.db, serial.as_str()).await?))
+    Ok(Json(load_view(&app, serial.as_str(), true).await?))
 }
 
 /// Records the owner's registration of the unit `row` at `now`, by `by`
@@ -590,7 +605,7 @@ pub async fn set_sale(
     .await?;
     tx.commit().await?;
     app.device_changed(serial.as_str());
-    Ok(Json(load_view(&app.db, serial.as_str()).await?))
+    Ok(Json(load_view(&app, serial.as_str(), true).await?))
 }
 
 /// Whether a fault on a given day is covered.

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::{catalogue_for, model_and_line, product_facts, unknown_serial};
-use crate::app::AppState;
+use crate::app::{App, AppState};
 use crate::auth::{Caller, Technicians};
 use crate::db;
 use crate::domain::Name;
@@ -143,14 +143,26 @@ pub async fn entitlement(
         .channel
         .as_deref()
         .map(|c| Name::parse("channel", c))
-        .transpose()?;
-    let facts = db::devices::load_device_facts(&app.db, serial.as_str())
+        .transpose()?
+        .map(Name::into_string);
+    Ok(Json(explain(&app, serial.as_str(), channel).await?))
+}
+
+/// The entitlement reasoning for the device `serial` on `channel` (default:
+/// its own), as [`entitlement`] answers it and the device view
+/// (`GET /v1/devices/{serial}`) embeds it; 404 `unknown_serial`.
+pub async fn explain(
+    app: &App,
+    serial: &str,
+    channel: Option<String>,
+) -> AppResult<EntitlementView> {
+    let facts = db::devices::load_device_facts(&app.db, serial)
         .await?
-        .ok_or_else(|| unknown_serial(serial.as_str()))?;
-    let state = db::reports::reported_state(&app.db, serial.as_str())
+        .ok_or_else(|| unknown_serial(serial))?;
+    let state = db::reports::reported_state(&app.db, serial)
         .await?
         .unwrap_or_default();
-    let channel = channel.map_or_else(|| facts.channel.clone(), Name::into_string);
+    let channel = channel.unwrap_or_else(|| facts.channel.clone());
     let catalogue = catalogue_for(&app, &facts.model_id).await?;
     let (model, line) = model_and_line(&catalogue, &facts.model_id)?;
     let product = product_facts(model, line, &facts);
@@ -210,7 +222,7 @@ pub async fn entitlement(
             decision: terms.decide(r).into(),
         })
         .collect();
-    Ok(Json(EntitlementView {
+    Ok(EntitlementView {
         serial: facts.serial.clone(),
         model_id: model.id.clone(),
         model_name: model.name.clone(),
@@ -226,5 +238,5 @@ pub async fn entitlement(
         stepping_stone,
         target_version,
         releases: verdicts,
-    }))
+    })
 }
