@@ -1,0 +1,269 @@
+//! The staff CLI `firmup` against a running server: the repair desk from a
+//! terminal (look-up with entitlement reasoning, RMA, push, bundle,
+//! cancel, registration), `--json` for scripts, and its exit codes.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use firmup_fixtures::{ReleaseBuilder, RootBuilder};
+use firmup_tests::{Server, bin, free_port};
+use reqwest::Method;
+use serde_json::Value;
+
+/// Runs `firmup` against `server` with `token` (through the environment,
+/// as the CLI's help recommends).
+fn firmup(server: &str, token: &str, args: &[&str]) -> Output {
+    Command::new(bin("firmup-staff", "firmup"))
+        .args(args)
+        .env("FIRMUP_SERVER", server)
+        .env("FIRMUP_TOKEN", token)
+        .output()
+        .expect("firmup runs")
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "exit {:?}\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        stdout(out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout(out)
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_str(&ok(out)).expect("--json prints JSON")
+}
+
+/// A discontinued model, a device of it, and a 2.1.0 published after the
+/// EOL (so the device is not entitled to it).
+fn world(dir: &Path) -> Server {
+    let root = dir.join("root.v1.json");
+    std::fs::write(&root, RootBuilder::standard().build()).unwrap();
+    let server = Server::start(dir, &root);
+    server.seed_encoder_device("SN-0001");
+    server.json_ok(
+        Method::PUT,
+        "/v1/admin/models/E4K/eol",
+        &server.admin,
+        &serde_json::json!({ "eol": "2026-01-31" }),
+    );
+    // Installable from any version: the device has not checked in yet.
+    let mut builder = ReleaseBuilder::standard();
+    builder.manifest.requires = None;
+    let release = builder.build();
+    let releng = server.cli_token("release_engineer", None);
+    server.publish(&releng, "encoders", &release.image, &release.envelope);
+    server
+}
+
+#[test]
+fn a_technician_runs_the_repair_desk_from_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = world(dir.path());
+    let url = server.url.clone();
+    let tech = server.cli_token("technician", None);
+    let run = |args: &[&str]| firmup(&url, &tech, args);
+
+    // The look-up: the model is discontinued, so 2.1.0 is not entitled,
+    // and the view says why.
+    let shown = ok(&run(&["device", "show", "SN-0001"]));
+    assert!(
+        shown.contains("eol: 2026-01-31 (discontinued)\n"),
+        "{shown}"
+    );
+    assert!(shown.contains("warranty: "), "{shown}");
+    assert!(
+        shown.contains("next check: not_entitled 2.1.0\n"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("release: 2.1.0 not entitled (eol_no_contract)"),
+        "{shown}"
+    );
+    let explained = ok(&run(&["device", "entitlement", "SN-0001"]));
+    assert!(
+        explained.contains("2026-01-31"),
+        "the explanation has the dates: {explained}"
+    );
+
+    // An RMA, opened and moved on; `--json` gives the number to scripts.
+    let rma = json(&run(&[
+        "--json",
+        "rma",
+        "open",
+        "SN-0001",
+        "--fault",
+        "no video on SDI out",
+        "--name",
+        "Ana Duarte",
+        "--email",
+        "ana@example.com",
+    ]));
+    let number = rma["number"].as_str().unwrap().to_owned();
+    assert!(number.starts_with("RMA-"), "{rma}");
+    assert_eq!(
+        ok(&run(&["rma", "state", &number, "diagnosing"])),
+        format!("{number} diagnosing\n")
+    );
+    let decided = ok(&run(&[
+        "rma",
+        "coverage",
+        &number,
+        "--cause",
+        "no_customer_fault",
+    ]));
+    assert!(decided.contains(" covered ("), "{decided}");
+
+    // The push: the next check offers 2.1.0 as a repair grant.
+    let pushed = ok(&run(&[
+        "push",
+        "create",
+        "SN-0001",
+        "--version",
+        "2.1.0",
+        "--rma",
+        &number,
+        "--reason",
+        "SDI fix",
+    ]));
+    assert!(pushed.starts_with("pushed: "), "{pushed}");
+    assert!(pushed.contains(" active 2.1.0 "), "{pushed}");
+    let view = json(&run(&["device", "show", "SN-0001", "--json"]));
+    assert_eq!(view["active_push"]["version"], "2.1.0", "{view}");
+    assert_eq!(
+        view["entitlement"]["status"], "update_available",
+        "{view:#}"
+    );
+    assert_eq!(
+        view["entitlement"]["releases"][0]["decision"]["code"],
+        "repair_grant"
+    );
+
+    // A second push is refused with the server's code; with --json its
+    // error body is on stdout, for scripts.
+    let again = run(&[
+        "--json", "push", "create", "SN-0001", "--newest", "--rma", &number, "--reason", "x",
+    ]);
+    assert_eq!(again.status.code(), Some(1));
+    assert_eq!(json_of(&again)["error"]["code"], "push_exists");
+    assert!(
+        String::from_utf8_lossy(&again.stderr).contains("push_exists"),
+        "{again:?}"
+    );
+
+    // The offline bundle, written in one piece.
+    let file = dir.path().join("bundle.tar");
+    let wrote = ok(&run(&[
+        "push",
+        "bundle",
+        "SN-0001",
+        "--out",
+        file.to_str().unwrap(),
+    ]));
+    assert!(wrote.contains("firmup-device install --bundle"), "{wrote}");
+    let mut names: Vec<String> = tar::Archive::new(std::fs::File::open(&file).unwrap())
+        .entries()
+        .unwrap()
+        .map(|e| e.unwrap().path().unwrap().display().to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 3, "{names:?}");
+    assert!(names.contains(&"manifest.json".to_owned()), "{names:?}");
+
+    // Cancel, and the history shows it.
+    let cancelled = ok(&run(&["push", "cancel", "SN-0001"]));
+    assert!(cancelled.contains(" cancelled 2.1.0 "), "{cancelled}");
+    let history = ok(&run(&["push", "list", "SN-0001"]));
+    assert!(history.contains(" cancelled 2.1.0 "), "{history}");
+    let view = json(&run(&["device", "show", "SN-0001", "--json"]));
+    assert_eq!(view["entitlement"]["status"], "not_entitled", "{view}");
+
+    // The RMA list, filtered; the RMA in full with its events.
+    let listed = ok(&run(&["rma", "list", "--state", "open", "--model", "E4K"]));
+    assert!(
+        listed.starts_with(&format!("{number} diagnosing SN-0001 E4K")),
+        "{listed}"
+    );
+    let none = ok(&run(&["rma", "list", "--state", "shipped"]));
+    assert_eq!(none, "no RMAs\n");
+    let full = ok(&run(&["rma", "show", &number]));
+    for kind in ["opened", "state received -> diagnosing", "coverage", "push"] {
+        assert!(full.contains(&format!(" {kind}")), "{kind}: {full}");
+    }
+    assert!(
+        full.contains("customer: Ana Duarte <ana@example.com>"),
+        "{full}"
+    );
+
+    // Registration on the owner's behalf, once.
+    let registered = ok(&run(&["device", "register", "SN-0001"]));
+    assert!(
+        registered.starts_with("registered SN-0001: warranty until "),
+        "{registered}"
+    );
+    let twice = run(&["device", "register", "SN-0001"]);
+    assert_eq!(twice.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&twice.stderr).contains("already_registered"),
+        "{twice:?}"
+    );
+
+    // A serial that does not exist, a role that may not: refused, exit 1.
+    let unknown = run(&["device", "show", "SN-NOPE"]);
+    assert_eq!(unknown.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown_serial"));
+    let releng = server.cli_token("release_engineer", None);
+    let denied = firmup(&url, &releng, &["push", "cancel", "SN-0001"]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("wrong_role"));
+
+    // Every change above is in the audit log under the technician's token.
+    let (_, audit) = server.json(Method::GET, "/v1/admin/audit", &server.admin, None);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for a in ["device.push", "device.push_bundle", "device.register"] {
+        assert!(actions.contains(&a), "{a}: {actions:?}");
+    }
+}
+
+fn json_of(out: &Output) -> Value {
+    serde_json::from_str(&stdout(out)).expect("JSON on stdout")
+}
+
+#[test]
+fn usage_and_unreachable_servers_have_their_own_exit_codes() {
+    // No token: a usage error, before anything is sent.
+    let out = Command::new(bin("firmup-staff", "firmup"))
+        .args(["device", "show", "SN-1", "--server", "http://127.0.0.1:1"])
+        .env_remove("FIRMUP_TOKEN")
+        .env_remove("FIRMUP_SERVER")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("FIRMUP_TOKEN"));
+    // A URL that is not one.
+    let out = firmup("ftp://x", "t", &["device", "show", "SN-1"]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    // Nobody listening: try again later.
+    let port = free_port();
+    let out = firmup(&format!("http://127.0.0.1:{port}"), "t", &["rma", "list"]);
+    assert_eq!(out.status.code(), Some(4), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("try again later"));
+    // Push needs a version or --newest.
+    let out = firmup(
+        "http://127.0.0.1:1",
+        "t",
+        &["push", "create", "SN-1", "--rma", "R", "--reason", "r"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+}
