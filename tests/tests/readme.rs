@@ -208,7 +208,11 @@ fn the_readme_runs_as_written() {
     // installed, and the push done.
     for expected in [
         "not entitled (eol_no_contract)",
+        "next check: not_entitled 2.3.0",
+        "release: 2.3.0 not entitled (eol_no_contract)",
         "published encoders 2.3.0 (stable)",
+        " covered (",
+        "pushed: push_",
         "update available: 2.3.0",
         "entitlement (repair_grant)",
         "version: 2.3.0",
