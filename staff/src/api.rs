@@ -8,13 +8,12 @@
 //! in `--json` output without a new release of the CLI.
 
 use std::fmt;
-use std::fs::File;
 use std::io::{self, Read as _};
 use std::path::Path;
 use std::time::Duration;
 
-use reqwest::blocking::{Body, Client, RequestBuilder, Response};
-use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, RETRY_AFTER};
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::header::RETRY_AFTER;
 use reqwest::{Method, StatusCode, Url};
 use serde_json::Value;
 
@@ -176,24 +175,6 @@ impl Api {
     /// `POST url` with a JSON body.
     pub fn post(&self, url: &Url, body: &Value) -> Outcome<Value> {
         self.call(Method::POST, url, Some(body))
-    }
-
-    /// Streams the file at `file` as the body of `POST path` with
-    /// `content_type`, and gives the JSON answer.
-    pub fn upload(&self, url: &Url, file: &Path, content_type: &str) -> Outcome<Value> {
-        let f = File::open(file)
-            .map_err(|e| Failure::Local(format!("cannot read {}: {e}", file.display())))?;
-        let len = f
-            .metadata()
-            .map_err(|e| Failure::Local(format!("cannot read {}: {e}", file.display())))?
-            .len();
-        let req = self
-            .request(Method::POST, url)
-            .header(CONTENT_TYPE, content_type)
-            .header(CONTENT_LENGTH, len)
-            .body(Body::sized(f, len));
-        let res = self.send(req, url)?;
-        read_json(res, url)
     }
 
     /// Streams the answer of `GET path` into the file `out`: written to a

@@ -4,7 +4,8 @@
 //! terminal, over the server's HTTP API with a staff token: look a device
 //! up (warranty, entitlement, pushes, RMAs), push a release to it, cancel
 //! the push, download its offline bundle, open and track RMAs, decide their
-//! coverage, register a unit for its owner, and record sales.
+//! coverage, register a unit for its owner, and record a
+//! unit's sale.
 //!
 //! Why a separate CLI over HTTP, not `firmup-server admin ...`: the desk is
 //! not the server's host. `firmup-server`'s commands open the database

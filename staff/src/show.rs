@@ -329,18 +329,6 @@ pub fn rma(v: &Value) -> String {
             ),
         );
     }
-    for a in items(v, "attachments") {
-        line(
-            &mut out,
-            "attachment",
-            format!(
-                "{} {} ({} bytes)",
-                text(&a["id"]),
-                text(&a["name"]),
-                text(&a["length"])
-            ),
-        );
-    }
     for e in items(v, "events") {
         let change = match (e["from_state"].as_str(), e["to_state"].as_str()) {
             (Some(f), Some(t)) => format!(" {f} -> {t}"),

@@ -214,6 +214,38 @@ fn a_technician_runs_the_repair_desk_from_the_terminal() {
         "{twice:?}"
     );
 
+    // The sale record is the admin's; the warranty then runs from it.
+    let denied = run(&["device", "sale", "SN-0001", "--date", "2026-03-01"]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("wrong_role"));
+    let sold = ok(&firmup(
+        &url,
+        &server.admin,
+        &[
+            "device",
+            "sale",
+            "SN-0001",
+            "--date",
+            "2026-03-01",
+            "--region",
+            "EU",
+        ],
+    ));
+    assert!(
+        sold.starts_with("SN-0001 sold on 2026-03-01 (region EU): warranty until "),
+        "{sold}"
+    );
+    let warranty = json(&run(&[
+        "--json",
+        "device",
+        "warranty",
+        "SN-0001",
+        "--fault-on",
+        "2026-02-01",
+    ]));
+    assert_eq!(warranty["fault"]["covered"], false, "{warranty}");
+    assert_eq!(warranty["warranty"]["start"], "2026-03-01", "{warranty}");
+
     // A serial that does not exist, a role that may not: refused, exit 1.
     let unknown = run(&["device", "show", "SN-NOPE"]);
     assert_eq!(unknown.status.code(), Some(1));

@@ -4,7 +4,6 @@
 mod device;
 mod push;
 mod rma;
-mod sale;
 
 use serde_json::Value;
 
@@ -31,7 +30,7 @@ users in the process list). The token is never printed.";
     long_about = "The repair desk from a terminal, over the Firmup server's HTTP API with a \
 staff token (technician; some commands need admin): look a device up with its warranty and \
 entitlement reasoning, push a release to it, cancel the push, download its offline bundle, \
-open and track RMAs, decide their coverage, register a unit for its owner, record sales.",
+open and track RMAs, decide their coverage, register a unit for its owner, record a sale.",
     after_help = EXIT_CODES
 )]
 pub struct Cli {
@@ -67,12 +66,9 @@ enum Command {
     /// Push a release to a device under repair; cancel, list, download its bundle.
     #[command(subcommand)]
     Push(push::PushCommand),
-    /// Open, track and list RMAs; decide coverage; replace parts or the unit; attach files.
+    /// Open, track and list RMAs; decide coverage; replace parts or the unit.
     #[command(subcommand)]
     Rma(rma::RmaCommand),
-    /// Record dates of sale of units already provisioned (admin).
-    #[command(subcommand)]
-    Sale(sale::SaleCommand),
 }
 
 /// What a command gives: the server's answer, and how a person reads it.
@@ -133,7 +129,6 @@ impl Cli {
             Command::Device(c) => c.run(&api),
             Command::Push(c) => c.run(&api),
             Command::Rma(c) => c.run(&api),
-            Command::Sale(c) => c.run(&api),
         };
         done.map_err(Failed)
     }

@@ -1,12 +1,10 @@
 //! `firmup rma ...`: the reception desk's RMAs.
 
-use std::path::PathBuf;
-
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::{Shown, shown};
-use crate::api::{Api, Failure, Outcome};
+use crate::api::{Api, Outcome};
 use crate::show;
 
 #[derive(Debug, clap::Subcommand)]
@@ -125,26 +123,6 @@ pub enum RmaCommand {
         number: String,
         /// Serial of the replacement unit.
         new_serial: String,
-    },
-    /// Attach a file (photo, log) to an RMA, streamed from disk.
-    Attach {
-        /// RMA number.
-        number: String,
-        /// The file.
-        file: PathBuf,
-        /// Its media type.
-        #[arg(long, default_value = "application/octet-stream")]
-        content_type: String,
-    },
-    /// Download an attachment of an RMA.
-    Attachment {
-        /// RMA number.
-        number: String,
-        /// Attachment id (as `rma show` lists it).
-        id: String,
-        /// Where to write it (default: the attachment's file name).
-        #[arg(long, short, value_name = "FILE")]
-        out: Option<PathBuf>,
     },
 }
 
@@ -324,59 +302,6 @@ impl RmaCommand {
                     )
                 },
             ),
-            RmaCommand::Attach {
-                number,
-                file,
-                content_type,
-            } => {
-                let name = file
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .ok_or_else(|| {
-                        Failure::Local(format!("{} has no usable file name", file.display()))
-                    })?
-                    .to_string();
-                let mut url = rma_url(api, &number, &["attachments"]);
-                url.query_pairs_mut().append_pair("name", &name);
-                shown(api.upload(&url, &file, &content_type), |v| {
-                    format!(
-                        "attached {} to {number} as {} ({} bytes)\n",
-                        show::text(&v["name"]),
-                        show::text(&v["id"]),
-                        show::text(&v["length"])
-                    )
-                })
-            }
-            RmaCommand::Attachment { number, id, out } => {
-                let out = match out {
-                    Some(p) => p,
-                    None => {
-                        let view = api.get(&rma_url(api, &number, &[]))?;
-                        let name = view["attachments"]
-                            .as_array()
-                            .and_then(|l| l.iter().find(|a| show::text(&a["id"]) == id))
-                            .and_then(|a| a["name"].as_str())
-                            .map(str::to_owned)
-                            .ok_or_else(|| {
-                                Failure::Local(format!(
-                                    "{number} lists no attachment {id}; `firmup rma show {number}` lists them"
-                                ))
-                            })?;
-                        // The server checked the name has no path in it when
-                        // it took the file; keep only the last component anyway.
-                        PathBuf::from(
-                            std::path::Path::new(&name)
-                                .file_name()
-                                .unwrap_or_else(|| std::ffi::OsStr::new("attachment")),
-                        )
-                    }
-                };
-                let bytes = api.download(&rma_url(api, &number, &["attachments", &id]), &out)?;
-                let value = json!({ "file": out.display().to_string(), "bytes": bytes });
-                Ok(Shown::of(value, |_| {
-                    format!("wrote {} ({bytes} bytes)\n", out.display())
-                }))
-            }
         }
     }
 }
