@@ -163,7 +163,7 @@ pub async fn explain(
         .await?
         .unwrap_or_default();
     let channel = channel.unwrap_or_else(|| facts.channel.clone());
-    let catalogue = catalogue_for(&app, &facts.model_id).await?;
+    let catalogue = catalogue_for(app, &facts.model_id).await?;
     let (model, line) = model_and_line(&catalogue, &facts.model_id)?;
     let product = product_facts(model, line, &facts);
     let current = state
