@@ -141,7 +141,7 @@ enum Stop {
 }
 use Stop::{Failed, Usage};
 
-/// Reads a `--json`-free result into [`Shown`].
+/// An answer with its human rendering, or the failure as it came.
 pub fn shown(value: Outcome<Value>, render: impl FnOnce(&Value) -> String) -> Outcome<Shown> {
     value.map(|v| Shown::of(v, render))
 }
