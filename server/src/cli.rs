@@ -1,7 +1,7 @@
 //! The `firmup-server` command line: `serve`, `config`, and the operator
 //! commands that work directly on the server's database (bootstrap an admin
-//! token before any exists, list and revoke tokens, import devices and
-//! contracts in bulk).
+//! token before any exists, list and revoke tokens, import devices,
+//! contracts and dates of sale in bulk).
 //!
 //! Every command takes `--config`, `--data-dir` and `--database-url`; the
 //! other flags belong to `serve` (and `config`, which shows what `serve`
@@ -123,6 +123,9 @@ pub enum Command {
     /// Import service contracts in bulk from a CSV file.
     #[command(subcommand, after_help = EXIT_STATUS_SHORT)]
     Contract(ContractCommand),
+    /// Record dates of sale of provisioned units in bulk from a CSV file.
+    #[command(subcommand, after_help = EXIT_STATUS_SHORT)]
+    Sale(SaleCommand),
 }
 
 /// `serve -h`'s epilogue.
@@ -192,6 +195,33 @@ import and is named by its line number; nothing is written then.
 Running servers apply the new contracts to devices they have cached within
 about two seconds (the import writes a cache invalidation per device they
 poll).";
+
+/// Sale subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SaleCommand {
+    /// Record the dates of sale of a CSV file, all or nothing.
+    #[command(long_about = SALE_IMPORT_ABOUT, after_help = EXIT_STATUS_SHORT)]
+    Import {
+        /// CSV file with header `serial,sale_date[,region]`.
+        #[arg(value_name = "FILE.csv")]
+        file: PathBuf,
+    },
+}
+
+const SALE_IMPORT_ABOUT: &str = "\
+Record the dates of sale (and regions) of units already provisioned, from a
+sales record, all or nothing, in one transaction with one
+`device.sale_import` audit record (actor `server-cli`), as
+POST /v1/admin/sales does.
+
+The file starts with the header `serial,sale_date,region` or
+`serial,sale_date`; sale_date is YYYY-MM-DD, and an empty region records
+none. Every serial must be provisioned and appear once. The first bad line
+aborts the import and is named by its line number; nothing is written then.
+The warranties of the units then run from their dates of sale.
+
+Running servers see the new dates within about two seconds (the import
+writes a cache invalidation per unit).";
 
 /// Token subcommands.
 #[derive(Debug, Subcommand)]
@@ -330,6 +360,29 @@ impl Cli {
                 eprintln!(
                     "imported {} contracts for {} devices from {}",
                     entries.len(),
+                    serials.len(),
+                    file.display()
+                );
+                Ok(())
+            }
+            Command::Sale(SaleCommand::Import { file }) => {
+                let db = open_db(&config).await?;
+                let input = std::fs::File::open(&file)
+                    .with_context(|| format!("opening {}", file.display()))?;
+                let fail = |e: crate::error::AppError| {
+                    anyhow::anyhow!("{}: {} ({})", file.display(), e, e.code())
+                };
+                let entries = provisioning::parse_sales_csv(input).map_err(fail)?;
+                let serials = provisioning::import_sales(
+                    &db,
+                    &Actor::cli(),
+                    provisioning::Source::Csv,
+                    &entries,
+                )
+                .await
+                .map_err(fail)?;
+                eprintln!(
+                    "recorded {} dates of sale from {}",
                     serials.len(),
                     file.display()
                 );
@@ -532,6 +585,7 @@ mod tests {
             &["token", "revoke"],
             &["device", "import"],
             &["contract", "import"],
+            &["sale", "import"],
         ] {
             assert!(help(cmd).contains("Exit status: 0 ok, 1 error"), "{cmd:?}");
         }
@@ -547,6 +601,7 @@ mod tests {
             &["token", "revoke"],
             &["device", "import"],
             &["contract", "import"],
+            &["sale", "import"],
         ] {
             let text = help(cmd);
             for flag in serve_only {

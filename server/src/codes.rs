@@ -168,6 +168,7 @@ pub const CODES: &[Code] = &[
     ),
     c("missing_eol", 400, "an EOL change without the `eol` field"),
     c("no_devices", 400, "a provisioning request without devices"),
+    c("no_sales", 400, "a sales import without dates of sale"),
     c(
         "serial_required",
         400,
@@ -374,6 +375,11 @@ pub const CODES: &[Code] = &[
         "too_many_devices",
         413,
         "more than 10 000 devices in one request",
+    ),
+    c(
+        "too_many_sales",
+        413,
+        "more than 10 000 dates of sale in one request",
     ),
     // 415.
     c(

@@ -1,6 +1,7 @@
-//! Bulk provisioning of devices and bulk import of contracts, shared by the
-//! HTTP API (`POST /v1/admin/devices`) and the operator CLI
-//! (`firmup-server device import`, `firmup-server contract import`).
+//! Bulk provisioning of devices and bulk imports of contracts and dates of
+//! sale, shared by the HTTP API (`POST /v1/admin/devices`,
+//! `POST /v1/admin/sales`) and the operator CLI (`firmup-server device
+//! import`, `contract import`, `sale import`).
 //!
 //! Both are all-or-nothing: every entry is validated inside one transaction
 //! and the first offending entry aborts the whole batch, so a bad line never
@@ -29,6 +30,10 @@ use crate::tokens::{CreatedToken, NewToken, create_token_tx};
 /// Most devices one API request may provision. Larger shipments are split
 /// into several requests, or imported with the CLI, which has no limit.
 pub const MAX_DEVICES_PER_REQUEST: usize = 10_000;
+
+/// Most dates of sale one API request may record; larger sales records are
+/// split, or imported with the CLI, which has no limit.
+pub const MAX_SALES_PER_REQUEST: usize = 10_000;
 
 /// How many serials an audit record lists; the count is always complete.
 const AUDIT_SERIALS: usize = 100;
@@ -147,7 +152,7 @@ pub struct ProvisionedDevice {
 pub enum Source {
     /// `POST /v1/admin/devices`.
     Api,
-    /// `firmup-server device import` / `contract import`.
+    /// `firmup-server device import` / `contract import` / `sale import`.
     Csv,
 }
 
@@ -352,6 +357,9 @@ pub const DEVICE_CSV_HEADER: &str =
 
 /// Column names of a contract CSV file.
 pub const CONTRACT_CSV_HEADER: &str = "id,serial,kind,starts,ends";
+
+/// Column names of a sales CSV file.
+pub const SALE_CSV_HEADER: &str = "serial,sale_date[,region]";
 
 /// Maps positions of the csv reader to 1-based line numbers. The csv
 /// crate's own line counter skips blank lines, so an operator looking for
@@ -730,6 +738,129 @@ pub async fn import_contracts_csv(
     import_contracts(db, actor, &entries).await
 }
 
+/// One date of sale of a sales import, as given (checked by
+/// [`import_sales`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SaleEntry {
+    /// Where it came from.
+    pub at: EntryRef,
+    /// The unit's serial; it must be provisioned.
+    pub serial: String,
+    /// Date of sale, `YYYY-MM-DD`.
+    pub sale_date: String,
+    /// Region it was sold in; `None` clears a recorded one.
+    pub region: Option<String>,
+}
+
+/// Records the dates of sale (and regions) of units already provisioned,
+/// in one transaction with one `device.sale_import` audit record (the
+/// count and the serials); the first invalid entry aborts the batch. Errors
+/// name the entry (`sales[3]` or `line 4`) and its serial: 400 `no_sales`,
+/// `invalid_name`, `invalid_date`, `duplicate_serial` (a serial twice in
+/// the batch); 422 `unknown_serial`. Returns the serials, in batch order.
+///
+/// The transaction also appends a device invalidation per serial, so every
+/// running replica drops its cached facts of them within about two seconds
+/// (the CLI has no `App` to call `device_changed` on); a handler drops its
+/// own replica's entries at once with `Caches::forget_devices`.
+pub async fn import_sales(
+    db: &Db,
+    actor: &Actor,
+    source: Source,
+    entries: &[SaleEntry],
+) -> AppResult<Vec<String>> {
+    if entries.is_empty() {
+        return Err(AppError::bad_request(
+            "no_sales",
+            "the batch is empty; give at least one date of sale",
+        ));
+    }
+    let mut seen: HashMap<&str, EntryRef> = HashMap::new();
+    let mut parsed = Vec::with_capacity(entries.len());
+    for entry in entries {
+        let context = format!("{} (serial {:?})", entry.at, entry.serial);
+        let checked = (|| {
+            let serial = Name::parse("serial", &entry.serial)?;
+            let sale_date = parse_date("sale_date", &entry.sale_date)?;
+            let region = entry
+                .region
+                .as_deref()
+                .map(|r| Name::parse("region", r))
+                .transpose()?;
+            if let Some(first) = seen.insert(&entry.serial, entry.at) {
+                return Err(AppError::bad_request(
+                    "duplicate_serial",
+                    format!("the serial also appears at {first}; list each unit once"),
+                ));
+            }
+            Ok((serial, sale_date, region))
+        })()
+        .map_err(|e| in_context(e, &context))?;
+        parsed.push((entry, checked));
+    }
+    let mut tx = db.begin().await?;
+    let serials: Vec<&str> = entries.iter().map(|e| e.serial.as_str()).collect();
+    let existing = db::devices::existing_serials(&mut tx, &serials).await?;
+    if let Some((entry, _)) = parsed
+        .iter()
+        .find(|(e, _)| !existing.contains(e.serial.as_str()))
+    {
+        return Err(in_context(
+            AppError::unprocessable(
+                "unknown_serial",
+                format!(
+                    "no device with serial {:?} is provisioned; provision it first, or leave it \
+                     out of the batch",
+                    entry.serial
+                ),
+            ),
+            format!("{} (serial {:?})", entry.at, entry.serial),
+        ));
+    }
+    for (_, (serial, sale_date, region)) in &parsed {
+        db::devices::set_sale(
+            &mut tx,
+            serial.as_str(),
+            *sale_date,
+            region.as_ref().map(Name::as_str),
+        )
+        .await?;
+        db::invalidations::record(&mut tx, Kind::Device, serial.as_str()).await?;
+    }
+    let listed: Vec<&str> = serials.iter().take(AUDIT_SERIALS).copied().collect();
+    db::audit::record(
+        &mut tx,
+        actor,
+        "device.sale_import",
+        "devices",
+        serde_json::json!({
+            "count": entries.len(),
+            "serials": listed,
+            "serials_truncated": entries.len() > AUDIT_SERIALS,
+            "source": source.as_str(),
+        }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(serials.into_iter().map(str::to_owned).collect())
+}
+
+/// Parses a sales CSV file with header `serial,sale_date[,region]` (an
+/// empty region: none). Only the shape is checked here; the entries are
+/// validated by [`import_sales`], with their line numbers.
+pub fn parse_sales_csv(input: impl std::io::Read) -> AppResult<Vec<SaleEntry>> {
+    let records = read_csv(input, &["serial", "sale_date"], &["region"])?;
+    Ok(records
+        .into_iter()
+        .map(|(line, r)| SaleEntry {
+            at: EntryRef::Line(line),
+            serial: r.get(0).unwrap_or_default().to_string(),
+            sale_date: r.get(1).unwrap_or_default().to_string(),
+            region: r.get(2).filter(|c| !c.is_empty()).map(str::to_string),
+        })
+        .collect())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -754,6 +885,23 @@ mod tests {
         assert_eq!(e.code(), "invalid_period");
         let e = parse_contract("SC-1", "gold", "2025-01-01", "2025-01-02").unwrap_err();
         assert_eq!(e.code(), "invalid_kind");
+    }
+
+    #[test]
+    fn sales_csv_keeps_line_numbers_and_an_optional_region() {
+        let csv = "serial,sale_date,region\nS1,2026-03-01,EU\n\nS2,2026-04-02,\n";
+        let entries = parse_sales_csv(csv.as_bytes()).unwrap();
+        assert_eq!(entries.len(), 2);
+        assert_eq!(entries[0].at, EntryRef::Line(2));
+        assert_eq!(entries[0].region.as_deref(), Some("EU"));
+        assert_eq!(entries[1].at, EntryRef::Line(4));
+        assert_eq!(entries[1].sale_date, "2026-04-02");
+        assert_eq!(entries[1].region, None);
+        let entries = parse_sales_csv("serial,sale_date\nS1,2026-03-01\n".as_bytes()).unwrap();
+        assert_eq!(entries[0].region, None);
+        let e = parse_sales_csv("serial,date\nS1,2026-03-01\n".as_bytes()).unwrap_err();
+        assert_eq!(e.code(), "invalid_csv");
+        assert!(e.to_string().contains(SALE_CSV_HEADER), "{e}");
     }
 
     #[test]

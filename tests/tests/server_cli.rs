@@ -1,8 +1,8 @@
 //! The operator CLI of `firmup-server` against a running server: the
-//! catalogue goes in through the API (it is API-only), devices and
-//! contracts through `firmup-server device import` / `contract import` on
-//! the same data directory, and the tokens the import prints work against
-//! the server.
+//! catalogue goes in through the API (it is API-only), devices, contracts
+//! and dates of sale through `firmup-server device import` / `contract
+//! import` / `sale import` on the same data directory, and the tokens the
+//! import prints work against the server.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -155,6 +155,90 @@ fn device_and_contract_import_from_csv() {
             (json!("device.provision"), json!("server-cli")),
         ]
     );
+}
+
+#[test]
+fn sale_import_from_csv_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.v1.json");
+    std::fs::write(&root, RootBuilder::standard().build()).unwrap();
+    let server = Server::start(dir.path(), &root);
+    let doc = firmup_fixtures::catalogue::sample().to_import_json();
+    let (s, b) = server.json(
+        Method::POST,
+        "/v1/admin/catalogue/import",
+        &server.admin,
+        Some(&doc),
+    );
+    assert_eq!(s, 200, "{b}");
+    let devices = json!({ "devices": [
+        { "serial": "SOLD-1", "model_id": "E4K", "hw_id": "enc-4k-r1" },
+        { "serial": "SOLD-2", "model_id": "E4K", "hw_id": "enc-4k-r1" },
+    ], "issue_tokens": false });
+    let (s, b) = server.json(
+        Method::POST,
+        "/v1/admin/devices",
+        &server.admin,
+        Some(&devices),
+    );
+    assert_eq!(s, 201, "{b}");
+    // The view is read (and its facts cached) before the import.
+    let (s, before) = server.json(Method::GET, "/v1/devices/SOLD-1", &server.admin, None);
+    assert_eq!(s, 200, "{before}");
+    assert_eq!(before["sale_date"], serde_json::Value::Null);
+
+    // Line 4 names a unit that is not provisioned: nothing is written.
+    let sales = dir.path().join("sales.csv");
+    std::fs::write(
+        &sales,
+        "serial,sale_date,region\nSOLD-1,2026-01-15,\n\nSOLD-9,2026-01-16,EU\n",
+    )
+    .unwrap();
+    let out = cli(&server, &["sale", "import"], &sales);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("line 4 (serial \"SOLD-9\")") && stderr.contains("unknown_serial"),
+        "{stderr}"
+    );
+    let (_, d) = server.json(Method::GET, "/v1/devices/SOLD-1", &server.admin, None);
+    assert_eq!(d["sale_date"], serde_json::Value::Null, "{d}");
+
+    std::fs::write(
+        &sales,
+        "serial,sale_date,region\nSOLD-1,2026-01-15,\nSOLD-2,2026-02-01,EU\n",
+    )
+    .unwrap();
+    let out = cli(&server, &["sale", "import"], &sales);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("recorded 2 dates of sale"), "{stderr}");
+    // The running server drops its cached facts through the invalidation
+    // log within about two seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (_, d) = server.json(Method::GET, "/v1/devices/SOLD-1", &server.admin, None);
+        if d["sale_date"] == "2026-01-15" {
+            assert_eq!(d["warranty"]["start"], "2026-01-15", "{d}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "not seen: {d}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let (_, d) = server.json(Method::GET, "/v1/devices/SOLD-2", &server.admin, None);
+    assert_eq!(
+        (d["sale_date"].as_str(), d["region"].as_str()),
+        (Some("2026-02-01"), Some("EU"))
+    );
+    let (_, audit) = server.json(Method::GET, "/v1/admin/audit", &server.admin, None);
+    let imports: Vec<_> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "device.sale_import")
+        .map(|e| e["actor_label"].clone())
+        .collect();
+    assert_eq!(imports, vec![json!("server-cli")]);
 }
 
 /// Runs `firmup-server ARGS` with extra environment variables.

@@ -1,6 +1,6 @@
 //! Catalogue routes: product lines, models and their EOL dates, devices
 //! (bulk provisioning, channel, owner registration), service contracts,
-//! licences, and the one-call catalogue import.
+//! licences, dates of sale in bulk, and the one-call catalogue import.
 //!
 //! Writes are for admins; reads for admins, release engineers and
 //! technicians; device tokens never reach these routes. Every write records
@@ -16,6 +16,7 @@ pub mod import;
 pub mod licences;
 pub mod models;
 pub mod product_lines;
+pub mod sales;
 
 use axum::extract::DefaultBodyLimit;
 use serde::{Deserialize, Deserializer};
@@ -49,11 +50,13 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(licences::delete))
 }
 
-/// The bulk routes (provisioning, catalogue import): large bodies, so no
-/// request timeout; the connection layer's progress rule still applies.
+/// The bulk routes (provisioning, dates of sale, catalogue import): large
+/// bodies, so no request timeout; the connection layer's progress rule
+/// still applies.
 pub fn bulk_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(devices::provision))
+        .routes(routes!(sales::import))
         .routes(routes!(import::import))
         .layer(DefaultBodyLimit::max(MAX_BULK_BODY_BYTES))
 }
