@@ -78,6 +78,78 @@ async fn stores_verified_objects_and_reads_ranges() {
     }
 }
 
+#[tokio::test]
+async fn attachments_are_keyed_by_the_digest_of_what_arrived_apart_from_images() {
+    for (name, s, _dir) in backends(MIN_PART_SIZE).await {
+        let data = b"bench log: no video on SDI out".to_vec();
+        let d = Sha256Digest::of(&data);
+        let len = data.len() as u64;
+        // No digest named: the key is the digest of the bytes.
+        let stored = s
+            .put_attachment(None, Some(len), 1000, chunks(&data, 5))
+            .await
+            .unwrap();
+        assert_eq!(stored.key, StorageKey::attachment(d), "{name}");
+        assert_eq!(
+            (stored.sha256, stored.length, stored.created),
+            (d, len, true)
+        );
+        // The same bytes again, with their digest named: kept, not created.
+        let again = s
+            .put_attachment(Some(d), None, 1000, chunks(&data, 3))
+            .await
+            .unwrap();
+        assert_eq!(
+            (again.key, again.created),
+            (StorageKey::attachment(d), false)
+        );
+        assert_eq!(s.len(StorageKey::attachment(d)).await.unwrap(), Some(len));
+        // An attachment is never an image of the same digest.
+        assert_eq!(s.len(StorageKey::image(d)).await.unwrap(), None, "{name}");
+        let mut read = Vec::new();
+        let mut st = s
+            .read_range(StorageKey::attachment(d), 0, len)
+            .await
+            .unwrap();
+        while let Some(c) = st.next().await {
+            read.extend_from_slice(&c.unwrap());
+        }
+        assert_eq!(read, data, "{name}");
+
+        // Refused uploads leave nothing.
+        let other = b"a photo of the unit".to_vec();
+        let od = Sha256Digest::of(&other);
+        assert!(
+            matches!(
+                s.put_attachment(Some(d), None, 1000, chunks(&other, 4)).await,
+                Err(StorageError::DigestMismatch { expected, actual }) if expected == d && actual == od
+            ),
+            "{name}"
+        );
+        assert!(
+            matches!(
+                s.put_attachment(None, None, 10, chunks(&other, 4)).await,
+                Err(StorageError::TooLarge { limit: 10 })
+            ),
+            "{name}"
+        );
+        assert!(
+            matches!(
+                s.put_attachment(None, Some(100), 1000, chunks(&other, 4))
+                    .await,
+                Err(StorageError::LengthMismatch { expected: 100, .. })
+            ),
+            "{name}"
+        );
+        assert_eq!(
+            s.len(StorageKey::attachment(od)).await.unwrap(),
+            None,
+            "{name}"
+        );
+        assert_eq!(s.staged_count().await.unwrap(), 0, "{name}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn large_uploads_go_up_in_parts_and_read_across_part_boundaries() {
     // Two and a half parts.

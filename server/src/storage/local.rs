@@ -1,8 +1,9 @@
 //! Local-directory storage backend.
 //!
-//! Layout under the root: `images/<2 hex>/<sha256>` for stored objects and
+//! Layout under the root: `images/<2 hex>/<sha256>` and
+//! `attachments/<2 hex>/<sha256>` for stored objects and
 //! `uploads/<uuid>.part` for uploads in progress. An upload is fsynced and
-//! then renamed into `images/`, so a crash leaves either the whole verified
+//! then linked into place, so a crash leaves either the whole verified
 //! object or a `.part` file that is never served and is removed at startup.
 
 use std::io::{self, SeekFrom};

@@ -1,4 +1,5 @@
-//! Blob storage facade: every image goes in and out through [`Storage`].
+//! Blob storage facade: every image, and every file attached to an RMA,
+//! goes in and out through [`Storage`].
 //!
 //! Handlers name objects with typed [`StorageKey`]s, never with strings
 //! pasted together, and never see which backend is in use: the local
@@ -11,7 +12,7 @@
 //!   it under a staging name; only when the length and sha256 are right is
 //!   it moved to its content-addressed key;
 //! - a failed or interrupted upload leaves nothing that is ever served;
-//! - reads stream in bounded chunks; nothing buffers a whole image.
+//! - reads stream in bounded chunks; nothing buffers a whole object.
 
 mod local;
 pub mod s3;
@@ -37,6 +38,10 @@ pub const READ_CHUNK_BYTES: usize = 64 * 1024;
 pub enum StorageKey {
     /// A firmware image, content-addressed by its sha256.
     Image(Sha256Digest),
+    /// A file attached to an RMA (a photo, a log), content-addressed by
+    /// its sha256. Kept apart from images: nothing a customer sends can
+    /// ever be served as firmware.
+    Attachment(Sha256Digest),
 }
 
 impl StorageKey {
@@ -45,16 +50,21 @@ impl StorageKey {
         StorageKey::Image(sha256)
     }
 
+    /// The key of an attachment.
+    pub fn attachment(sha256: Sha256Digest) -> Self {
+        StorageKey::Attachment(sha256)
+    }
+
     /// The object's path relative to the store's root, e.g.
-    /// `images/ab/ab12...`. Only hex digits come from the outside, so no
-    /// path can escape the root.
+    /// `images/ab/ab12...` or `attachments/ab/ab12...`. Only hex digits
+    /// come from the outside, so no path can escape the root.
     pub fn relative_path(&self) -> String {
-        match self {
-            StorageKey::Image(d) => {
-                let hex = d.to_hex();
-                format!("images/{}/{}", &hex[..2], hex)
-            }
-        }
+        let (prefix, d) = match self {
+            StorageKey::Image(d) => ("images", d),
+            StorageKey::Attachment(d) => ("attachments", d),
+        };
+        let hex = d.to_hex();
+        format!("{prefix}/{}/{}", &hex[..2], hex)
     }
 }
 
@@ -98,6 +108,19 @@ pub enum StorageError {
     Backend(String),
 }
 
+/// A blob stored by [`Storage::put_attachment`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredBlob {
+    /// Its key.
+    pub key: StorageKey,
+    /// The sha256 of its bytes.
+    pub sha256: Sha256Digest,
+    /// Its length.
+    pub length: u64,
+    /// True if this upload stored it; false if the same bytes were there.
+    pub created: bool,
+}
+
 /// The outcome of a successful upload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome {
@@ -138,7 +161,8 @@ pub(crate) enum Staged {
 /// Counts and hashes an upload as it streams to a backend, and enforces
 /// the length limit: the checks every backend gets, written once here.
 struct Verifier {
-    expected: Sha256Digest,
+    /// The digest the bytes must have, when the uploader named one.
+    expected: Option<Sha256Digest>,
     expected_len: Option<u64>,
     max_bytes: u64,
     /// `max_bytes`, or the announced length if smaller.
@@ -149,7 +173,7 @@ struct Verifier {
 
 impl Verifier {
     fn new(
-        expected: Sha256Digest,
+        expected: Option<Sha256Digest>,
         expected_len: Option<u64>,
         max_bytes: u64,
     ) -> Result<Self, StorageError> {
@@ -189,8 +213,8 @@ impl Verifier {
         Ok(chunk)
     }
 
-    /// After the last chunk: the length, if it and the digest are right.
-    fn finish(self) -> Result<u64, StorageError> {
+    /// After the last chunk: the length and the digest, if they are right.
+    fn finish(self) -> Result<(u64, Sha256Digest), StorageError> {
         if let Some(expected) = self.expected_len
             && self.written != expected
         {
@@ -200,13 +224,12 @@ impl Verifier {
             });
         }
         let actual = Sha256Digest(self.hasher.finalize().into());
-        if actual != self.expected {
-            return Err(StorageError::DigestMismatch {
-                expected: self.expected,
-                actual,
-            });
+        if let Some(expected) = self.expected
+            && actual != expected
+        {
+            return Err(StorageError::DigestMismatch { expected, actual });
         }
-        Ok(self.written)
+        Ok((self.written, actual))
     }
 }
 
@@ -277,6 +300,69 @@ impl Storage {
         if let Some(length) = self.len(key).await? {
             return Ok(PutOutcome::AlreadyExists { length });
         }
+        let stored = self
+            .put_verified(
+                StorageKey::image,
+                Some(expected),
+                expected_len,
+                max_bytes,
+                body,
+            )
+            .await?;
+        Ok(if stored.created {
+            PutOutcome::Created {
+                length: stored.length,
+            }
+        } else {
+            PutOutcome::AlreadyExists {
+                length: stored.length,
+            }
+        })
+    }
+
+    /// Stores a file attached to an RMA from a stream of chunks, under the
+    /// key of its sha256 ([`StorageKey::Attachment`]), with the guarantees
+    /// of [`Storage::put_image`]: within `max_bytes` (and `expected_len`
+    /// when announced), hashing to `expected` when the uploader named a
+    /// digest, and visible only once complete and verified. The digest is
+    /// known only once the last byte is in, so the bytes are always read
+    /// (an identical attachment stored before is kept, not replaced).
+    #[tracing::instrument(skip(self, body))]
+    pub async fn put_attachment<S, E>(
+        &self,
+        expected: Option<Sha256Digest>,
+        expected_len: Option<u64>,
+        max_bytes: u64,
+        body: S,
+    ) -> Result<StoredBlob, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display,
+    {
+        self.put_verified(
+            StorageKey::attachment,
+            expected,
+            expected_len,
+            max_bytes,
+            body,
+        )
+        .await
+    }
+
+    /// Stages an upload while verifying it, then promotes it to the key
+    /// `key_of` gives its digest (see the module's guarantees).
+    async fn put_verified<S, E>(
+        &self,
+        key_of: fn(Sha256Digest) -> StorageKey,
+        expected: Option<Sha256Digest>,
+        expected_len: Option<u64>,
+        max_bytes: u64,
+        body: S,
+    ) -> Result<StoredBlob, StorageError>
+    where
+        S: Stream<Item = Result<Bytes, E>> + Send + Unpin,
+        E: std::fmt::Display,
+    {
         let mut verifier = Verifier::new(expected, expected_len, max_bytes)?;
         // A backend whose staging write fails (the stream's own error
         // included) has removed what it staged.
@@ -287,22 +373,24 @@ impl Storage {
                 Backend::S3(s) => s.stage(checked).await?,
             }
         };
-        let length = match verifier.finish() {
-            Ok(length) => length,
+        let (length, sha256) = match verifier.finish() {
+            Ok(done) => done,
             Err(e) => {
                 self.discard(staged).await;
                 return Err(e);
             }
         };
+        let key = key_of(sha256);
         let promoted = match &self.backend {
             Backend::Local(s) => s.promote(&staged, key).await,
             Backend::S3(s) => s.promote(&staged, key).await,
         };
         self.discard(staged).await;
-        Ok(if promoted? {
-            PutOutcome::Created { length }
-        } else {
-            PutOutcome::AlreadyExists { length }
+        Ok(StoredBlob {
+            key,
+            sha256,
+            length,
+            created: promoted?,
         })
     }
 

@@ -2,8 +2,9 @@
 //!
 //! Selected by `storage_url = "s3://BUCKET?endpoint=URL&region=REGION"`.
 //! Layout under the bucket (and the optional `prefix`):
-//! `images/<2 hex>/<sha256>` for stored objects, as in the local backend,
-//! and `uploads/<uuid>` for uploads being verified.
+//! `images/<2 hex>/<sha256>` and `attachments/<2 hex>/<sha256>` for stored
+//! objects, as in the local backend, and `uploads/<uuid>` for uploads being
+//! verified.
 //!
 //! Choices, each for a reason:
 //! - **Path-style addressing** (`endpoint/bucket/key`): Garage, MinIO and
