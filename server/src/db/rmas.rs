@@ -1,5 +1,5 @@
-//! RMAs (the repair desk's records), their events, and the parts replaced
-//! in repairs. Rows only: which state changes are allowed is
+//! RMAs (the repair desk's records), their events, the files attached to
+//! them, and the parts replaced in repairs. Rows only: which state changes are allowed is
 //! [`crate::domain::rma`]'s, what is covered is the warranty module's.
 
 use sqlx::FromRow;
@@ -66,8 +66,8 @@ pub struct RmaEventRow {
     pub at: OffsetDateTime,
     /// Who (a token's label).
     pub actor: String,
-    /// `opened`, `state`, `tracking`, `coverage`, `push`, `part` or
-    /// `replacement`.
+    /// `opened`, `state`, `tracking`, `coverage`, `push`, `part`,
+    /// `replacement` or `attachment`.
     pub kind: String,
     /// State before, for `state` events.
     pub from_state: Option<String>,
@@ -95,6 +95,31 @@ pub struct PartRow {
     /// When it was recorded.
     pub created_at: OffsetDateTime,
 }
+
+/// A file attached to an RMA; its bytes are in storage, keyed by `sha256`.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct AttachmentRow {
+    /// Id, `att_<32 hex>`.
+    pub id: String,
+    /// The RMA.
+    pub rma: String,
+    /// The file name as given (no path).
+    pub name: String,
+    /// Its media type as given.
+    pub content_type: String,
+    /// Length in bytes.
+    pub length: i64,
+    /// sha256 of the bytes (hex).
+    pub sha256: String,
+    /// Who uploaded it (a token's label).
+    pub uploaded_by: String,
+    /// When.
+    pub uploaded_at: OffsetDateTime,
+}
+
+/// The columns of [`AttachmentRow`], in its order.
+const ATTACHMENT_COLUMNS: &str =
+    "id, rma, name, content_type, length, sha256, uploaded_by, uploaded_at";
 
 /// What [`list`] selects; `None` fields do not filter.
 #[derive(Debug, Clone, Default)]
@@ -379,4 +404,70 @@ pub async fn parts_of(
     .bind(serial)
     .fetch_all(conn)
     .await)
+}
+
+/// Records a file attached to an RMA; its bytes are in storage already.
+#[tracing::instrument(skip(tx, a), fields(rma = %a.rma, id = %a.id))]
+pub async fn insert_attachment(tx: &mut Tx, a: &AttachmentRow) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query(
+        "INSERT INTO rma_attachments (id, rma, name, content_type, length, sha256, uploaded_by,
+                                      uploaded_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(&a.id)
+    .bind(&a.rma)
+    .bind(&a.name)
+    .bind(&a.content_type)
+    .bind(a.length)
+    .bind(&a.sha256)
+    .bind(&a.uploaded_by)
+    .bind(Stamp(a.uploaded_at))
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// The files attached to an RMA, oldest first.
+#[tracing::instrument(skip(exec))]
+pub async fn attachments_of(
+    exec: impl Into<super::Exec<'_>>,
+    number: &str,
+) -> Result<Vec<AttachmentRow>, super::Error> {
+    let sql = format!(
+        "SELECT {ATTACHMENT_COLUMNS} FROM rma_attachments WHERE rma = $1 ORDER BY uploaded_at, id"
+    );
+    on!(exec, conn => sqlx::query_as(&sql)
+        .bind(number)
+        .fetch_all(conn)
+        .await)
+}
+
+/// One attachment of an RMA by id.
+#[tracing::instrument(skip(exec))]
+pub async fn find_attachment(
+    exec: impl Into<super::Exec<'_>>,
+    number: &str,
+    id: &str,
+) -> Result<Option<AttachmentRow>, super::Error> {
+    let sql =
+        format!("SELECT {ATTACHMENT_COLUMNS} FROM rma_attachments WHERE rma = $1 AND id = $2");
+    on!(exec, conn => sqlx::query_as(&sql)
+        .bind(number)
+        .bind(id)
+        .fetch_optional(conn)
+        .await)
+}
+
+/// Records that an RMA changed at `at` without another column changing
+/// (a file attached to it).
+#[tracing::instrument(skip(tx))]
+pub async fn touch(tx: &mut Tx, number: &str, at: OffsetDateTime) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query("UPDATE rmas SET updated_at = $1 WHERE number = $2")
+        .bind(Stamp(at))
+        .bind(number)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
 }
