@@ -195,6 +195,16 @@ pub const CODES: &[Code] = &[
         "an upload whose Content-Length is not a number",
     ),
     c(
+        "invalid_file_name",
+        400,
+        "an attachment's file name that is empty, too long, holds a path or control characters",
+    ),
+    c(
+        "invalid_content_type",
+        400,
+        "an attachment's Content-Type that is not a media type",
+    ),
+    c(
         "length_mismatch",
         400,
         "an upload shorter or longer than its Content-Length",
@@ -269,6 +279,7 @@ pub const CODES: &[Code] = &[
         "the device has no active repair push",
     ),
     c("unknown_rma", 404, "no such RMA"),
+    c("unknown_attachment", 404, "no such attachment of the RMA"),
     // 405.
     c(
         "method_not_allowed",
@@ -372,6 +383,11 @@ pub const CODES: &[Code] = &[
     c("root_too_large", 413, "a root document over its limit"),
     c("image_too_large", 413, "an image over `max_image_bytes`"),
     c(
+        "attachment_too_large",
+        413,
+        "an RMA attachment over `max_attachment_bytes`",
+    ),
+    c(
         "too_many_devices",
         413,
         "more than 10 000 devices in one request",
@@ -466,6 +482,11 @@ pub const CODES: &[Code] = &[
         "image_digest_mismatch",
         422,
         "uploaded bytes whose sha256 is not the URL's",
+    ),
+    c(
+        "attachment_digest_mismatch",
+        422,
+        "an attachment whose bytes do not hash to the sha256 given",
     ),
     c(
         "image_missing",

@@ -42,6 +42,10 @@ pub enum Delivery {
     Redirect,
 }
 
+/// The most `max_attachment_bytes` may be (1 GiB): attachments are photos
+/// and logs, not images.
+pub const MAX_ATTACHMENT_BYTES: u64 = 1024 * 1024 * 1024;
+
 /// Server configuration. Every field has a default that works on a laptop.
 #[derive(Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -75,6 +79,8 @@ pub struct Config {
     pub trust_root: Option<PathBuf>,
     /// Largest image accepted for upload, in bytes.
     pub max_image_bytes: u64,
+    /// Largest file accepted as an RMA attachment, in bytes.
+    pub max_attachment_bytes: u64,
     /// Hex key for download grants (32 bytes). Replicas must share it.
     /// Default: generated once into `<data_dir>/grant.key`.
     pub grant_key: Option<String>,
@@ -165,6 +171,7 @@ impl Default for Config {
             presigned_url_ttl_secs: 300,
             trust_root: None,
             max_image_bytes: 4 * 1024 * 1024 * 1024,
+            max_attachment_bytes: 25 * 1024 * 1024,
             grant_key: None,
             grant_key_file: None,
             grant_key_accepted: None,
@@ -215,6 +222,7 @@ impl fmt::Debug for Config {
             .field("presigned_url_ttl_secs", &self.presigned_url_ttl_secs)
             .field("trust_root", &self.trust_root)
             .field("max_image_bytes", &self.max_image_bytes)
+            .field("max_attachment_bytes", &self.max_attachment_bytes)
             .field("grant_key", &self.grant_key.as_ref().map(|_| "<redacted>"))
             .field("grant_key_file", &self.grant_key_file)
             .field(
@@ -356,6 +364,7 @@ impl Config {
         "presigned_url_ttl_secs",
         "trust_root",
         "max_image_bytes",
+        "max_attachment_bytes",
         "grant_key",
         "grant_key_file",
         "grant_key_accepted",
@@ -439,6 +448,11 @@ impl Config {
         key(
             "max_image_bytes",
             "Largest image accepted for upload, in bytes (4 GiB).",
+        ),
+        key(
+            "max_attachment_bytes",
+            "Largest file accepted as an RMA attachment (a photo, a log), in bytes \
+             (1 to 1073741824).",
         ),
         KeyDoc {
             name: "grant_key",
@@ -654,6 +668,10 @@ impl Config {
             "repair_push_ttl_secs must be 3600 (1 hour) to 7776000 (90 days)"
         );
         anyhow::ensure!(self.max_image_bytes > 0, "max_image_bytes must be positive");
+        anyhow::ensure!(
+            (1..=MAX_ATTACHMENT_BYTES).contains(&self.max_attachment_bytes),
+            "max_attachment_bytes must be 1 to 1073741824 (1 GiB)"
+        );
         anyhow::ensure!(self.max_connections > 0, "max_connections must be positive");
         match self.s3_location()? {
             Some(_) => {

@@ -579,6 +579,18 @@ pub fn sha256_schema() -> Value {
     json!({ "type": "string", "pattern": SHA256_PATTERN, "minLength": 64, "maxLength": 64 })
 }
 
+/// The schema of an attachment's file name (`attachments::file_name`):
+/// plain text of one line without `/` or `\`, and not `.` or `..`.
+pub fn file_name_schema() -> Value {
+    let no = format!(r"/\\{FORBIDDEN}");
+    json!({
+        "type": "string",
+        "minLength": 1,
+        "maxLength": crate::controllers::repair::attachments::MAX_FILE_NAME_CHARS,
+        "pattern": format!(r"^(?!\.\.?$)[^{no}]*[^\s{no}][^{no}]*$"),
+    })
+}
+
 /// The schema of a semantic version.
 pub fn version_schema() -> Value {
     json!({ "type": "string", "pattern": VERSION_PATTERN, "minLength": 5, "maxLength": MAX_VERSION_CHARS })
@@ -591,6 +603,8 @@ fn query_parameter_schema(path: &str, name: &str) -> Option<Value> {
         (_, "channel") => Some(name_schema()),
         (_, "fault_on") => Some(json!({ "type": "string", "format": "date" })),
         ("/v1/rmas", "model" | "serial") => Some(name_schema()),
+        ("/v1/rmas/{number}/attachments", "name") => Some(file_name_schema()),
+        ("/v1/rmas/{number}/attachments", "sha256") => Some(sha256_schema()),
         ("/v1/rmas", "state") => {
             let one = format!(
                 "(open|{})",
@@ -794,8 +808,8 @@ mod tests {
     use super::*;
 
     fn matches(pattern: &str, value: &str) -> bool {
-        // The patterns use a lookahead only for names; check that one by
-        // hand and the rest with the regex crate.
+        // The patterns use a lookahead only for names and file names; check
+        // it by hand and the rest with the regex crate.
         let pattern = pattern.replace(r"(?!\.\.?$)", "");
         if pattern.contains("A-Za-z0-9._+-]{1,128}") && (value == "." || value == "..") {
             return false;
@@ -856,6 +870,31 @@ mod tests {
             assert!(!matches(RMA_NUMBER_PATTERN, v), "{v}");
             assert!(!is_rma_number(v), "{v}");
         }
+    }
+
+    #[test]
+    fn the_file_name_pattern_is_the_parsers_rule() {
+        use crate::controllers::repair::attachments::{MAX_FILE_NAME_CHARS, file_name};
+        let schema = file_name_schema();
+        let pattern = schema["pattern"].as_str().unwrap();
+        assert!(pattern.starts_with(r"^(?!\.\.?$)"), "{pattern}");
+        for v in [
+            "front.jpg",
+            "log 2026.txt",
+            "ação.png",
+            "...",
+            &"x".repeat(200),
+        ] {
+            assert!(matches(pattern, v), "{v}");
+            assert!(file_name(v).is_ok(), "{v}");
+        }
+        for v in ["", " ", "a/b", "a\\b", "a\tb", "a\u{202e}b"] {
+            assert!(!matches(pattern, v), "{v:?}");
+            assert!(file_name(v).is_err(), "{v:?}");
+        }
+        // The lookahead, which the regex crate lacks, refuses these.
+        assert!(file_name(".").is_err() && file_name("..").is_err());
+        assert_eq!(schema["maxLength"], MAX_FILE_NAME_CHARS);
     }
 
     #[test]

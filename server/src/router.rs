@@ -55,9 +55,10 @@ impl Modify for BearerAuth {
 
 /// All routes with their OpenAPI descriptions.
 ///
-/// API calls are bounded by `request_timeout_secs`; image transfers and
-/// bulk imports are not (their bodies are large), and rely on the
-/// connection layer's progress rule instead (see [`crate::conn`]). The
+/// API calls are bounded by `request_timeout_secs`; image transfers, push
+/// bundles, RMA attachments and bulk imports are not (their bodies are
+/// large), and rely on the connection layer's progress rule instead (see
+/// [`crate::conn`]). The
 /// device routes and downloads are rate limited ([`crate::ratelimit`]).
 pub fn api() -> OpenApiRouter<AppState> {
     let limited = || axum::middleware::from_fn(crate::ratelimit::limit);
@@ -77,6 +78,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(timed)
         .merge(controllers::catalogue::bulk_routes())
         .merge(controllers::repair::bundle_routes())
+        .merge(controllers::repair::attachment_routes())
         .merge(controllers::images::routes())
         .merge(controllers::images::download_routes().layer(limited()))
 }

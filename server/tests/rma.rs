@@ -1,12 +1,16 @@
 //! The repair desk through the HTTP API: RMAs, their states, the coverage
 //! decision of the after-sales policy (section 2), replaced parts and
-//! replaced units.
+//! replaced units, and the files attached to RMAs.
 
 mod common;
 
-use axum::http::StatusCode;
+use axum::body::Body;
+use axum::http::{Method, StatusCode};
 use common::{TestApp, TestResponse};
+use firmup_client::Sha256Digest;
+use firmup_server::config::Config;
 use firmup_server::db;
+use firmup_server::storage::StorageKey;
 use serde_json::{Value, json};
 use time::{Date, Duration, OffsetDateTime};
 
@@ -39,7 +43,12 @@ fn fmt(d: Date) -> String {
 /// Two product lines (encoders, repaired; batteries, exchanged), three
 /// models, and the units the tests use.
 async fn desk() -> TestApp {
-    let t = TestApp::new().await;
+    desk_with(|_| {}).await
+}
+
+/// [`desk`] with its configuration adjusted by `tweak`.
+async fn desk_with(tweak: impl FnOnce(&mut Config)) -> TestApp {
+    let t = TestApp::with_config(tweak).await;
     for (id, body) in [
         (
             "encoders",
@@ -723,4 +732,368 @@ async fn rma_bad_input_has_stable_codes_and_changes_nothing() {
     let v = get(&t, &format!("/v1/rmas/{number}")).await;
     assert_eq!(v["state"], "received");
     assert_eq!(v["events"].as_array().unwrap().len(), 1);
+}
+
+/// Uploads `body` as the file `name` of RMA `number`, with the extra
+/// headers (a Content-Type, a Content-Length).
+async fn attach(
+    t: &TestApp,
+    number: &str,
+    query: &str,
+    headers: &[(&str, &str)],
+    body: impl Into<Body>,
+) -> TestResponse {
+    t.send(
+        Method::POST,
+        &format!("/v1/rmas/{number}/attachments?{query}"),
+        Some(&t.technician),
+        headers,
+        body,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn files_are_attached_listed_and_streamed_back_as_they_came() {
+    let t = desk().await;
+    let number = open_ok(&t, open_body("U-1")).await["number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A photo of 300 000 bytes, more than one read chunk, with its digest.
+    let photo: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let digest = Sha256Digest::of(&photo).to_hex();
+    let length = photo.len().to_string();
+    let r = attach(
+        &t,
+        &number,
+        &format!("name=front%20panel.jpg&sha256={digest}"),
+        &[("content-type", "image/jpeg"), ("content-length", &length)],
+        photo.clone(),
+    )
+    .await;
+    assert_status(&r, StatusCode::CREATED);
+    let a = r.json();
+    assert_eq!(a["name"], "front panel.jpg");
+    assert_eq!(a["content_type"], "image/jpeg");
+    assert_eq!(a["length"], 300_000);
+    assert_eq!(a["sha256"], digest.as_str());
+    assert_eq!(a["uploaded_by"], "test-technician");
+    let id = a["id"].as_str().unwrap().to_owned();
+    assert!(id.starts_with("att_"), "{id}");
+
+    // A log, streamed without Content-Length, Content-Type or digest.
+    let log = b"2026-03-01 10:00 boot\n2026-03-01 10:01 SDI lost\n".to_vec();
+    let r = attach(&t, &number, "name=bench.log", &[], log.clone()).await;
+    assert_status(&r, StatusCode::CREATED);
+    let log_id = r.json()["id"].as_str().unwrap().to_owned();
+    assert_eq!(r.json()["content_type"], "application/octet-stream");
+    assert_eq!(r.json()["length"], log.len());
+
+    // The RMA lists them, oldest first, and records who attached what.
+    let v = get(&t, &format!("/v1/rmas/{number}")).await;
+    let listed: Vec<&str> = v["attachments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [id.as_str(), log_id.as_str()]);
+    assert_eq!(v["attachments"][0], a);
+    let events: Vec<&Value> = v["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "attachment")
+        .collect();
+    assert_eq!(events.len(), 2);
+    assert_eq!(events[0]["detail"]["name"], "front panel.jpg");
+    assert_eq!(events[0]["detail"]["sha256"], digest.as_str());
+    assert_eq!(events[0]["actor"], "test-technician");
+    assert_eq!(audit_count(&t, "rma.attachment").await, 2);
+
+    // Streamed back byte for byte, to every staff role.
+    for token in [&t.technician, &t.release_engineer, &t.admin] {
+        let r = t
+            .get(&format!("/v1/rmas/{number}/attachments/{id}"), Some(token))
+            .await;
+        assert_status(&r, StatusCode::OK);
+        assert!(r.body == photo, "the bytes differ");
+        assert_eq!(r.header("content-type"), Some("image/jpeg"));
+        assert_eq!(r.header("content-length"), Some(length.as_str()));
+        assert_eq!(
+            r.header("content-disposition"),
+            Some("attachment; filename=\"front_panel.jpg\"; filename*=UTF-8''front%20panel.jpg")
+        );
+        assert_eq!(r.header("x-content-type-options"), Some("nosniff"));
+    }
+    let r = t
+        .get(
+            &format!("/v1/rmas/{number}/attachments/{log_id}"),
+            Some(&t.technician),
+        )
+        .await;
+    assert_status(&r, StatusCode::OK);
+    assert!(r.body == log);
+    // Content-addressed: the same bytes again are a second attachment of
+    // the one stored object.
+    let r = attach(&t, &number, "name=again.log", &[], log.clone()).await;
+    assert_status(&r, StatusCode::CREATED);
+    assert_eq!(r.json()["sha256"], Sha256Digest::of(&log).to_hex());
+    assert_eq!(
+        t.app
+            .storage
+            .len(StorageKey::attachment(Sha256Digest::of(&log)))
+            .await
+            .unwrap(),
+        Some(log.len() as u64)
+    );
+    assert_eq!(t.app.storage.staged_count().await.unwrap(), 0);
+}
+
+#[tokio::test]
+async fn refused_files_leave_nothing_recorded() {
+    let t = desk_with(|c| c.max_attachment_bytes = 1000).await;
+    let number = open_ok(&t, open_body("U-1")).await["number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let big = vec![b'x'; 1001];
+    let big_digest = Sha256Digest::of(&big);
+    let small = b"a small log".to_vec();
+    let other = Sha256Digest::of(b"something else").to_hex();
+    let year = today().year();
+    let missing = format!("RMA-{year}-000042");
+    /// RMA, query, headers, body, and the answer.
+    type Case<'a> = (
+        &'a str,
+        String,
+        Vec<(&'a str, &'a str)>,
+        Vec<u8>,
+        StatusCode,
+        &'a str,
+    );
+    let cases: Vec<Case> = vec![
+        // Too large, announced: refused before a byte is read.
+        (
+            number.as_str(),
+            "name=big.bin".into(),
+            vec![("content-length", "1001")],
+            big.clone(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "attachment_too_large",
+        ),
+        // Too large, found while streaming.
+        (
+            number.as_str(),
+            "name=big.bin".into(),
+            vec![],
+            big.clone(),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "attachment_too_large",
+        ),
+        (
+            number.as_str(),
+            format!("name=log.txt&sha256={other}"),
+            vec![],
+            small.clone(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "attachment_digest_mismatch",
+        ),
+        (
+            number.as_str(),
+            "name=log.txt".into(),
+            vec![("content-length", "50")],
+            small.clone(),
+            StatusCode::BAD_REQUEST,
+            "length_mismatch",
+        ),
+        (
+            missing.as_str(),
+            "name=log.txt".into(),
+            vec![],
+            small.clone(),
+            StatusCode::NOT_FOUND,
+            "unknown_rma",
+        ),
+        (
+            number.as_str(),
+            "name=..%2Fetc%2Fpasswd".into(),
+            vec![],
+            small.clone(),
+            StatusCode::BAD_REQUEST,
+            "invalid_file_name",
+        ),
+        (
+            number.as_str(),
+            "name=a%5Cb.txt".into(),
+            vec![],
+            small.clone(),
+            StatusCode::BAD_REQUEST,
+            "invalid_file_name",
+        ),
+        (
+            number.as_str(),
+            "name=%20".into(),
+            vec![],
+            small.clone(),
+            StatusCode::BAD_REQUEST,
+            "invalid_file_name",
+        ),
+        (
+            number.as_str(),
+            format!("name={}", "x".repeat(201)),
+            vec![],
+            small.clone(),
+            StatusCode::BAD_REQUEST,
+            "invalid_file_name",
+        ),
+        (
+            number.as_str(),
+            "name=log.txt&sha256=ABC".into(),
+            vec![],
+            small.clone(),
+            StatusCode::BAD_REQUEST,
+            "invalid_sha256",
+        ),
+        (
+            number.as_str(),
+            "name=log.txt".into(),
+            vec![("content-type", "text")],
+            small.clone(),
+            StatusCode::BAD_REQUEST,
+            "invalid_content_type",
+        ),
+        (
+            number.as_str(),
+            "sha256=".into(),
+            vec![],
+            small.clone(),
+            StatusCode::BAD_REQUEST,
+            "invalid_query",
+        ),
+        (
+            "RMA-42",
+            "name=log.txt".into(),
+            vec![],
+            small.clone(),
+            StatusCode::BAD_REQUEST,
+            "invalid_rma",
+        ),
+    ];
+    for (rma, query, headers, body, status, code) in cases {
+        let r = attach(&t, rma, &query, &headers, body).await;
+        assert_error(&r, status, code);
+    }
+    // A body that breaks off mid-way.
+    let cut = futures_util::stream::iter(vec![
+        Ok(bytes::Bytes::from_static(b"first half")),
+        Err(std::io::Error::other("connection reset")),
+    ]);
+    let r = attach(&t, &number, "name=cut.log", &[], Body::from_stream(cut)).await;
+    assert_error(&r, StatusCode::BAD_REQUEST, "upload_interrupted");
+
+    let v = get(&t, &format!("/v1/rmas/{number}")).await;
+    assert_eq!(v["attachments"], json!([]));
+    assert!(
+        v["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["kind"] != "attachment")
+    );
+    assert_eq!(audit_count(&t, "rma.attachment").await, 0);
+    assert_eq!(
+        t.app
+            .storage
+            .len(StorageKey::attachment(big_digest))
+            .await
+            .unwrap(),
+        None,
+        "nothing of the oversize file is stored"
+    );
+    assert_eq!(t.app.storage.staged_count().await.unwrap(), 0);
+
+    // Exactly the limit is fine; release engineers read but do not attach.
+    let r = attach(&t, &number, "name=max.bin", &[], vec![b'y'; 1000]).await;
+    assert_status(&r, StatusCode::CREATED);
+    let id = r.json()["id"].as_str().unwrap().to_owned();
+    let r = t
+        .send(
+            Method::POST,
+            &format!("/v1/rmas/{number}/attachments?name=x.txt"),
+            Some(&t.release_engineer),
+            &[],
+            small.clone(),
+        )
+        .await;
+    assert_error(&r, StatusCode::FORBIDDEN, "wrong_role");
+
+    // Downloads: an unknown RMA or attachment is 404.
+    for (uri, status, code) in [
+        (
+            format!("/v1/rmas/{missing}/attachments/{id}"),
+            StatusCode::NOT_FOUND,
+            "unknown_rma",
+        ),
+        (
+            format!("/v1/rmas/{number}/attachments/att_0"),
+            StatusCode::NOT_FOUND,
+            "unknown_attachment",
+        ),
+        (
+            format!("/v1/rmas/{number}/attachments/..%2Fx"),
+            StatusCode::BAD_REQUEST,
+            "invalid_name",
+        ),
+    ] {
+        let r = t.get(&uri, Some(&t.technician)).await;
+        assert_error(&r, status, code);
+    }
+    // Another RMA's attachment is not this one's.
+    let other_rma = open_ok(&t, open_body("U-2")).await["number"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = t
+        .get(
+            &format!("/v1/rmas/{other_rma}/attachments/{id}"),
+            Some(&t.technician),
+        )
+        .await;
+    assert_error(&r, StatusCode::NOT_FOUND, "unknown_attachment");
+
+    // A cancelled RMA takes no more files.
+    let r = move_to(&t, &other_rma, json!({ "state": "cancelled" })).await;
+    assert_status(&r, StatusCode::OK);
+    let r = attach(&t, &other_rma, "name=late.jpg", &[], small.clone()).await;
+    assert_error(&r, StatusCode::CONFLICT, "rma_finished");
+    assert_eq!(
+        get(&t, &format!("/v1/rmas/{other_rma}")).await["attachments"],
+        json!([])
+    );
+    assert_eq!(audit_count(&t, "rma.attachment").await, 1);
+
+    // The served document states the upload's rules on its parameters.
+    let doc = t.get("/openapi.json", None).await.json();
+    let op = &doc["paths"]["/v1/rmas/{number}/attachments"]["post"];
+    let param = |name: &str| {
+        op["parameters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == name)
+            .unwrap_or_else(|| panic!("no parameter {name}: {op}"))
+            .clone()
+    };
+    assert_eq!(param("name")["required"], true);
+    assert_eq!(param("name")["schema"]["maxLength"], 200);
+    assert!(param("name")["schema"]["pattern"].is_string());
+    assert_eq!(
+        param("sha256")["schema"]["pattern"],
+        firmup_server::openapi::SHA256_PATTERN
+    );
+    for status in ["201", "404", "409", "413", "422"] {
+        assert!(op["responses"].get(status).is_some(), "{status}: {op}");
+    }
 }

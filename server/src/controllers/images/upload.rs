@@ -174,7 +174,9 @@ async fn record(
     Ok(inserted)
 }
 
-fn content_length(headers: &HeaderMap) -> AppResult<Option<u64>> {
+/// The request's `Content-Length`, if it sent one; 400
+/// `invalid_content_length` when it is not a number of bytes.
+pub(crate) fn content_length(headers: &HeaderMap) -> AppResult<Option<u64>> {
     let Some(value) = headers.get(header::CONTENT_LENGTH) else {
         return Ok(None);
     };

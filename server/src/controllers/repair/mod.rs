@@ -1,5 +1,6 @@
-//! The repair desk: RMAs track units sent in for repair (`rmas`), and
-//! technicians push a release to a device under repair (`pushes`).
+//! The repair desk: RMAs track units sent in for repair (`rmas`) with the
+//! files the customer sent (`attachments`), and technicians push a release
+//! to a device under repair (`pushes`).
 //!
 //! A push is a repair grant the entitlement rules judge like any other
 //! fact (code `repair_grant`); these handlers only check that the push is
@@ -7,6 +8,7 @@
 //! the update-check caches (`App::device_changed`) when one starts or
 //! ends. What the device sees never names the technician or the RMA.
 
+pub mod attachments;
 pub mod bundle;
 pub mod pushes;
 pub mod rmas;
@@ -20,6 +22,14 @@ use crate::app::AppState;
 /// request timeout (the connection layer's progress rule bounds it).
 pub fn bundle_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(bundle::download))
+}
+
+/// RMA attachments: files up to `max_attachment_bytes` streamed in and
+/// out, so outside the API calls' request timeout too.
+pub fn attachment_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(attachments::upload))
+        .routes(routes!(attachments::download))
 }
 
 /// Routes of this module.

@@ -3,7 +3,8 @@
 //! it through the service facility (`crate::domain::rma`), record the
 //! carrier tracking numbers, decide whether the fault is covered (the
 //! warranty module's [`warranty::coverage`], section 2), and record what
-//! was done: pushes (`pushes.rs`), replaced parts, a replaced unit.
+//! was done: pushes (`pushes.rs`), replaced parts, a replaced unit. Files
+//! the customer sent are attached in `attachments.rs`.
 //!
 //! Every change is an RMA event (who, when, what) and an audit record. The
 //! customer's contact is personal data: it is shown to staff and never
@@ -15,6 +16,7 @@ use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use time::{Date, Duration, OffsetDateTime};
 
+use super::attachments::{AttachmentView, attachment_view};
 use super::pushes::{PushView, push_view};
 use crate::app::AppState;
 use crate::auth::{Caller, Staff, Technicians};
@@ -121,7 +123,7 @@ pub struct RmaEventView {
     /// Who.
     pub actor: String,
     /// `opened`, `state`, `tracking`, `coverage`, `push`, `push_cancel`,
-    /// `part` or `replacement`.
+    /// `part`, `replacement` or `attachment`.
     pub kind: String,
     /// State before (`state` events).
     pub from_state: Option<String>,
@@ -192,6 +194,8 @@ pub struct RmaView {
     pub pushes: Vec<PushView>,
     /// Parts replaced under this RMA.
     pub parts: Vec<PartView>,
+    /// Files attached to it (photos, logs), oldest first.
+    pub attachments: Vec<AttachmentView>,
 }
 
 /// RMAs, newest first.
@@ -360,8 +364,8 @@ pub async fn list(
     }))
 }
 
-/// Shows an RMA with its events, pushes and parts (admin, release
-/// engineer, technician).
+/// Shows an RMA with its events, pushes, parts and attachments (admin,
+/// release engineer, technician).
 #[utoipa::path(get, path = "/v1/rmas/{number}", tag = "repair",
     params(("number" = String, Path, description = "RMA number, e.g. RMA-2026-000123")),
     responses(
@@ -917,7 +921,7 @@ pub async fn event(
 
 /// Records an event of an RMA and the audit record `action` with the same
 /// detail.
-async fn event_and_audit(
+pub(crate) async fn event_and_audit(
     tx: &mut Tx,
     actor: &Actor,
     number: &str,
@@ -992,6 +996,7 @@ async fn load(app: &AppState, number: &str) -> AppResult<RmaView> {
         }
         None => Vec::new(),
     };
+    let attachments = db::rmas::attachments_of(db, number).await?;
     let state = stored_state(&r);
     Ok(RmaView {
         number: r.number,
@@ -1029,6 +1034,7 @@ async fn load(app: &AppState, number: &str) -> AppResult<RmaView> {
             .collect(),
         pushes: pushes.into_iter().map(|p| push_view(p, now)).collect(),
         parts,
+        attachments: attachments.into_iter().map(attachment_view).collect(),
     })
 }
 
