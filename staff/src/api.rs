@@ -206,18 +206,53 @@ impl Api {
         Ok(written)
     }
 
+    /// `POST url` with the file at `path` as the raw body, streamed from
+    /// disk with its `Content-Length` (so the server can refuse an
+    /// oversize file before a byte is sent) and `content_type`; gives the
+    /// JSON answer.
+    pub fn upload(&self, url: &Url, path: &Path, content_type: &str) -> Outcome<Value> {
+        let local = |e: io::Error| Failure::Local(format!("cannot read {}: {e}", path.display()));
+        let file = std::fs::File::open(path).map_err(local)?;
+        let len = file.metadata().map_err(local)?.len();
+        let req = self
+            .request(Method::POST, url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(reqwest::blocking::Body::sized(file, len));
+        // A server that refuses an upload before reading it (too large,
+        // say) answers at once and closes the connection; this client,
+        // still sending, sees the connection break rather than the answer.
+        let res = req.send().map_err(|e| {
+            if e.is_connect() || e.is_timeout() {
+                Failure::Unavailable(format!("cannot reach the server at {}: {e}", self.base))
+            } else {
+                Failure::Local(format!(
+                    "the server closed the connection before all of {} ({len} bytes) was sent, \
+                     so it refused the file without reading it: most likely it is larger than \
+                     the server accepts, or this token may not upload ({e})",
+                    path.display()
+                ))
+            }
+        })?;
+        read_json(checked(res, url)?, url)
+    }
+
     /// Sends `req`; a 2xx answer is given back, anything else becomes the
     /// [`Failure`] it means.
     fn send(&self, req: RequestBuilder, url: &Url) -> Outcome<Response> {
         let res = req.send().map_err(|e| {
             Failure::Unavailable(format!("cannot reach the server at {}: {e}", self.base))
         })?;
-        let status = res.status();
-        if status.is_success() {
-            return Ok(res);
-        }
-        Err(failure_of(res, url.path()))
+        checked(res, url)
     }
+}
+
+/// A 2xx answer as it came; anything else as the [`Failure`] it means.
+fn checked(res: Response, url: &Url) -> Outcome<Response> {
+    if res.status().is_success() {
+        return Ok(res);
+    }
+    Err(failure_of(res, url.path()))
 }
 
 fn read_json(res: Response, url: &Url) -> Outcome<Value> {

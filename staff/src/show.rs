@@ -22,7 +22,7 @@ fn line(out: &mut String, key: &str, value: impl AsRef<str>) {
 }
 
 /// The items of an array field (none when it is missing).
-fn items<'a>(v: &'a Value, key: &str) -> &'a [Value] {
+pub fn items<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v[key].as_array().map_or(&[], Vec::as_slice)
 }
 
@@ -242,6 +242,19 @@ pub fn pushes(v: &Value) -> String {
     list.iter().map(|p| format!("{}\n", push_row(p))).collect()
 }
 
+/// An attachment in one row: id, name, type, length, who and when.
+pub fn attachment_row(a: &Value) -> String {
+    format!(
+        "{} {} ({}, {} bytes) by {} at {}",
+        text(&a["id"]),
+        text(&a["name"]),
+        text(&a["content_type"]),
+        text(&a["length"]),
+        text(&a["uploaded_by"]),
+        text(&a["uploaded_at"])
+    )
+}
+
 /// An RMA in one row.
 pub fn rma_row(r: &Value) -> String {
     format!(
@@ -328,6 +341,9 @@ pub fn rma(v: &Value) -> String {
                 text(&p["warranty_ends"])
             ),
         );
+    }
+    for a in items(v, "attachments") {
+        line(&mut out, "attachment", attachment_row(a));
     }
     for e in items(v, "events") {
         let change = match (e["from_state"].as_str(), e["to_state"].as_str()) {

@@ -212,6 +212,7 @@ fn the_readme_runs_as_written() {
         "release: 2.3.0 not entitled (eol_no_contract)",
         "published encoders 2.3.0 (stable)",
         " covered (",
+        " bench-notes.txt (text/plain, 37 bytes) by bench-2 at ",
         "pushed: push_",
         "update available: 2.3.0",
         "entitlement (repair_grant)",

@@ -1,6 +1,7 @@
 //! The staff CLI `firmup` against a running server: the repair desk from a
 //! terminal (look-up with entitlement reasoning, RMA, push, bundle,
-//! cancel, registration), `--json` for scripts, and its exit codes.
+//! cancel, registration), attachments, dates of sale from a file, `--json`
+//! for scripts, and its exit codes.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -264,6 +265,156 @@ fn a_technician_runs_the_repair_desk_from_the_terminal() {
         .filter_map(|e| e["action"].as_str())
         .collect();
     for a in ["device.push", "device.push_bundle", "device.register"] {
+        assert!(actions.contains(&a), "{a}: {actions:?}");
+    }
+}
+
+#[test]
+fn files_go_to_an_rma_and_dates_of_sale_come_from_a_csv_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = world(dir.path());
+    let url = server.url.clone();
+    let tech = server.cli_token("technician", None);
+    let run = |args: &[&str]| firmup(&url, &tech, args);
+    let opened = json(&run(&[
+        "--json",
+        "rma",
+        "open",
+        "SN-0001",
+        "--fault",
+        "no picture",
+        "--name",
+        "Ana Duarte",
+        "--email",
+        "ana@example.com",
+    ]));
+    let number = opened["number"].as_str().unwrap().to_string();
+
+    // A photo: streamed, its type guessed from the name, its sha256 sent
+    // so the server checks it arrived whole; the RMA lists it.
+    let photo = dir.path().join("front-panel.jpg");
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    std::fs::write(&photo, &bytes).unwrap();
+    let attached = json(&run(&[
+        "--json",
+        "rma",
+        "attach",
+        &number,
+        photo.to_str().unwrap(),
+    ]));
+    assert_eq!(attached["name"], "front-panel.jpg", "{attached}");
+    assert_eq!(attached["content_type"], "image/jpeg", "{attached}");
+    assert_eq!(attached["length"], 300_000, "{attached}");
+    let id = attached["id"].as_str().unwrap().to_string();
+    let log = dir.path().join("boot.bin");
+    std::fs::write(&log, b"boot log").unwrap();
+    let named = ok(&run(&[
+        "rma",
+        "attach",
+        &number,
+        log.to_str().unwrap(),
+        "--name",
+        "boot.log",
+        "--content-type",
+        "text/plain",
+    ]));
+    assert!(named.starts_with("attached: att_"), "{named}");
+    assert!(
+        named.contains(" boot.log (text/plain, 8 bytes) by "),
+        "{named}"
+    );
+    let full = ok(&run(&["rma", "show", &number]));
+    assert!(
+        full.contains(&format!(
+            "attachment: {id} front-panel.jpg (image/jpeg, 300000 bytes) by "
+        )),
+        "{full}"
+    );
+
+    // Back out, under its own name by default or where asked.
+    let work = dir.path().join("work");
+    std::fs::create_dir(&work).unwrap();
+    let fetched = Command::new(bin("firmup-staff", "firmup"))
+        .args(["rma", "attachment", &number, &id])
+        .env("FIRMUP_SERVER", &url)
+        .env("FIRMUP_TOKEN", &tech)
+        .current_dir(&work)
+        .output()
+        .unwrap();
+    assert!(ok(&fetched).starts_with("wrote front-panel.jpg (300000 bytes)"));
+    assert_eq!(std::fs::read(work.join("front-panel.jpg")).unwrap(), bytes);
+    let out = dir.path().join("copy.jpg");
+    ok(&run(&[
+        "rma",
+        "attachment",
+        &number,
+        &id,
+        "--out",
+        out.to_str().unwrap(),
+    ]));
+    assert_eq!(std::fs::read(&out).unwrap(), bytes);
+
+    // A missing file is a local error; an unknown RMA or attachment a refusal.
+    let missing = run(&["rma", "attach", &number, "/nonexistent/photo.jpg"]);
+    assert_eq!(missing.status.code(), Some(3), "{missing:?}");
+    let unknown = run(&["rma", "attach", "RMA-2026-999999", photo.to_str().unwrap()]);
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown_rma"));
+    let gone = run(&[
+        "rma",
+        "attachment",
+        &number,
+        "att_00000000000000000000000000000000",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(gone.status.code(), Some(1), "{gone:?}");
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("unknown_attachment"));
+    assert_eq!(
+        std::fs::read(&out).unwrap(),
+        bytes,
+        "a refused download leaves the file"
+    );
+
+    // Dates of sale from a file (admin): an unknown serial is named with
+    // its line, and nothing is recorded; the corrected file goes through.
+    let sales = dir.path().join("sales.csv");
+    std::fs::write(
+        &sales,
+        "serial,sale_date,region\nSN-0001,2026-03-01,EU\n\nSN-0404,2026-03-02,\n",
+    )
+    .unwrap();
+    let admin = |args: &[&str]| firmup(&url, &server.admin, args);
+    let refused = admin(&["device", "sales", sales.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1), "{refused:?}");
+    let said = String::from_utf8_lossy(&refused.stderr).to_string();
+    assert!(
+        said.contains("unknown_serial") && said.contains("SN-0404"),
+        "{said}"
+    );
+    assert!(
+        said.contains(&format!("(line 4 of {})", sales.display())),
+        "{said}"
+    );
+    let warranty = json(&run(&["--json", "device", "warranty", "SN-0001"]));
+    assert_ne!(warranty["warranty"]["start"], "2026-03-01", "{warranty}");
+    let denied = run(&["device", "sales", sales.to_str().unwrap()]);
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("wrong_role"));
+    std::fs::write(&sales, "serial,sale_date\nSN-0001,2026-03-01\n").unwrap();
+    let recorded = ok(&admin(&["device", "sales", sales.to_str().unwrap()]));
+    assert_eq!(recorded, "recorded 1 dates of sale\n");
+    let warranty = json(&run(&["--json", "device", "warranty", "SN-0001"]));
+    assert_eq!(warranty["warranty"]["start"], "2026-03-01", "{warranty}");
+
+    let (_, audit) = server.json(Method::GET, "/v1/admin/audit", &server.admin, None);
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    for a in ["rma.attachment", "device.sale_import"] {
         assert!(actions.contains(&a), "{a}: {actions:?}");
     }
 }

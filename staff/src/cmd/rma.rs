@@ -1,10 +1,14 @@
 //! `firmup rma ...`: the reception desk's RMAs.
 
+use std::io;
+use std::path::{Path, PathBuf};
+
 use reqwest::Method;
 use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
 
 use super::{Shown, shown};
-use crate::api::{Api, Outcome};
+use crate::api::{Api, Failure, Outcome};
 use crate::show;
 
 #[derive(Debug, clap::Subcommand)]
@@ -124,6 +128,53 @@ pub enum RmaCommand {
         /// Serial of the replacement unit.
         new_serial: String,
     },
+    /// Attach a file (a photo, a log) to an RMA; the server checks it
+    /// arrived whole against the sha256 computed here.
+    Attach {
+        /// RMA number.
+        number: String,
+        /// The file to attach.
+        file: PathBuf,
+        /// The name to record (default: the file's own name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Its media type (default: guessed from the file's extension,
+        /// else application/octet-stream).
+        #[arg(long, value_name = "TYPE")]
+        content_type: Option<String>,
+    },
+    /// Download a file attached to an RMA.
+    Attachment {
+        /// RMA number.
+        number: String,
+        /// Attachment id, as `rma show` lists it (att_...).
+        id: String,
+        /// Where to write it (default: its recorded name, in the current
+        /// directory). An existing file is replaced only once the download
+        /// is complete.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+}
+
+/// The sha256 of the file at `path` (hex), read as a stream.
+fn sha256_of(path: &Path) -> Outcome<String> {
+    let local = |e: io::Error| Failure::Local(format!("cannot read {}: {e}", path.display()));
+    let mut file = std::fs::File::open(path).map_err(local)?;
+    let mut hasher = Sha256::new();
+    io::copy(&mut file, &mut hasher).map_err(local)?;
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// The name a file is recorded under: `--name`, else its own.
+fn file_name(file: &Path, name: Option<String>) -> Outcome<String> {
+    name.or_else(|| file.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        .ok_or_else(|| {
+            Failure::Local(format!(
+                "{} has no file name to record; pass --name",
+                file.display()
+            ))
+        })
 }
 
 fn rma_url(api: &Api, number: &str, rest: &[&str]) -> reqwest::Url {
@@ -302,6 +353,56 @@ impl RmaCommand {
                     )
                 },
             ),
+            RmaCommand::Attach {
+                number,
+                file,
+                name,
+                content_type,
+            } => {
+                let name = file_name(&file, name)?;
+                let content_type = content_type.unwrap_or_else(|| {
+                    mime_guess::from_path(&file)
+                        .first_or_octet_stream()
+                        .to_string()
+                });
+                let sha256 = sha256_of(&file)?;
+                // The RMA first: an unknown number is then refused with the
+                // server's answer, not by a connection the server cut off
+                // while the file was still being sent.
+                api.get(&rma_url(api, &number, &[]))?;
+                let url = api.url(
+                    &["v1", "rmas", &number, "attachments"],
+                    &[("name", &name), ("sha256", &sha256)],
+                );
+                shown(api.upload(&url, &file, &content_type), |v| {
+                    format!("attached: {}\n", show::attachment_row(v))
+                })
+            }
+            RmaCommand::Attachment { number, id, out } => {
+                let out = match out {
+                    Some(o) => o,
+                    None => {
+                        let rma = api.get(&rma_url(api, &number, &[]))?;
+                        let listed = show::items(&rma, "attachments")
+                            .iter()
+                            .find(|a| a["id"] == id.as_str())
+                            .and_then(|a| a["name"].as_str().map(PathBuf::from));
+                        // The server checked the name has no path in it;
+                        // only its last component is used all the same.
+                        match listed.as_deref().and_then(Path::file_name) {
+                            Some(n) => PathBuf::from(n),
+                            None => PathBuf::from(&id),
+                        }
+                    }
+                };
+                let url = rma_url(api, &number, &["attachments", &id]);
+                let written = api.download(&url, &out)?;
+                let value =
+                    json!({ "id": id, "path": out.display().to_string(), "bytes": written });
+                Ok(Shown::of(value, |_| {
+                    format!("wrote {} ({written} bytes)\n", out.display())
+                }))
+            }
         }
     }
 }
