@@ -7,6 +7,10 @@
 //! - [`catalogue`]: the catalogue the update check reads;
 //! - [`seen`]: what a device reported in a check (the last-seen record);
 //! - [`rma`]: the repair desk's RMA numbers and states;
+//! - [`rollout`]: staged rollouts: phases, membership by hash, the rules
+//!   that pause and advance them;
+//! - [`group`]: device groups and the filter language of dynamic ones;
+//! - [`window`]: maintenance windows, weekly schedules in a time zone;
 //! - [`url`]: database URLs as they may be shown;
 //! - [`verification`]: the verification codes printed on units, hashed;
 //! - this module: parsed input types ("parse, don't validate"): a handler
@@ -18,11 +22,14 @@
 
 pub mod catalogue;
 pub mod facts;
+pub mod group;
 pub mod rma;
 pub mod roles;
+pub mod rollout;
 pub mod seen;
 pub mod url;
 pub mod verification;
+pub mod window;
 
 use std::fmt;
 
