@@ -119,6 +119,19 @@ impl App {
             Arc::downgrade(&invalidations),
             Arc::downgrade(&caches),
         );
+        // Rollouts that soak advance and those that fail pause by
+        // themselves; a change reaches this replica's snapshot at once.
+        let weak = Arc::downgrade(&catalogue);
+        let alive = weak.clone();
+        crate::rollouts::spawn_ticker(
+            db.clone(),
+            move || alive.strong_count() > 0,
+            move || {
+                if let Some(c) = weak.upgrade() {
+                    c.changed();
+                }
+            },
+        );
         let rate_limits = Arc::new(RateLimits::new(&config));
         Ok(Arc::new(App {
             rate_limits,

@@ -229,6 +229,44 @@ pub const CODES: &[Code] = &[
     ),
     c("invalid_token", 401, "a token that is unknown or revoked"),
     c("expired_token", 401, "a token past its expiry"),
+    c(
+        "invalid_phases",
+        400,
+        "rollout phases that are not 1-100% and strictly increasing",
+    ),
+    c(
+        "invalid_threshold",
+        400,
+        "a rollout failure threshold outside 0-100%",
+    ),
+    c(
+        "invalid_min_sample",
+        400,
+        "a rollout minimum sample outside its range",
+    ),
+    c("invalid_soak", 400, "a rollout soak time outside its range"),
+    c(
+        "invalid_group_name",
+        400,
+        "a device group name that is not a plain name",
+    ),
+    c(
+        "invalid_filter",
+        400,
+        "a device group filter that does not parse",
+    ),
+    c(
+        "invalid_window",
+        400,
+        "a maintenance window that is malformed",
+    ),
+    c(
+        "invalid_timezone",
+        400,
+        "a time zone the IANA database does not know",
+    ),
+    c("invalid_tag", 400, "a device tag that is not a plain name"),
+    c("too_many_tags", 400, "more tags than a device may carry"),
     // 403: valid credentials that do not allow this.
     c(
         "wrong_role",
@@ -268,7 +306,11 @@ pub const CODES: &[Code] = &[
         404,
         "no such device (422 when a body names it)",
     ),
-    c("unknown_release", 404, "no such release"),
+    c(
+        "unknown_release",
+        404,
+        "no such release (422 when a body names it)",
+    ),
     c("unknown_image", 404, "no such image"),
     c("unknown_contract", 404, "no such contract"),
     c("unknown_licence", 404, "no such licence"),
@@ -285,6 +327,12 @@ pub const CODES: &[Code] = &[
         "method_not_allowed",
         405,
         "the endpoint does not take this method",
+    ),
+    c("unknown_rollout", 404, "no such rollout"),
+    c(
+        "unknown_group",
+        404,
+        "no such device group (422 when a body names it)",
     ),
     // 409: conflicts with what is stored.
     c("serial_exists", 409, "the serial is provisioned already"),
@@ -369,6 +417,38 @@ pub const CODES: &[Code] = &[
         409,
         "a replacement unit that is registered, under contract or licence, or has RMAs",
     ),
+    c(
+        "rollout_exists",
+        409,
+        "the release already has an active rollout",
+    ),
+    c(
+        "rollout_finished",
+        409,
+        "the rollout is aborted or finished and changes no more",
+    ),
+    c(
+        "rollout_paused",
+        409,
+        "the rollout is paused; resume it first",
+    ),
+    c("rollout_not_paused", 409, "only a paused rollout resumes"),
+    c(
+        "rollout_changed",
+        409,
+        "another change to the rollout won the race; look again",
+    ),
+    c("group_exists", 409, "a device group of that name exists"),
+    c(
+        "group_is_dynamic",
+        409,
+        "a dynamic group's members are who matches its filter",
+    ),
+    c(
+        "group_in_use",
+        409,
+        "an active rollout is limited to the group",
+    ),
     // 413.
     c(
         "body_too_large",
@@ -412,6 +492,11 @@ pub const CODES: &[Code] = &[
         "more than one range in one Range header",
     ),
     c("multiple_range_headers", 416, "more than one Range header"),
+    c(
+        "too_many_serials",
+        413,
+        "more serials in one request than accepted",
+    ),
     // 422: well-formed, refused on its merits.
     c(
         "paid_extension_window_closed",

@@ -103,7 +103,10 @@ pub fn coalesce(pending: &mut HashMap<String, Pending>, seen: Seen) {
     if let Some(p) = pending.get_mut(&seen.serial) {
         p.first_seen = p.first_seen.min(seen.seen_at);
         if seen.seen_at >= p.latest.seen_at {
+            // An offer made earlier in the batch still counts as made.
+            let offered = seen.offered_release_id.or(p.latest.offered_release_id);
             p.latest = seen;
+            p.latest.offered_release_id = offered;
         }
     } else if pending.len() < MAX_PENDING {
         pending.insert(
@@ -199,6 +202,7 @@ mod tests {
             security_counter: 1,
             root_version: 1,
             seen_at: at,
+            offered_release_id: None,
         }
     }
 

@@ -32,6 +32,7 @@ pub mod openapi;
 pub mod provisioning;
 pub mod publish_check;
 pub mod ratelimit;
+pub mod rollouts;
 pub mod router;
 pub mod selection;
 pub mod serve;

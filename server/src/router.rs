@@ -70,6 +70,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(controllers::catalogue::routes())
         .merge(controllers::release::routes())
         .merge(controllers::repair::routes())
+        .merge(controllers::rollout::routes())
         .merge(controllers::owner::routes())
         .merge(controllers::device::routes())
         .merge(controllers::device::device_routes().layer(limited()))

@@ -27,19 +27,29 @@
 //!    only entitles; every other rule above still holds, so a pushed
 //!    release the device would refuse (wrong hardware, a lower counter, not
 //!    newer) is never offered.
+//! 6. **Rollouts**: a release under a staged rollout is a candidate only
+//!    for the devices the rollout admits now (its current phase, its group;
+//!    none while paused or aborted; everyone once finished; see
+//!    [`crate::domain::rollout`]). A held release is skipped like one for
+//!    other hardware, so the newest release the device is admitted to wins,
+//!    and an older one it is entitled to is offered meanwhile. Entitlement
+//!    is still judged for every release a rollout admits. A valid repair
+//!    grant overrides every rollout for its one device.
 //!
 //! The module is pure: it must never touch I/O, the clock (the caller
 //! passes `now` in [`Terms`]) or global state, and it never weakens a check
 //! the device makes itself; it only avoids offering what the device would
 //! refuse or may not have.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use semver::Version;
 use time::OffsetDateTime;
 
-use crate::domain::catalogue::ReleaseEntry;
+use crate::domain::catalogue::{GroupEntry, ReleaseEntry};
 use crate::domain::facts::{ContractFacts, GrantFacts};
+use crate::domain::rollout::{Admission, RolloutEntry};
 use crate::entitlement::{self, Decision, ProductFacts, ReleaseFacts};
 
 /// What a device reports about itself in a check.
@@ -66,15 +76,54 @@ pub struct Terms<'a> {
     pub contracts: &'a [ContractFacts],
     /// The device's repair grants.
     pub grants: &'a [GrantFacts],
+    /// The rollouts it is judged under (`None`: no rollout holds anything).
+    pub rollouts: Option<Rollouts<'a>>,
 }
 
-impl Terms<'_> {
+/// The rollouts one device is judged under.
+#[derive(Debug, Clone, Copy)]
+pub struct Rollouts<'a> {
+    /// The rollout deciding each release, by release id.
+    pub by_release: &'a HashMap<i64, RolloutEntry>,
+    /// The device's serial (its membership is a hash of it).
+    pub serial: &'a str,
+    /// The groups it is in.
+    pub groups: &'a [&'a GroupEntry],
+}
+
+impl<'a> Terms<'a> {
     /// The release a valid repair grant pins the device to, if any.
     pub fn pushed_version(&self) -> Option<&Version> {
         self.grants
             .iter()
             .filter(|g| self.now < g.expires_at)
             .find_map(|g| g.version.as_ref())
+    }
+
+    /// Whether a repair grant is valid now: it overrides rollouts and
+    /// maintenance windows for its device.
+    pub fn repair_grant_valid(&self) -> bool {
+        self.grants.iter().any(|g| self.now < g.expires_at)
+    }
+
+    /// The rollout deciding `release` for this device, if any.
+    pub fn rollout_of(&self, release: &ReleaseEntry) -> Option<&'a RolloutEntry> {
+        self.rollouts.and_then(|r| r.by_release.get(&release.id))
+    }
+
+    /// Whether the release's rollout offers it to this device now.
+    pub fn admission(&self, release: &ReleaseEntry) -> Admission {
+        let (Some(rollouts), Some(rollout)) = (self.rollouts, self.rollout_of(release)) else {
+            return Admission::Admitted;
+        };
+        if self.repair_grant_valid() {
+            return Admission::Admitted;
+        }
+        let in_group = rollout
+            .group
+            .as_deref()
+            .is_some_and(|g| rollouts.groups.iter().any(|x| x.name == g));
+        rollout.admission(rollouts.serial, in_group)
     }
 
     /// The entitlement decision for `release`.
@@ -159,6 +208,7 @@ pub fn select(
         .iter()
         .filter(|r| is_candidate(r, reported))
         .filter(under_ceiling)
+        .filter(|r| terms.admission(r) == Admission::Admitted)
     {
         let decision = terms.decide(release);
         if newest.is_none() {
@@ -275,6 +325,9 @@ mod tests {
         current: Version,
         counter: u64,
         manifest_version: Option<u64>,
+        rollouts: Option<HashMap<i64, RolloutEntry>>,
+        serial: &'static str,
+        groups: Vec<GroupEntry>,
     }
 
     impl Case {
@@ -287,6 +340,9 @@ mod tests {
                 current: current.parse().unwrap(),
                 counter: 1,
                 manifest_version: None,
+                rollouts: None,
+                serial: "SN-1",
+                groups: vec![],
             }
         }
 
@@ -297,11 +353,17 @@ mod tests {
                 security_counter: self.counter,
                 manifest_version: self.manifest_version,
             };
+            let groups: Vec<&GroupEntry> = self.groups.iter().collect();
             let terms = Terms {
                 now: NOW,
                 product: &self.product,
                 contracts: &self.contracts,
                 grants: &self.grants,
+                rollouts: self.rollouts.as_ref().map(|by_release| Rollouts {
+                    by_release,
+                    serial: self.serial,
+                    groups: &groups,
+                }),
             };
             select(releases, &reported, &terms)
         }
@@ -774,5 +836,115 @@ mod tests {
         other_hw.hw_id = "dec-r1";
         other_hw.grants = c.grants.clone();
         assert!(matches!(other_hw.run(&rs), Outcome::UpToDate));
+    }
+
+    fn with_id(mut r: ReleaseEntry, id: i64) -> ReleaseEntry {
+        r.id = id;
+        r
+    }
+
+    fn rollout(
+        release_id: i64,
+        phase: usize,
+        state: crate::domain::rollout::RolloutState,
+    ) -> RolloutEntry {
+        RolloutEntry {
+            id: "ro_test".into(),
+            release_id,
+            group: None,
+            phases: vec![1, 100],
+            phase,
+            state,
+        }
+    }
+
+    /// A serial outside the first 1% of `ro_test` and one inside it.
+    fn serials_around_the_first_phase() -> (&'static str, &'static str) {
+        let outside = ["SN-1", "SN-2", "SN-3", "SN-4"]
+            .into_iter()
+            .find(|s| crate::domain::rollout::bucket("ro_test", s) >= 100)
+            .unwrap();
+        let inside = (0..100_000)
+            .map(|i| format!("SN-{i}"))
+            .find(|s| crate::domain::rollout::bucket("ro_test", s) < 100)
+            .unwrap();
+        (outside, Box::leak(inside.into_boxed_str()))
+    }
+
+    #[test]
+    fn a_release_held_by_its_rollout_leaves_the_older_one_offered() {
+        use crate::domain::rollout::RolloutState::*;
+        let rs = list(vec![with_id(rel("1.1.0"), 1), with_id(rel("1.2.0"), 2)]);
+        let (outside, inside) = serials_around_the_first_phase();
+        let mut c = Case::new("1.0.0");
+        c.rollouts = Some([(2, rollout(2, 0, Running))].into());
+        c.serial = outside;
+        assert_eq!(offered(c.run(&rs)).0, "1.1.0");
+        // The newest release the device is in the rollout for wins.
+        c.serial = inside;
+        assert_eq!(offered(c.run(&rs)).0, "1.2.0");
+        // Paused and aborted rollouts offer nothing new, even to members.
+        for held in [Paused, Aborted] {
+            c.rollouts = Some([(2, rollout(2, 0, held))].into());
+            assert_eq!(offered(c.run(&rs)).0, "1.1.0", "{held}");
+        }
+        // The second phase is 100%, and a finished rollout holds nothing.
+        c.serial = outside;
+        for open in [rollout(2, 1, Running), rollout(2, 0, Finished)] {
+            c.rollouts = Some([(2, open)].into());
+            assert_eq!(offered(c.run(&rs)).0, "1.2.0");
+        }
+        // Held and nothing older: up to date, not "not entitled".
+        let only = list(vec![with_id(rel("1.2.0"), 2)]);
+        c.rollouts = Some([(2, rollout(2, 0, Paused))].into());
+        assert!(matches!(c.run(&only), Outcome::UpToDate));
+    }
+
+    #[test]
+    fn a_rollout_never_offers_what_the_device_is_not_entitled_to() {
+        use crate::domain::rollout::RolloutState::*;
+        let rs = list(vec![with_id(published(rel("1.2.0"), AFTER_EOL), 2)]);
+        let mut c = Case::new("1.0.0");
+        c.product = hw(Some(EOL));
+        c.rollouts = Some([(2, rollout(2, 0, Finished))].into());
+        assert!(matches!(
+            c.run(&rs),
+            Outcome::NotEntitled { decision, .. } if decision.code == Code::EolNoContract
+        ));
+    }
+
+    #[test]
+    fn a_group_limited_rollout_takes_in_only_its_group() {
+        use crate::domain::rollout::RolloutState::*;
+        let rs = list(vec![with_id(rel("1.2.0"), 2)]);
+        let mut r = rollout(2, 1, Running);
+        r.group = Some("studio".into());
+        let mut c = Case::new("1.0.0");
+        c.rollouts = Some([(2, r)].into());
+        assert!(matches!(c.run(&rs), Outcome::UpToDate));
+        c.groups = vec![GroupEntry {
+            name: "studio".into(),
+            filter: None,
+            window: None,
+        }];
+        assert_eq!(offered(c.run(&rs)).0, "1.2.0");
+    }
+
+    #[test]
+    fn a_repair_push_overrides_the_phases_for_its_device() {
+        use crate::domain::rollout::RolloutState::*;
+        let rs = list(vec![with_id(rel("1.1.0"), 1), with_id(rel("1.2.0"), 2)]);
+        let (outside, _) = serials_around_the_first_phase();
+        let mut c = Case::new("1.0.0");
+        c.serial = outside;
+        c.rollouts = Some([(2, rollout(2, 0, Paused))].into());
+        c.grants = vec![push(Some("1.2.0"), NOW + Duration::days(7))];
+        assert_eq!(
+            offered(c.run(&rs)),
+            ("1.2.0".into(), false, None, Code::InProduction)
+        );
+        // Once the push has expired, the rollout holds again.
+        c.grants = vec![push(Some("1.2.0"), NOW)];
+        assert_eq!(offered(c.run(&rs)).0, "1.1.0");
     }
 }

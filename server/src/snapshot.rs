@@ -44,12 +44,17 @@ use std::time::Duration;
 
 use crate::caches::Caches;
 use crate::db::Db;
+use crate::db::groups::GroupRow;
+use crate::db::rollouts::RolloutRow;
 use crate::db::snapshot::{CatalogueRows, ReleaseRow};
 use crate::domain::catalogue::{
-    Catalogue, ImageEntry, LoadedRelease, ModelInfo, ProductKind, ProductLineInfo, ReleaseEntry,
-    SharedRaw,
+    Catalogue, GroupEntry, ImageEntry, LoadedRelease, ModelInfo, ProductKind, ProductLineInfo,
+    ReleaseEntry, SharedRaw,
 };
 use crate::domain::facts::DeviceFacts;
+use crate::domain::group::parse_filter;
+use crate::domain::rollout::{RolloutEntry, RolloutState};
+use crate::domain::window::{Window, WindowSpec};
 use crate::trust::TrustState;
 
 /// How often the background task reloads the catalogue and the trust
@@ -136,6 +141,8 @@ fn from_rows(generation: u64, rows: CatalogueRows, known: &HashMap<i64, SharedRa
         images: image_rows,
         releases: rows,
         envelopes: fetched,
+        rollouts: rollout_rows,
+        groups: group_rows,
     } = rows;
     let product_lines = product_lines
         .into_iter()
@@ -206,7 +213,70 @@ fn from_rows(generation: u64, rows: CatalogueRows, known: &HashMap<i64, SharedRa
             }
         }
     }
+    let rollouts = rollout_rows
+        .into_iter()
+        .filter_map(|r| {
+            let id = r.id.clone();
+            rollout_entry(r)
+                .map_err(|e| tracing::error!(rollout = %id, error = %e, "malformed rollout row; left out"))
+                .ok()
+        })
+        .collect();
+    let groups = group_rows
+        .into_iter()
+        .filter_map(|g| {
+            let name = g.name.clone();
+            group_entry(g)
+                .map_err(
+                    |e| tracing::error!(group = %name, error = %e, "malformed group row; left out"),
+                )
+                .ok()
+        })
+        .collect();
     Catalogue::assemble(generation, product_lines, models, hw_ids, releases)
+        .with_rollouts(rollouts, groups)
+}
+
+/// Parses a stored rollout for the check path.
+pub fn rollout_entry(r: RolloutRow) -> Result<RolloutEntry, String> {
+    let phases: Vec<u8> =
+        serde_json::from_str(&r.phases).map_err(|e| format!("phases {:?}: {e}", r.phases))?;
+    let state = RolloutState::parse(&r.state).ok_or_else(|| format!("state {:?}", r.state))?;
+    let phase = usize::try_from(r.phase)
+        .ok()
+        .filter(|p| *p < phases.len())
+        .ok_or_else(|| format!("phase {} of {} phases", r.phase, phases.len()))?;
+    Ok(RolloutEntry {
+        id: r.id,
+        release_id: r.release_id,
+        group: r.group_name,
+        phases,
+        phase,
+        state,
+    })
+}
+
+/// Parses a stored group for the check path.
+pub fn group_entry(g: GroupRow) -> Result<GroupEntry, String> {
+    let filter = g
+        .filter
+        .as_deref()
+        .map(parse_filter)
+        .transpose()
+        .map_err(|e| format!("filter: {e}"))?;
+    let window = g
+        .maintenance_window
+        .as_deref()
+        .map(|w| {
+            let spec: WindowSpec = serde_json::from_str(w).map_err(|e| format!("window: {e}"))?;
+            Window::parse(spec).map_err(|e| format!("window: {e}"))
+        })
+        .transpose()?;
+    Ok(GroupEntry {
+        name: g.name,
+        filter,
+        window,
+    })
 }
 
 /// Parses one release row; `Ok(None)` for a yanked release without its
@@ -450,6 +520,7 @@ mod tests {
             ]
             .into_iter()
             .collect(),
+            ..CatalogueRows::default()
         };
         let known: HashMap<i64, SharedRaw> =
             [(1, SharedRaw::from_bytes(b"{\"known\": 1}").unwrap())].into();

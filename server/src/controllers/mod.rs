@@ -11,5 +11,6 @@ pub mod images;
 pub mod owner;
 pub mod release;
 pub mod repair;
+pub mod rollout;
 pub mod tokens;
 pub mod trust;

@@ -278,7 +278,10 @@ pub async fn set_registered(
 /// 3. its active repair push (at most one), as a repair grant: push id,
 ///    technician (in `model_id`), version (in `hw_id`; NULL for the newest
 ///    compatible release) and expiry (in `at`). An expired one is loaded
-///    too, so that explanations can say it expired.
+///    too, so that explanations can say it expired;
+/// 4. its region (sold in), if recorded;
+/// 5. its tags, by name;
+/// 6. the static groups it is a member of, by name.
 ///
 /// Contracts, licences and pushes are deleted with their device (foreign
 /// keys), so no device row means no facts at all.
@@ -301,6 +304,15 @@ pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFac
          UNION ALL
          SELECT 3, id, technician, version, NULL, NULL, NULL, expires_at
            FROM repair_pushes WHERE serial = $1 AND state = 'active'
+         UNION ALL
+         SELECT 4, region, NULL, NULL, NULL, NULL, NULL, NULL
+           FROM devices WHERE serial = $1 AND region IS NOT NULL
+         UNION ALL
+         SELECT 5, tag, NULL, NULL, NULL, NULL, NULL, NULL
+           FROM device_tags WHERE serial = $1
+         UNION ALL
+         SELECT 6, group_name, NULL, NULL, NULL, NULL, NULL, NULL
+           FROM device_group_members WHERE serial = $1
          ORDER BY part, starts, id",
     )
     .bind(serial)
@@ -326,6 +338,9 @@ pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFac
         contracts: vec![],
         licence: None,
         grants: vec![],
+        region: None,
+        tags: vec![],
+        groups: vec![],
     };
     for row in rows {
         match (row.part, row.starts, row.ends) {
@@ -363,6 +378,9 @@ pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFac
                     expires_at,
                 });
             }
+            (4, None, None) => facts.region = Some(row.id),
+            (5, None, None) => facts.tags.push(row.id),
+            (6, None, None) => facts.groups.push(row.id),
             (part, ..) => {
                 return Err(super::Error::Malformed(format!(
                     "device facts of {serial:?}: unexpected row of part {part}"
@@ -376,9 +394,10 @@ pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFac
 /// One row of [`load_device_facts`]'s statement.
 #[derive(Debug, FromRow)]
 struct FactsRow {
-    /// 0 device, 1 contract, 2 licence, 3 repair push.
+    /// 0 device, 1 contract, 2 licence, 3 repair push, 4 region, 5 tag,
+    /// 6 static group.
     part: i64,
-    /// Serial, contract id or licence id.
+    /// Serial, contract id, licence id, push id, region, tag or group.
     id: String,
     model_id: Option<String>,
     hw_id: Option<String>,

@@ -29,7 +29,9 @@ pub async fn write_last_seen(db: &Db, batch: &[Pending]) -> Result<usize, super:
         let at = Stamp(seen.seen_at);
         let done = on!(&mut tx, conn => sqlx::query(
             "UPDATE devices SET last_seen = $1, first_seen = COALESCE(first_seen, $2),
-                 current_version = $3, security_counter = $4, root_version = $5
+                 current_version = $3, security_counter = $4, root_version = $5,
+                 offered_release_id = COALESCE($8, offered_release_id),
+                 offered_at = CASE WHEN $8 IS NULL THEN offered_at ELSE $1 END
              WHERE serial = $6 AND (last_seen IS NULL OR last_seen <= $7)",
         )
         .bind(at)
@@ -39,6 +41,7 @@ pub async fn write_last_seen(db: &Db, batch: &[Pending]) -> Result<usize, super:
         .bind(seen.root_version)
         .bind(&seen.serial)
         .bind(at)
+        .bind(seen.offered_release_id)
         .execute(conn)
         .await
         .map(|r| r.rows_affected()))?;

@@ -85,7 +85,7 @@ pub struct ReleaseRow {
 }
 
 /// The catalogue's rows at one point in time.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct CatalogueRows {
     /// Every product line.
     pub product_lines: Vec<LineRow>,
@@ -101,6 +101,11 @@ pub struct CatalogueRows {
     /// not among the known ones, and possibly of others too (when many are
     /// wanted, all of the releases that are not yanked).
     pub envelopes: HashMap<i64, Vec<u8>>,
+    /// The rollouts that decide who is offered a release
+    /// ([`super::rollouts::deciding`]).
+    pub rollouts: Vec<super::rollouts::RolloutRow>,
+    /// Every device group.
+    pub groups: Vec<super::groups::GroupRow>,
 }
 
 /// Reads the catalogue, with the envelopes of the releases that are not
@@ -158,6 +163,8 @@ pub async fn load_catalogue(db: &Db, known: &HashSet<i64>) -> Result<CatalogueRo
             }
         }
     }
+    let rollouts = super::rollouts::deciding(&mut tx).await?;
+    let groups = super::groups::all(&mut tx).await?;
     tx.commit().await?;
     Ok(CatalogueRows {
         product_lines,
@@ -166,5 +173,7 @@ pub async fn load_catalogue(db: &Db, known: &HashSet<i64>) -> Result<CatalogueRo
         images,
         releases,
         envelopes,
+        rollouts,
+        groups,
     })
 }

@@ -5,6 +5,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use crate::domain::group::{Filter, Subject};
+use crate::domain::rollout::RolloutEntry;
+use crate::domain::window::Window;
+
 use firmup_client::Sha256Digest;
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -149,6 +153,25 @@ pub struct Catalogue {
     /// image sha256 -> the one name every release (yanked ones included)
     /// gives it, or `None` when releases name it differently.
     image_names: HashMap<Sha256Digest, Option<String>>,
+    /// The rollout deciding who is offered a release, by release id.
+    rollouts: HashMap<i64, RolloutEntry>,
+    /// Device groups by name.
+    groups: HashMap<String, GroupEntry>,
+    /// Some group has a maintenance window or a filter, or some rollout a
+    /// group: a check must work out the device's groups.
+    groups_matter: bool,
+}
+
+/// A device group as the check path needs it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GroupEntry {
+    /// Name.
+    pub name: String,
+    /// A dynamic group's filter; `None` for a static group, whose members
+    /// come with the device's facts.
+    pub filter: Option<Filter>,
+    /// Its maintenance window.
+    pub window: Option<Window>,
 }
 
 impl Catalogue {
@@ -196,7 +219,65 @@ impl Catalogue {
             hw_ids: hw_ids.into_iter().collect(),
             releases: by_line,
             image_names,
+            rollouts: HashMap::new(),
+            groups: HashMap::new(),
+            groups_matter: false,
         }
+    }
+
+    /// The snapshot with its rollouts and device groups.
+    pub fn with_rollouts(
+        mut self,
+        rollouts: Vec<RolloutEntry>,
+        groups: Vec<GroupEntry>,
+    ) -> Catalogue {
+        self.groups_matter = groups
+            .iter()
+            .any(|g| g.filter.is_some() || g.window.is_some())
+            || rollouts.iter().any(|r| r.group.is_some());
+        self.rollouts = rollouts.into_iter().map(|r| (r.release_id, r)).collect();
+        self.groups = groups.into_iter().map(|g| (g.name.clone(), g)).collect();
+        self
+    }
+
+    /// The rollout deciding who is offered release `release_id`, if any.
+    pub fn rollout_of(&self, release_id: i64) -> Option<&RolloutEntry> {
+        self.rollouts.get(&release_id)
+    }
+
+    /// Every rollout deciding a release, by release id.
+    pub fn rollouts(&self) -> &HashMap<i64, RolloutEntry> {
+        &self.rollouts
+    }
+
+    /// A device group.
+    pub fn group(&self, name: &str) -> Option<&GroupEntry> {
+        self.groups.get(name)
+    }
+
+    /// The groups a device is in: the static ones its facts list (that
+    /// still exist) and the dynamic ones whose filter it matches, by name.
+    /// Empty without a look when no group could matter to a check.
+    pub fn groups_of<'c>(
+        &'c self,
+        static_groups: &[String],
+        subject: &Subject<'_>,
+    ) -> Vec<&'c GroupEntry> {
+        if !self.groups_matter && static_groups.is_empty() {
+            return Vec::new();
+        }
+        let mut out: Vec<&GroupEntry> = static_groups
+            .iter()
+            .filter_map(|g| self.groups.get(g))
+            .filter(|g| g.filter.is_none())
+            .chain(
+                self.groups
+                    .values()
+                    .filter(|g| g.filter.as_ref().is_some_and(|f| f.matches(subject))),
+            )
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
     }
 
     /// The name releases give an image: `None` if no release lists it,

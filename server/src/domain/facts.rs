@@ -1,6 +1,7 @@
-//! What the entitlement rules need to know about one device: its
-//! registration, service contracts, licence and repair grants, as the
-//! database holds them.
+//! What the update check needs to know about one device: its
+//! registration, service contracts, licence and repair grants (for the
+//! entitlement rules), and its region, tags and static groups (for
+//! rollouts and maintenance windows), as the database holds them.
 
 use time::{Date, OffsetDateTime};
 
@@ -21,6 +22,12 @@ pub struct DeviceFacts {
     pub licence: Option<LicenceFacts>,
     /// Repair grants issued for it.
     pub grants: Vec<GrantFacts>,
+    /// The region it was sold in, if recorded (dynamic groups filter on it).
+    pub region: Option<String>,
+    /// Its tags, sorted (dynamic groups filter on them).
+    pub tags: Vec<String>,
+    /// The static groups it is a member of, sorted.
+    pub groups: Vec<String>,
 }
 
 /// Facts about a software licence held for the device.

@@ -16,6 +16,9 @@ pub struct Seen {
     pub root_version: i64,
     /// When the check arrived.
     pub seen_at: OffsetDateTime,
+    /// The release the check offered, if it offered one (a rollout's
+    /// "offered" count).
+    pub offered_release_id: Option<i64>,
 }
 
 /// The latest record for a serial and the earliest time in the batch.

@@ -7,6 +7,11 @@
 //! state, and last-seen is queued for a batched write. It must stay that
 //! way: no query, no write and no lock held across an await here.
 //!
+//! Rollouts and maintenance windows are judged here from the snapshot too:
+//! membership of a rollout is a hash of the serial, and the device's groups
+//! come from its cached facts (static ones) and the snapshot's filters
+//! (dynamic ones).
+//!
 //! The answer carries the signed manifest and root envelopes byte for byte
 //! (devices verify them and trust nothing else this server says), download
 //! URLs with short-lived grants, and the entitlement code and summary,
@@ -25,12 +30,14 @@ use crate::auth::{Caller, Devices};
 use crate::config::Config;
 use crate::controllers::trust::raw_envelopes;
 use crate::domain::catalogue::SharedRaw;
+use crate::domain::group::Subject;
 use crate::domain::seen::Seen;
+use crate::domain::window;
 use crate::domain::{Name, parse_version};
 use crate::entitlement::Decision;
 use crate::error::{AppError, AppResult};
 use crate::extract::JsonBody;
-use crate::selection::{self, Outcome, Reported, Terms};
+use crate::selection::{self, Outcome, Reported, Rollouts, Terms};
 
 /// What a device reports when it checks.
 ///
@@ -174,6 +181,14 @@ pub struct CheckResponse {
     /// Set when `status` is `not_entitled`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub entitlement: Option<DeviceEntitlement>,
+    /// Set when an update waits for the maintenance window of the device's
+    /// group (`status` is then `up_to_date`): when the window opens (RFC
+    /// 3339); `poll_after_secs` is aimed at it.
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        with = "time::serde::rfc3339::option"
+    )]
+    pub deferred_until: Option<OffsetDateTime>,
 }
 
 /// Asks for an update (device token bound to `serial`). Always 200 for a
@@ -218,7 +233,29 @@ pub async fn check(
     let (model, line) = model_and_line(&catalogue, &facts.model_id)?;
     let product = product_facts(model, line, &facts);
     let now = OffsetDateTime::now_utc();
-    let outcome = selection::select(
+    let groups = catalogue.groups_of(
+        &facts.groups,
+        &Subject {
+            model: &facts.model_id,
+            hw_id: &facts.hw_id,
+            channel: &channel,
+            region: facts.region.as_deref(),
+            tags: &facts.tags,
+            version: Some(&current),
+        },
+    );
+    let terms = Terms {
+        now,
+        product: &product,
+        contracts: &facts.contracts,
+        grants: &facts.grants,
+        rollouts: Some(Rollouts {
+            by_release: catalogue.rollouts(),
+            serial: &facts.serial,
+            groups: &groups,
+        }),
+    };
+    let mut outcome = selection::select(
         catalogue.releases(&line.id, &channel),
         &Reported {
             hw_id: &facts.hw_id,
@@ -226,13 +263,23 @@ pub async fn check(
             security_counter: req.security_counter,
             manifest_version: req.manifest_version,
         },
-        &Terms {
-            now,
-            product: &product,
-            contracts: &facts.contracts,
-            grants: &facts.grants,
-        },
+        &terms,
     );
+    // Outside every maintenance window of its groups, an offer waits for
+    // the next one; a repair push does not wait (the unit is on the bench).
+    let deferred_until = match outcome {
+        Outcome::Offer { .. } if !terms.repair_grant_valid() => {
+            window::deferred_until(groups.iter().filter_map(|g| g.window.as_ref()), now)
+        }
+        _ => None,
+    };
+    if deferred_until.is_some() {
+        outcome = Outcome::UpToDate;
+    }
+    let offered_release_id = match &outcome {
+        Outcome::Offer { release, .. } => Some(release.id),
+        _ => None,
+    };
 
     // Never waits: a full queue drops the record (counted, logged by the
     // flush task).
@@ -242,6 +289,7 @@ pub async fn check(
         security_counter: i64::try_from(req.security_counter).unwrap_or(i64::MAX),
         root_version: i64::try_from(req.root_version).unwrap_or(i64::MAX),
         seen_at: now,
+        offered_release_id,
     });
 
     let root_chain = raw_envelopes(app.trust().newer_than(req.root_version))?;
@@ -283,17 +331,43 @@ pub async fn check(
         }
     };
     crate::metrics::check(match status {
+        _ if deferred_until.is_some() => "deferred",
         CheckStatus::UpdateAvailable => "update_available",
         CheckStatus::UpToDate => "up_to_date",
         CheckStatus::NotEntitled => "not_entitled",
     });
+    let poll_after_secs = match deferred_until {
+        Some(opens) => poll_at_window(&app.config, opens - now),
+        None => poll_after(&app.config),
+    };
     Ok(Json(CheckResponse {
         status,
-        poll_after_secs: poll_after(&app.config),
+        poll_after_secs,
         root_chain,
         update,
         entitlement,
+        deferred_until,
     }))
+}
+
+/// Longest a device outside its maintenance window is told to wait: it
+/// still checks in daily, so a repair push or a changed window reaches it.
+pub const MAX_WINDOW_WAIT_SECS: u64 = 24 * 3600;
+
+/// The wait for a device whose offer waits for a window opening in
+/// `until`: aimed at the opening, plus a random spread of up to
+/// `poll_jitter_percent` of the poll interval (at least a minute) so that
+/// a group does not arrive in the same second; at most
+/// [`MAX_WINDOW_WAIT_SECS`].
+pub fn poll_at_window(config: &Config, until: time::Duration) -> u64 {
+    let secs = u64::try_from(until.whole_seconds()).unwrap_or(0);
+    let spread = (config
+        .poll_interval_secs
+        .saturating_mul(u64::from(config.poll_jitter_percent.min(100)))
+        / 100)
+        .max(60);
+    let wait = secs.saturating_add(rand::thread_rng().gen_range(0..=spread));
+    wait.clamp(1, MAX_WINDOW_WAIT_SECS)
 }
 
 /// The poll interval with a random spread of ± `poll_jitter_percent`, at

@@ -185,6 +185,7 @@ pub async fn explain(
         product: &product,
         contracts: &facts.contracts,
         grants: &facts.grants,
+        rollouts: None,
     };
     let releases = catalogue.releases(&line.id, &channel);
     let outcome = selection::select(releases, &reported, &terms);

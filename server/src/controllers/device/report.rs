@@ -248,6 +248,17 @@ pub async fn report(
     if push_done {
         app.device_changed(&facts.serial);
     }
+    // A failure may push the release's rollout over its threshold. The
+    // report is stored either way; the background job judges again.
+    if stage.needs_reason() {
+        match crate::rollouts::after_failure_report(&app.db, release_id).await {
+            Ok(true) => app.catalogue_changed(),
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(error = %e, release_id, "judging the rollout after a failure report failed")
+            }
+        }
+    }
     crate::metrics::report(stage.as_str(), reason_code);
     tracing::info!(serial = %facts.serial, version = %version, stage = stage.as_str(), reason_code, "device report");
     Ok((StatusCode::CREATED, Json(ReportAccepted { id })))

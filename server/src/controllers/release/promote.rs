@@ -109,6 +109,7 @@ pub async fn promote(
         &plan,
         source.free_for_all,
         Some(key.channel.as_str()),
+        None,
         "release.promote",
         serde_json::json!({ "from_channel": key.channel.as_str() }),
     )

@@ -30,15 +30,18 @@ use time::OffsetDateTime;
 use super::{ReleaseInfo, audit_target, load_info, manifest_body};
 use crate::app::AppState;
 use crate::auth::{Caller, ReleaseEngineers};
+use crate::controllers::rollout::rollouts::{RolloutView, full_view};
 use crate::db::{
     self,
     releases::{NewRelease, NewReleaseImage, ReleaseRow, Stored},
 };
 use crate::domain::Name;
 use crate::domain::roles::Principal;
+use crate::domain::rollout;
 use crate::error::{AppError, AppResult};
 use crate::extract::{Path, Query};
 use crate::publish_check::check_for_publish;
+use crate::rollouts::{self, RolloutSpec};
 
 /// Options of a publish.
 #[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
@@ -48,6 +51,47 @@ pub struct PublishQuery {
     /// (default false). Ignored when the release already exists.
     #[serde(default)]
     pub free_for_all: bool,
+    /// Start a staged rollout with the release, in the same transaction:
+    /// its phases in percent, e.g. `1,10,50,100`. Without it, the release
+    /// is offered to every entitled device at once. Ignored when the
+    /// release already exists.
+    pub rollout: Option<String>,
+    /// With `rollout`: only devices of this group take part.
+    pub rollout_group: Option<String>,
+    /// With `rollout`: a failure rate above this pauses it (0-100, default 5).
+    pub failure_threshold_percent: Option<f64>,
+    /// With `rollout`: installs attempted in a phase before its failure
+    /// rate counts (default 20).
+    pub min_sample: Option<u32>,
+    /// With `rollout`: seconds a phase soaks before advancing by itself.
+    pub soak_secs: Option<u64>,
+}
+
+impl PublishQuery {
+    /// The rollout the publish starts, checked before anything is stored.
+    pub fn rollout(&self) -> AppResult<Option<RolloutSpec>> {
+        let Some(phases) = self.rollout.as_deref() else {
+            if self.rollout_group.is_some()
+                || self.failure_threshold_percent.is_some()
+                || self.min_sample.is_some()
+                || self.soak_secs.is_some()
+            {
+                return Err(AppError::bad_request(
+                    "invalid_phases",
+                    "rollout_group, failure_threshold_percent, min_sample and soak_secs                      describe a rollout: give its phases too, e.g. rollout=1,10,50,100",
+                ));
+            }
+            return Ok(None);
+        };
+        RolloutSpec::parse(
+            rollout::parse_phases_text(phases)?,
+            self.rollout_group.as_deref(),
+            self.soak_secs,
+            self.failure_threshold_percent,
+            self.min_sample,
+        )
+        .map(Some)
+    }
 }
 
 /// The outcome of a publish or promote.
@@ -58,6 +102,8 @@ pub struct PublishOutcome {
     pub status: &'static str,
     /// The release as stored.
     pub release: ReleaseInfo,
+    /// The staged rollout the publish started (`?rollout=`), if any.
+    pub rollout: Option<RolloutView>,
 }
 
 /// Path of a product line's releases.
@@ -78,11 +124,12 @@ pub struct LinePath {
     responses(
         (status = 201, description = "published", body = PublishOutcome),
         (status = 200, description = "the same signed payload was already published", body = PublishOutcome),
+        (status = 400, description = "invalid_phases, invalid_threshold, invalid_min_sample, invalid_soak, invalid_group_name, invalid_query", body = crate::error::ErrorBody),
         (status = 403, body = crate::error::ErrorBody),
         (status = 404, description = "unknown_product_line", body = crate::error::ErrorBody),
         (status = 409, description = "version_exists, manifest_version_not_increasing, version_precedence_conflict", body = crate::error::ErrorBody),
         (status = 413, description = "manifest_too_large", body = crate::error::ErrorBody),
-        (status = 422, description = "no_trust_root, image_missing, or the engine's code (threshold_not_met, expired, wrong_product_line, ...)", body = crate::error::ErrorBody),
+        (status = 422, description = "no_trust_root, image_missing, unknown_group, or the engine's code (threshold_not_met, expired, wrong_product_line, ...)", body = crate::error::ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn publish(
@@ -94,6 +141,7 @@ pub async fn publish(
 ) -> AppResult<(StatusCode, Json<PublishOutcome>)> {
     let result = async {
         let line = Name::parse("product line", &path.line)?;
+        let rollout = query.rollout()?;
         let envelope = manifest_body(body)?;
         let plan = verify_submission(&app, &line, &envelope).await?;
         store_release(
@@ -104,6 +152,7 @@ pub async fn publish(
             &plan,
             query.free_for_all,
             None,
+            rollout.as_ref(),
             "release.publish",
             serde_json::json!({}),
         )
@@ -156,6 +205,8 @@ pub async fn verify_submission(
 /// `detail` is merged into the audit detail. A promotion names the channel
 /// it promotes from in `promoted_from`: that release is read again inside
 /// the transaction, so a yank that lands meanwhile is never promoted.
+/// With `rollout`, the release starts its staged rollout in the same
+/// transaction, so it is never offered to every device first.
 #[allow(clippy::too_many_arguments)]
 pub async fn store_release(
     app: &AppState,
@@ -165,6 +216,7 @@ pub async fn store_release(
     plan: &UpdatePlan,
     free_for_all: bool,
     promoted_from: Option<&str>,
+    rollout: Option<&RolloutSpec>,
     action: &'static str,
     detail: serde_json::Value,
 ) -> AppResult<(StatusCode, Json<PublishOutcome>)> {
@@ -319,6 +371,20 @@ pub async fn store_release(
         audit.extend(extra);
     }
     db::audit::record(&mut tx, &principal.actor(), action, &target, audit).await?;
+    let rollout_id = match rollout {
+        Some(spec) => Some(
+            rollouts::start(
+                &mut tx,
+                &principal.actor(),
+                id,
+                &target,
+                spec,
+                OffsetDateTime::now_utc(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     tx.commit().await?;
     app.catalogue_changed();
     tracing::info!(release = %target, action, payload_sha256 = %payload_sha256, "release stored");
@@ -326,11 +392,19 @@ pub async fn store_release(
     let row = db::releases::find(&app.db, line.as_str(), &m.channel, &version)
         .await?
         .ok_or_else(|| anyhow::anyhow!("release {target} vanished after its commit"))?;
+    let rollout = match rollout_id {
+        Some(rid) => match db::rollouts::find(&app.db, &rid).await? {
+            Some(r) => Some(full_view(app, r).await?),
+            None => None,
+        },
+        None => None,
+    };
     Ok((
         StatusCode::CREATED,
         Json(PublishOutcome {
             status: "created",
             release: load_info(app, row).await?,
+            rollout,
         }),
     ))
 }
@@ -358,6 +432,7 @@ async fn already_published(
         Json(PublishOutcome {
             status: "already_exists",
             release: load_info(app, existing).await?,
+            rollout: None,
         }),
     ))
 }
