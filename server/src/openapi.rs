@@ -603,6 +603,22 @@ fn query_parameter_schema(path: &str, name: &str) -> Option<Value> {
         (_, "channel") => Some(name_schema()),
         (_, "fault_on") => Some(json!({ "type": "string", "format": "date" })),
         ("/v1/rmas", "model" | "serial") => Some(name_schema()),
+        ("/v1/rollouts", "product_line") => Some(name_schema()),
+        ("/v1/rollouts", "state") => {
+            let one = format!(
+                "(active|{})",
+                crate::domain::rollout::RolloutState::ALL
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join("|")
+            );
+            Some(json!({ "type": "string", "pattern": format!("^({one}(,{one})*)?$") }))
+        }
+        ("/v1/product-lines/{line}/releases", "rollout") => Some(json!({
+            "type": "string", "pattern": "^[0-9]{1,3}(,[0-9]{1,3}){0,19}$"
+        })),
+        ("/v1/product-lines/{line}/releases", "rollout_group") => Some(group_name_schema()),
         ("/v1/rmas/{number}/attachments", "name") => Some(file_name_schema()),
         ("/v1/rmas/{number}/attachments", "sha256") => Some(sha256_schema()),
         ("/v1/rmas", "state") => {
@@ -633,8 +649,20 @@ fn path_parameter_schema(path: &str, name: &str) -> Option<Value> {
         "number" => Some(json!({
             "type": "string", "pattern": RMA_NUMBER_PATTERN, "minLength": 15, "maxLength": 21
         })),
+        "name" if path.starts_with("/v1/groups/") => Some(group_name_schema()),
         _ => None,
     }
+}
+
+/// A device group name or tag ([`crate::domain::group::check_label`]).
+pub const GROUP_NAME_PATTERN: &str = r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$";
+
+/// The schema of a device group name.
+pub fn group_name_schema() -> Value {
+    json!({
+        "type": "string", "pattern": GROUP_NAME_PATTERN, "minLength": 1,
+        "maxLength": crate::domain::group::MAX_GROUP_NAME_CHARS
+    })
 }
 
 fn error_response(description: &str) -> Value {

@@ -491,15 +491,21 @@ async fn change_window(
     Ok(Json(view(app, g, false).await?))
 }
 
-/// A device's tags.
-#[derive(Debug, Serialize, Deserialize, utoipa::ToSchema)]
+/// A device's tags, to set.
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct Tags {
-    /// The device (in answers).
-    #[serde(default, skip_deserializing)]
-    pub serial: String,
+pub struct TagsRequest {
     /// Labels of 1-64 letters, digits, `-`, `_`, `.`; at most 32; the
     /// whole set (an empty list removes them all).
+    pub tags: Vec<String>,
+}
+
+/// A device's tags.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct Tags {
+    /// The device.
+    pub serial: String,
+    /// Its tags, sorted.
     pub tags: Vec<String>,
 }
 
@@ -507,7 +513,7 @@ pub struct Tags {
 /// (`tag = studio`). Audited as `device.tags`.
 #[utoipa::path(put, path = "/v1/admin/devices/{serial}/tags", tag = "rollouts",
     params(("serial" = String, Path, description = "device serial")),
-    request_body = Tags,
+    request_body = TagsRequest,
     responses(
         (status = 200, body = Tags),
         (status = 400, description = "invalid_name, invalid_tag, too_many_tags, invalid_json", body = crate::error::ErrorBody),
@@ -519,7 +525,7 @@ pub async fn set_tags(
     State(app): State<AppState>,
     principal: Caller<Admins>,
     Path(serial): Path<String>,
-    JsonBody(req): JsonBody<Tags>,
+    JsonBody(req): JsonBody<TagsRequest>,
 ) -> AppResult<Json<Tags>> {
     let serial = Name::parse("serial", &serial)?;
     if req.tags.len() > MAX_TAGS {

@@ -300,9 +300,11 @@ pub async fn list(
     }))
 }
 
-/// Checks a rollout id from the path (`ro_` and 32 hex digits); an id of
-/// another shape names no rollout: 404 `unknown_rollout`.
+/// Checks a rollout id from the path: 400 `invalid_name` unless it is a
+/// name; a name of another shape than `ro_` and 32 hex digits names no
+/// rollout: 404 `unknown_rollout`.
 fn parse_id(id: &str) -> AppResult<&str> {
+    Name::parse("rollout id", id)?;
     let ok = id
         .strip_prefix("ro_")
         .is_some_and(|h| h.len() == 32 && h.bytes().all(|b| b.is_ascii_hexdigit()));
@@ -319,6 +321,7 @@ fn parse_id(id: &str) -> AppResult<&str> {
     params(("id" = String, Path, description = "rollout id, ro_...")),
     responses(
         (status = 200, body = RolloutView),
+        (status = 400, description = "invalid_name", body = crate::error::ErrorBody),
         (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
         (status = 404, description = "unknown_rollout", body = crate::error::ErrorBody),
     ),
@@ -370,6 +373,7 @@ fn reason(req: ReasonRequest) -> AppResult<Option<String>> {
     params(("id" = String, Path, description = "rollout id")),
     responses(
         (status = 200, body = RolloutView),
+        (status = 400, description = "invalid_name", body = crate::error::ErrorBody),
         (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
         (status = 404, description = "unknown_rollout", body = crate::error::ErrorBody),
         (status = 409, description = "rollout_finished, rollout_paused, rollout_changed", body = crate::error::ErrorBody),
@@ -391,7 +395,7 @@ pub async fn advance(
     request_body = ReasonRequest,
     responses(
         (status = 200, body = RolloutView),
-        (status = 400, description = "invalid_reason, invalid_json", body = crate::error::ErrorBody),
+        (status = 400, description = "invalid_reason, invalid_name, invalid_json", body = crate::error::ErrorBody),
         (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
         (status = 404, description = "unknown_rollout", body = crate::error::ErrorBody),
         (status = 409, description = "rollout_finished, rollout_paused, rollout_changed", body = crate::error::ErrorBody),
@@ -413,6 +417,7 @@ pub async fn pause(
     params(("id" = String, Path, description = "rollout id")),
     responses(
         (status = 200, body = RolloutView),
+        (status = 400, description = "invalid_name", body = crate::error::ErrorBody),
         (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
         (status = 404, description = "unknown_rollout", body = crate::error::ErrorBody),
         (status = 409, description = "rollout_finished, rollout_not_paused, rollout_changed", body = crate::error::ErrorBody),
@@ -434,7 +439,7 @@ pub async fn resume(
     request_body = ReasonRequest,
     responses(
         (status = 200, body = RolloutView),
-        (status = 400, description = "invalid_reason, invalid_json", body = crate::error::ErrorBody),
+        (status = 400, description = "invalid_reason, invalid_name, invalid_json", body = crate::error::ErrorBody),
         (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
         (status = 404, description = "unknown_rollout", body = crate::error::ErrorBody),
         (status = 409, description = "rollout_finished, rollout_changed", body = crate::error::ErrorBody),
@@ -455,6 +460,7 @@ pub async fn abort(
     params(("id" = String, Path, description = "rollout id")),
     responses(
         (status = 200, body = RolloutView),
+        (status = 400, description = "invalid_name", body = crate::error::ErrorBody),
         (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
         (status = 404, description = "unknown_rollout", body = crate::error::ErrorBody),
         (status = 409, description = "rollout_finished, rollout_changed", body = crate::error::ErrorBody),
