@@ -215,6 +215,28 @@ async fn a_phase_offers_exactly_its_share_and_later_devices_join_by_the_same_rul
         assert_eq!(again == "2.2.0", first.contains(s), "{s}");
     }
 
+    // The technician's view says why a device is not offered it yet.
+    let outside = devices
+        .iter()
+        .find(|(_, s)| bucket(&id, s) >= 1000)
+        .unwrap();
+    let view = t
+        .get(
+            &format!("/v1/devices/{}/entitlement", outside.1),
+            Some(&t.technician),
+        )
+        .await
+        .json();
+    let held = &view["releases"][0];
+    assert_eq!(held["version"], "2.2.0", "{view}");
+    assert_eq!(held["rollout"]["admitted"], false, "{view}");
+    let why = held["rollout"]["explanation"].as_str().unwrap();
+    assert!(
+        why.contains("phase 1 of 3 (10%)") && why.contains("joins at phase"),
+        "{why}"
+    );
+    assert_eq!(view["version"], "2.1.0", "{view}");
+
     // Devices provisioned mid-rollout join it by their bucket.
     provision(&t, 300, 400).await;
     let late = tokens(&t, 300, 400).await;

@@ -21,10 +21,12 @@ use crate::auth::{Caller, Technicians};
 use crate::db;
 use crate::domain::Name;
 use crate::domain::catalogue::ProductKind;
+use crate::domain::group::Subject;
+use crate::domain::rollout::{Admission, RolloutEntry, RolloutState};
 use crate::entitlement::Decision;
 use crate::error::AppResult;
 use crate::extract::{Path, Query};
-use crate::selection::{self, Outcome, Reported, Terms};
+use crate::selection::{self, Outcome, Reported, Rollouts, Terms};
 
 /// Which channel to explain.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
@@ -82,6 +84,76 @@ pub struct ReleaseVerdict {
     pub offered: bool,
     /// The entitlement decision, in full.
     pub decision: DecisionView,
+    /// The staged rollout deciding who is offered the release, and whether
+    /// it offers it to this device now (`null`: no rollout holds it back).
+    pub rollout: Option<RolloutVerdict>,
+}
+
+/// What a release's rollout decides for one device.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct RolloutVerdict {
+    /// Rollout id.
+    pub id: String,
+    /// Its state.
+    pub state: RolloutState,
+    /// Its current share of devices, in percent.
+    pub percent: u8,
+    /// The rollout offers the release to this device now.
+    pub admitted: bool,
+    /// Why, in words.
+    pub explanation: String,
+}
+
+fn rollout_verdict(r: &RolloutEntry, admission: Admission) -> RolloutVerdict {
+    let percent = r.percent();
+    let explanation = match admission {
+        Admission::Admitted if r.state == RolloutState::Finished => {
+            format!(
+                "Rollout {} finished: offered to every entitled device.",
+                r.id
+            )
+        }
+        Admission::Admitted if r.state != RolloutState::Running => format!(
+            "Rollout {} is {}, but a valid repair push overrides it for this device.",
+            r.id, r.state
+        ),
+        Admission::Admitted => format!(
+            "Rollout {} is at phase {} of {} ({percent}%), which includes this device.",
+            r.id,
+            r.phase + 1,
+            r.phases.len()
+        ),
+        Admission::NotYet { joins_at: Some(p) } => format!(
+            "Rollout {} is at phase {} of {} ({percent}%); this device joins at phase {} ({}%).",
+            r.id,
+            r.phase + 1,
+            r.phases.len(),
+            p + 1,
+            r.phases[p]
+        ),
+        Admission::NotYet { joins_at: None } => format!(
+            "Rollout {} ends at {}% and does not include this device.",
+            r.id,
+            r.phases.last().copied().unwrap_or(100)
+        ),
+        Admission::OutsideGroup => format!(
+            "Rollout {} is limited to group {}, which this device is not in.",
+            r.id,
+            r.group.as_deref().unwrap_or("-")
+        ),
+        Admission::Paused => format!("Rollout {} is paused: no new offers.", r.id),
+        Admission::Aborted => format!(
+            "Rollout {} was aborted: the release is offered to no device not already running it.",
+            r.id
+        ),
+    };
+    RolloutVerdict {
+        id: r.id.clone(),
+        state: r.state,
+        percent,
+        admitted: admission == Admission::Admitted,
+        explanation,
+    }
 }
 
 /// The entitlement reasoning for one device.
@@ -180,12 +252,27 @@ pub async fn explain(
             .unwrap_or(0),
         manifest_version: None,
     };
+    let groups = catalogue.groups_of(
+        &facts.groups,
+        &Subject {
+            model: &facts.model_id,
+            hw_id: &facts.hw_id,
+            channel: &channel,
+            region: facts.region.as_deref(),
+            tags: &facts.tags,
+            version: state.current_version.as_ref().and(Some(&current)),
+        },
+    );
     let terms = Terms {
         now: OffsetDateTime::now_utc(),
         product: &product,
         contracts: &facts.contracts,
         grants: &facts.grants,
-        rollouts: None,
+        rollouts: Some(Rollouts {
+            by_release: catalogue.rollouts(),
+            serial: &facts.serial,
+            groups: &groups,
+        }),
     };
     let releases = catalogue.releases(&line.id, &channel);
     let outcome = selection::select(releases, &reported, &terms);
@@ -221,6 +308,9 @@ pub async fn explain(
             reachable: selection::is_reachable(r, &current),
             offered: offered == Some(r.id),
             decision: terms.decide(r).into(),
+            rollout: terms
+                .rollout_of(r)
+                .map(|ro| rollout_verdict(ro, terms.admission(r))),
         })
         .collect();
     Ok(EntitlementView {
