@@ -4,6 +4,7 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::{TestApp, TestResponse};
+use common::{assert_error, assert_status};
 use firmup_server::db;
 use firmup_server::db::devices::load_device_facts;
 use firmup_server::db::tokens::{TokenFilter, TokenRow};
@@ -16,21 +17,6 @@ use time::macros::date;
 /// Sends DELETE with a token.
 async fn delete(t: &TestApp, uri: &str, token: &str) -> TestResponse {
     t.send(Method::DELETE, uri, Some(token), &[], "").await
-}
-
-/// Asserts status and error code, showing the body on failure.
-fn assert_error(r: &TestResponse, status: StatusCode, code: &str) {
-    assert_eq!(
-        (r.status, r.error_code().as_str()),
-        (status, code),
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-}
-
-/// Asserts a status, showing the body on failure.
-fn assert_status(r: &TestResponse, status: StatusCode) {
-    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
 }
 
 /// The audit records with `action`, oldest first, details parsed.

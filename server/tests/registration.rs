@@ -5,14 +5,11 @@
 mod common;
 
 use axum::http::StatusCode;
+use common::assert_status;
 use common::{TestApp, TestResponse};
 use firmup_server::db;
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
-
-fn assert_status(r: &TestResponse, status: StatusCode) {
-    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
-}
 
 fn fmt(d: time::Date) -> String {
     firmup_server::provisioning::format_date(d)

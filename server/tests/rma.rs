@@ -7,30 +7,13 @@ mod common;
 use axum::body::Body;
 use axum::http::{Method, StatusCode};
 use common::{TestApp, TestResponse};
+use common::{assert_error, assert_status};
 use firmup_client::Sha256Digest;
 use firmup_server::config::Config;
 use firmup_server::db;
 use firmup_server::storage::StorageKey;
 use serde_json::{Value, json};
 use time::{Date, Duration, OffsetDateTime};
-
-fn assert_status(r: &TestResponse, status: StatusCode) {
-    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
-}
-
-fn assert_error(r: &TestResponse, status: StatusCode, code: &str) {
-    assert_eq!(
-        (r.status, r.error_code().as_str()),
-        (status, code),
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-    let message = r.json()["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(message.len() > 20, "{code}: {message}");
-}
 
 fn today() -> Date {
     OffsetDateTime::now_utc().date()

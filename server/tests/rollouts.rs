@@ -8,29 +8,12 @@ mod common;
 
 use axum::http::{Method, StatusCode};
 use common::{TestApp, TestResponse};
+use common::{assert_error, assert_status};
 use firmup_client::Sha256Digest;
 use firmup_fixtures::ReleaseBuilder;
 use firmup_server::domain::rollout::bucket;
 use serde_json::{Value, json};
 use time::{Duration, OffsetDateTime};
-
-fn assert_status(r: &TestResponse, status: StatusCode) {
-    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
-}
-
-fn assert_error(r: &TestResponse, status: StatusCode, code: &str) {
-    assert_eq!(
-        (r.status, r.error_code().as_str()),
-        (status, code),
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-    let message = r.json()["error"]["message"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(message.len() > 20, "{code}: {message}");
-}
 
 /// The `encoders` line with model E4K (hw `enc-4k-r2`) and `count`
 /// devices `D-0000`...
@@ -444,7 +427,7 @@ async fn a_soaked_phase_advances_on_the_jobs_clock_unless_it_fails() {
         &time::format_description::well_known::Rfc3339,
     )
     .unwrap();
-    assert_eq!(v["next_advance_at"].is_string(), true, "{v}");
+    assert!(v["next_advance_at"].is_string(), "{v}");
 
     let db = &t.app.db;
     // Before the soak time has passed: nothing.

@@ -5,23 +5,11 @@ mod common;
 
 use axum::http::StatusCode;
 use common::{TestApp, TestResponse};
+use common::{assert_error, assert_status};
 use firmup_server::db;
 use firmup_server::warranty::add_months;
 use serde_json::{Value, json};
 use time::{Date, Duration, OffsetDateTime};
-
-fn assert_status(r: &TestResponse, status: StatusCode) {
-    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
-}
-
-fn assert_error(r: &TestResponse, status: StatusCode, code: &str) {
-    assert_eq!(
-        (r.status, r.error_code().as_str()),
-        (status, code),
-        "{}",
-        String::from_utf8_lossy(&r.body)
-    );
-}
 
 fn fmt(d: Date) -> String {
     firmup_server::provisioning::format_date(d)

@@ -72,6 +72,27 @@ impl TestResponse {
     }
 }
 
+/// Asserts the status of `r`, showing its body otherwise.
+pub fn assert_status(r: &TestResponse, status: StatusCode) {
+    assert_eq!(r.status, status, "{}", String::from_utf8_lossy(&r.body));
+}
+
+/// Asserts that `r` is the error `code` with `status`, and that its message
+/// says something a person can act on (more than a few words).
+pub fn assert_error(r: &TestResponse, status: StatusCode, code: &str) {
+    assert_eq!(
+        (r.status, r.error_code().as_str()),
+        (status, code),
+        "{}",
+        String::from_utf8_lossy(&r.body)
+    );
+    let message = r.json()["error"]["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(message.len() > 20, "{code}: {message}");
+}
+
 impl TestApp {
     /// A server with the standard fixture root as its pinned trust root.
     pub async fn new() -> TestApp {
