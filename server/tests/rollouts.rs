@@ -539,6 +539,22 @@ async fn groups_limit_rollouts_and_windows_defer_offers() {
         "group_in_use",
     );
     assert_status(&act(&t, &id, "finish", None).await, StatusCode::OK);
+    // Once the rollout is over the group may go; the rollout keeps its name.
+    let r = t
+        .send(
+            Method::DELETE,
+            "/v1/groups/studio",
+            Some(&t.release_engineer),
+            &[],
+            Vec::new(),
+        )
+        .await;
+    assert_status(&r, StatusCode::NO_CONTENT);
+    assert_eq!(rollout(&t, &id).await["group"], "studio");
+    assert_eq!(
+        offered(&t, &devices[0].0, &devices[0].1).await.as_deref(),
+        Some("2.2.0")
+    );
 
     // A window that opens in two hours (every day, one hour long): the
     // bench's devices wait, told when to come back.

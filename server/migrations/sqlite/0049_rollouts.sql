@@ -32,7 +32,7 @@ CREATE TABLE device_tags (
 CREATE TABLE rollouts (
     id                        TEXT PRIMARY KEY,
     release_id                BIGINT NOT NULL REFERENCES releases (id),
-    group_name                TEXT REFERENCES device_groups (name),
+    group_name                TEXT,                 -- a group name; kept when the group is deleted later
     phases                    TEXT NOT NULL,        -- JSON array of percentages, strictly increasing
     phase                     INTEGER NOT NULL,     -- index of the current phase
     state                     TEXT NOT NULL CHECK (state IN ('running', 'paused', 'aborted', 'finished')),
