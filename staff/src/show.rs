@@ -366,6 +366,221 @@ pub fn rma(v: &Value) -> String {
     out
 }
 
+/// A rollout's progress in one line: state, phase, share and the counts
+/// of the current phase (what `rollout watch` prints on each change).
+pub fn rollout_progress(v: &Value) -> String {
+    let phases = items(v, "phases").len();
+    let phase = v["phase"].as_u64().unwrap_or(0);
+    let counts = &v["status"]["phases"][usize::try_from(phase).unwrap_or(0)];
+    let mut out = format!(
+        "{} {} phase {}/{phases} ({}%): offered {}, installed {}, failed {}, rolled back {}",
+        text(&v["id"]),
+        text(&v["state"]),
+        phase + 1,
+        text(&v["percent"]),
+        text(&counts["offered"]),
+        text(&counts["installed"]),
+        text(&counts["failed"]),
+        text(&counts["rolled_back"]),
+    );
+    if let Some(why) = v["paused_reason"].as_str() {
+        let _ = write!(out, " ({why})");
+    }
+    out
+}
+
+/// A rollout in one row.
+pub fn rollout_row(r: &Value) -> String {
+    format!(
+        "{} {} {}/{}/{} phase {}/{} ({}%){}",
+        text(&r["id"]),
+        text(&r["state"]),
+        text(&r["product_line"]),
+        text(&r["channel"]),
+        text(&r["version"]),
+        r["phase"].as_u64().unwrap_or(0) + 1,
+        items(r, "phases").len(),
+        text(&r["percent"]),
+        r["group"]
+            .as_str()
+            .map_or_else(String::new, |g| format!(", group {g}"))
+    )
+}
+
+/// `GET /v1/rollouts`.
+pub fn rollouts(v: &Value) -> String {
+    let list = items(v, "rollouts");
+    if list.is_empty() {
+        return "no rollouts\n".into();
+    }
+    list.iter()
+        .map(|r| format!("{}\n", rollout_row(r)))
+        .collect()
+}
+
+/// A rollout in full (`GET /v1/rollouts/{id}` and the answers of its
+/// actions).
+pub fn rollout(v: &Value) -> String {
+    let mut out = String::new();
+    line(&mut out, "rollout", text(&v["id"]));
+    line(
+        &mut out,
+        "release",
+        format!(
+            "{}/{}/{}",
+            text(&v["product_line"]),
+            text(&v["channel"]),
+            text(&v["version"])
+        ),
+    );
+    line(&mut out, "state", text(&v["state"]));
+    if let Some(why) = v["paused_reason"].as_str() {
+        line(&mut out, "paused reason", why);
+    }
+    let phases: Vec<String> = items(v, "phases")
+        .iter()
+        .map(|p| format!("{}%", text(p)))
+        .collect();
+    line(
+        &mut out,
+        "phase",
+        format!(
+            "{}/{} ({}%) of {}",
+            v["phase"].as_u64().unwrap_or(0) + 1,
+            phases.len(),
+            text(&v["percent"]),
+            phases.join(", ")
+        ),
+    );
+    line(&mut out, "group", text(&v["group"]));
+    line(
+        &mut out,
+        "pauses above",
+        format!(
+            "{}% failures after {} installs",
+            text(&v["failure_threshold_percent"]),
+            text(&v["min_sample"])
+        ),
+    );
+    line(
+        &mut out,
+        "advances",
+        match v["next_advance_at"].as_str() {
+            Some(at) => format!("by itself at {at}"),
+            None if v["soak_secs"].is_null() => "by hand".into(),
+            None => format!("after {} s of soak, while running", text(&v["soak_secs"])),
+        },
+    );
+    for p in items(&v["status"], "phases") {
+        line(
+            &mut out,
+            "counts",
+            format!(
+                "phase {} ({}%): offered {}, downloading {}, installed {}, failed {}, rolled back {}",
+                text(&p["phase"]),
+                text(&p["percent"]),
+                text(&p["offered"]),
+                text(&p["downloading"]),
+                text(&p["installed"]),
+                text(&p["failed"]),
+                text(&p["rolled_back"])
+            ),
+        );
+    }
+    for r in items(&v["status"], "failure_reasons") {
+        line(
+            &mut out,
+            "failure",
+            format!("{} x{}", text(&r["reason"]), text(&r["count"])),
+        );
+    }
+    for h in items(&v["status"], "installs_by_hour") {
+        line(
+            &mut out,
+            "installs",
+            format!("{} {}", text(&h["hour"]), text(&h["installed"])),
+        );
+    }
+    for e in items(v, "events") {
+        line(
+            &mut out,
+            "event",
+            format!(
+                "{} {} by {}: {}",
+                text(&e["at"]),
+                text(&e["kind"]),
+                text(&e["actor"]),
+                text(&e["detail"])
+            ),
+        );
+    }
+    out
+}
+
+/// A maintenance window in one line: `Europe/Berlin mon,tue@02:00+4h; ...`.
+fn window(w: &Value) -> String {
+    if w.is_null() {
+        return "-".into();
+    }
+    let slots: Vec<String> = items(w, "slots")
+        .iter()
+        .map(|s| {
+            let days: Vec<String> = items(s, "days").iter().map(text).collect();
+            format!(
+                "{}@{}+{}h",
+                days.join(","),
+                text(&s["start"]),
+                text(&s["hours"])
+            )
+        })
+        .collect();
+    format!("{} {}", text(&w["timezone"]), slots.join("; "))
+}
+
+/// A device group in one row.
+pub fn group_row(g: &Value) -> String {
+    format!(
+        "{} {}{}{}",
+        text(&g["name"]),
+        text(&g["kind"]),
+        match g["filter"].as_str() {
+            Some(f) => format!(" ({f})"),
+            None => format!(", {} members", text(&g["members"])),
+        },
+        if g["window"].is_null() {
+            String::new()
+        } else {
+            format!(", window {}", window(&g["window"]))
+        }
+    )
+}
+
+/// `GET /v1/groups`.
+pub fn groups(v: &Value) -> String {
+    let list = items(v, "groups");
+    if list.is_empty() {
+        return "no groups\n".into();
+    }
+    list.iter().map(|g| format!("{}\n", group_row(g))).collect()
+}
+
+/// A device group in full.
+pub fn group(g: &Value) -> String {
+    let mut out = String::new();
+    line(&mut out, "group", text(&g["name"]));
+    line(&mut out, "kind", text(&g["kind"]));
+    if let Some(f) = g["filter"].as_str() {
+        line(&mut out, "filter", f);
+    } else {
+        line(&mut out, "members", text(&g["members"]));
+    }
+    line(&mut out, "window", window(&g["window"]));
+    for s in items(g, "serials") {
+        line(&mut out, "serial", text(s));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::json;

@@ -54,8 +54,15 @@ The API token (role release_engineer) comes from --token or, better, from
 the FIRMUP_TOKEN environment variable (a command-line argument is visible to
 other users in the process list). It is never printed.
 
-Prints `published LINE VERSION (CHANNEL)` or `already published ...` and
-exits 0. A refusal by the server prints `REJECTED (code): message` on stdout
+With --rollout PHASES (and --rollout-group, --failure-threshold,
+--min-sample, --soak), the server starts a staged rollout of the release in
+the same transaction as the publish, so the release is never offered to
+every device first; the phases are checked here before anything is sent.
+Without it, every entitled device is offered the release at once. Rollouts
+are then followed and changed with the staff CLI (`firmup rollout ...`).
+
+Prints `published LINE VERSION (CHANNEL)` (with a rollout, then `rollout ID
+running: phase 1/N (P%)`) or `already published ...` and exits 0. A refusal by the server prints `REJECTED (code): message` on stdout
 and exits 1 (e.g. threshold_not_met, image_digest_mismatch, version_exists,
 manifest_version_not_increasing, wrong_role). A missing or mismatched file,
 an unreachable server or a server error exits 3.
@@ -63,7 +70,8 @@ an unreachable server or a server error exits 3.
 Example:
     export FIRMUP_TOKEN=fu_...
     firmup-signer publish --server https://firmup.example.com \\
-        --manifest fw.manifest.json --image build/fw.bin --image build/boot.bin";
+        --manifest fw.manifest.json --image build/fw.bin --image build/boot.bin \\
+        --rollout 1,10,50,100 --soak 24h";
 
 /// Flags of `publish`.
 #[derive(Debug, clap::Args)]
@@ -86,6 +94,31 @@ pub struct Args {
     #[arg(long)]
     pub free_for_all: bool,
 
+    /// Start a staged rollout with the publish, in the same transaction (the
+    /// release is never offered to every device first): its phases, shares
+    /// of devices in percent, strictly increasing, e.g. `1,10,50,100`.
+    #[arg(long, value_name = "PERCENT,...", value_parser = parse_phases)]
+    pub rollout: Option<String>,
+
+    /// With --rollout: only devices of this group take part.
+    #[arg(long, value_name = "GROUP", requires = "rollout")]
+    pub rollout_group: Option<String>,
+
+    /// With --rollout: a failure rate above this pauses the rollout by
+    /// itself, in percent (server default 5).
+    #[arg(long, value_name = "PERCENT", requires = "rollout")]
+    pub failure_threshold: Option<f64>,
+
+    /// With --rollout: installs attempted in a phase before its failure
+    /// rate counts (server default 20).
+    #[arg(long, value_name = "N", requires = "rollout")]
+    pub min_sample: Option<u32>,
+
+    /// With --rollout: each phase advances by itself after this long under
+    /// the threshold (`30m`, `24h`, `7d`); without it, advance by hand.
+    #[arg(long, value_name = "DURATION", requires = "rollout", value_parser = humantime::parse_duration)]
+    pub soak: Option<Duration>,
+
     /// API token with role release_engineer (prefer the environment variable).
     #[arg(
         long,
@@ -106,6 +139,58 @@ impl fmt::Debug for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Token(<redacted>)")
     }
+}
+
+/// Checks rollout phases before anything is sent: 1 to 20 whole
+/// percentages from 1 to 100, strictly increasing. Gives them as the query
+/// value, `1,10,50,100`.
+fn parse_phases(s: &str) -> Result<String, String> {
+    let bad = |why: String| format!("--rollout {s:?}: {why}; e.g. --rollout 1,10,50,100");
+    let mut phases: Vec<u32> = Vec::new();
+    for part in s.split(',') {
+        let p: u32 = part
+            .trim()
+            .parse()
+            .map_err(|_| bad(format!("{part:?} is not a whole percentage")))?;
+        if !(1..=100).contains(&p) {
+            return Err(bad(format!("{p}% is not from 1 to 100")));
+        }
+        if let Some(prev) = phases.last()
+            && *prev >= p
+        {
+            return Err(bad(format!("{p}% does not increase on {prev}%")));
+        }
+        phases.push(p);
+    }
+    if phases.len() > 20 {
+        return Err(bad("at most 20 phases".into()));
+    }
+    Ok(phases
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(","))
+}
+
+/// The publish request's query: `free_for_all` and the rollout options.
+fn publish_query(args: &Args) -> Vec<(&'static str, String)> {
+    let mut q = vec![("free_for_all", args.free_for_all.to_string())];
+    if let Some(phases) = &args.rollout {
+        q.push(("rollout", phases.clone()));
+        if let Some(g) = &args.rollout_group {
+            q.push(("rollout_group", g.clone()));
+        }
+        if let Some(t) = args.failure_threshold {
+            q.push(("failure_threshold_percent", t.to_string()));
+        }
+        if let Some(n) = args.min_sample {
+            q.push(("min_sample", n.to_string()));
+        }
+        if let Some(d) = args.soak {
+            q.push(("soak_secs", d.as_secs().max(1).to_string()));
+        }
+    }
+    q
 }
 
 fn parse_token(s: &str) -> Result<Token, String> {
@@ -199,12 +284,14 @@ fn publish(args: Args) -> Result<()> {
         upload_if_missing(&client, &args.server, token, spec, path)?;
     }
 
-    let url = args.server.join(&format!(
-        "/v1/product-lines/{}/releases?free_for_all={}",
-        manifest.product_line, args.free_for_all
-    ));
+    let mut url = reqwest::Url::parse(&args.server.join(&format!(
+        "/v1/product-lines/{}/releases",
+        manifest.product_line
+    )))
+    .context("the server URL and product line do not make a URL")?;
+    url.query_pairs_mut().extend_pairs(publish_query(&args));
     let response = client
-        .post(&url)
+        .post(url.clone())
         .timeout(Duration::from_secs(120))
         .bearer_auth(token)
         .header(CONTENT_TYPE, "application/json")
@@ -216,11 +303,40 @@ fn publish(args: Args) -> Result<()> {
         manifest.product_line, manifest.version, manifest.channel
     );
     match response.status() {
-        StatusCode::CREATED => println!("published {what}"),
-        StatusCode::OK => println!("already published {what}"),
+        StatusCode::CREATED => {
+            println!("published {what}");
+            if args.rollout.is_some() {
+                let answer: serde_json::Value = response
+                    .json()
+                    .context("the server's answer to the publish is not JSON")?;
+                println!("{}", rollout_line(&answer["rollout"]));
+            }
+        }
+        StatusCode::OK => {
+            println!("already published {what}");
+            if args.rollout.is_some() {
+                eprintln!(
+                    "note: no rollout started, the release existed already; start one with \
+                     `firmup rollout start`"
+                );
+            }
+        }
         _ => return Err(server_error(response, "publishing the manifest")),
     }
     Ok(())
+}
+
+/// `rollout ro_... running: phase 1/4 (1%)`, from the publish answer's
+/// rollout.
+fn rollout_line(r: &serde_json::Value) -> String {
+    let phases = r["phases"].as_array().map_or(0, Vec::len);
+    format!(
+        "rollout {} {}: phase {}/{phases} ({}%)",
+        r["id"].as_str().unwrap_or("-"),
+        r["state"].as_str().unwrap_or("-"),
+        r["phase"].as_u64().unwrap_or(0) + 1,
+        r["percent"].as_u64().unwrap_or(0)
+    )
 }
 
 /// Reads the manifest's payload to learn the product line and images. The
@@ -376,7 +492,107 @@ fn error_fields(status: StatusCode, body: &[u8]) -> (String, String) {
 
 #[cfg(test)]
 mod tests {
+    use clap::Parser as _;
+
     use super::*;
+
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: Args,
+    }
+
+    fn args(extra: &[&str]) -> Result<Args, clap::Error> {
+        let mut argv = vec![
+            "publish",
+            "--server",
+            "http://127.0.0.1:1",
+            "--manifest",
+            "m.json",
+            "--image",
+            "fw.bin",
+            "--token",
+            "t",
+        ];
+        argv.extend_from_slice(extra);
+        Cli::try_parse_from(argv).map(|c| c.args)
+    }
+
+    #[test]
+    fn rollout_phases_are_checked_before_anything_is_sent() {
+        assert_eq!(parse_phases("1, 10,50,100").unwrap(), "1,10,50,100");
+        for (bad, says) in [
+            ("10,5", "does not increase"),
+            ("0,100", "not from 1 to 100"),
+            ("1,101", "not from 1 to 100"),
+            ("1;10", "not a whole percentage"),
+            ("", "not a whole percentage"),
+        ] {
+            let e = parse_phases(bad).unwrap_err();
+            assert!(e.contains(says) && e.contains("1,10,50,100"), "{bad}: {e}");
+        }
+        assert!(
+            parse_phases(
+                &(1..=21)
+                    .map(|p| p.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn rollout_options_become_the_publish_query_and_need_phases() {
+        let a = args(&[
+            "--rollout",
+            "1,50,100",
+            "--rollout-group",
+            "studio",
+            "--failure-threshold",
+            "2.5",
+            "--min-sample",
+            "30",
+            "--soak",
+            "24h",
+        ])
+        .unwrap();
+        assert_eq!(
+            publish_query(&a),
+            vec![
+                ("free_for_all", "false".to_string()),
+                ("rollout", "1,50,100".into()),
+                ("rollout_group", "studio".into()),
+                ("failure_threshold_percent", "2.5".into()),
+                ("min_sample", "30".into()),
+                ("soak_secs", "86400".into()),
+            ]
+        );
+        assert_eq!(
+            publish_query(&args(&[]).unwrap()),
+            vec![("free_for_all", "false".to_string())]
+        );
+        for alone in [
+            ["--min-sample", "3"],
+            ["--soak", "1h"],
+            ["--rollout-group", "g"],
+        ] {
+            let e = args(&alone).expect_err("refused without --rollout");
+            assert_eq!(
+                e.kind(),
+                clap::error::ErrorKind::MissingRequiredArgument,
+                "{alone:?}"
+            );
+        }
+        assert!(args(&["--rollout", "50,10"]).is_err());
+    }
+
+    #[test]
+    fn the_rollout_line_names_id_state_and_phase() {
+        let r = serde_json::json!({ "id": "ro_1", "state": "running", "phase": 0,
+                                    "phases": [1, 10, 100], "percent": 1 });
+        assert_eq!(rollout_line(&r), "rollout ro_1 running: phase 1/3 (1%)");
+    }
 
     #[test]
     fn server_urls_are_checked() {

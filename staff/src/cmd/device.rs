@@ -58,6 +58,18 @@ pub enum DeviceCommand {
         #[arg(long)]
         region: Option<String>,
     },
+    /// Set a unit's tags, which dynamic groups filter on (`tag = studio`)
+    /// (admin): the whole set.
+    Tags {
+        /// Serial number.
+        serial: String,
+        /// Its tags.
+        #[arg(required_unless_present = "clear")]
+        tags: Vec<String>,
+        /// Remove every tag.
+        #[arg(long, conflicts_with = "tags")]
+        clear: bool,
+    },
     /// Record the dates of sale of many units from a CSV file with the
     /// header `serial,sale_date[,region]` (admin): all or nothing.
     Sales {
@@ -217,6 +229,25 @@ impl DeviceCommand {
                         show::text(&v["sale_date"]),
                         show::text(&v["region"]),
                         show::text(&v["warranty_ends"])
+                    )
+                },
+            ),
+            DeviceCommand::Tags { serial, tags, .. } => shown(
+                api.call(
+                    Method::PUT,
+                    &api.url(&["v1", "admin", "devices", &serial, "tags"], &[]),
+                    Some(&json!({ "tags": tags })),
+                ),
+                |v| {
+                    let tags: Vec<String> = show::items(v, "tags").iter().map(show::text).collect();
+                    format!(
+                        "{} tags: {}\n",
+                        show::text(&v["serial"]),
+                        if tags.is_empty() {
+                            "-".into()
+                        } else {
+                            tags.join(", ")
+                        }
                     )
                 },
             ),

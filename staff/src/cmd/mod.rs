@@ -2,8 +2,10 @@
 //! a failure is printed.
 
 mod device;
+mod group;
 mod push;
 mod rma;
+mod rollout;
 
 use serde_json::Value;
 
@@ -26,11 +28,13 @@ users in the process list). The token is never printed.";
 #[command(
     name = "firmup",
     version,
-    about = "The repair desk from a terminal: devices, repair pushes, bundles, RMAs, registrations",
+    about = "Firmup's staff from a terminal: the repair desk (devices, repair pushes, bundles, RMAs, registrations) and staged rollouts with device groups",
     long_about = "The repair desk from a terminal, over the Firmup server's HTTP API with a \
 staff token (technician; some commands need admin): look a device up with its warranty and \
 entitlement reasoning, push a release to it, cancel the push, download its offline bundle, \
-open and track RMAs, decide their coverage, register a unit for its owner, record a sale.",
+open and track RMAs, decide their coverage, register a unit for its owner, record a sale. \
+Release engineers start, advance, pause, resume, abort, finish and watch staged rollouts, and \
+keep the device groups they and maintenance windows apply to.",
     after_help = EXIT_CODES
 )]
 pub struct Cli {
@@ -69,6 +73,13 @@ enum Command {
     /// Open, track and list RMAs; decide coverage; replace parts or the unit.
     #[command(subcommand)]
     Rma(rma::RmaCommand),
+    /// Staged rollouts of releases: start, advance, pause, resume, abort,
+    /// finish, watch.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
+    /// Device groups (static or by filter) and their maintenance windows.
+    #[command(subcommand)]
+    Group(group::GroupCommand),
 }
 
 /// What a command gives: the server's answer, and how a person reads it.
@@ -129,6 +140,8 @@ impl Cli {
             Command::Device(c) => c.run(&api),
             Command::Push(c) => c.run(&api),
             Command::Rma(c) => c.run(&api),
+            Command::Rollout(c) => c.run(&api),
+            Command::Group(c) => c.run(&api),
         };
         done.map_err(Failed)
     }
