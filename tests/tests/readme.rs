@@ -1,7 +1,8 @@
 //! The README's shell blocks, run as written, in order, in one shell, in a
 //! temporary directory, without `$USER`: the walkthroughs from keys to a
 //! verified release, from a server to a device's check and download, the
-//! operator's commands and the device agent. If the README drifts from
+//! operator's commands, the device agent, the repair desk and staged
+//! rollouts. If the README drifts from
 //! what the tools do, this fails.
 //!
 //! What the test changes, and why (nothing else is touched):
@@ -32,6 +33,7 @@ const RUN: &[&str] = &[
     "Operating the server",
     "Running the agent against a local server",
     "Repair desk",
+    "Staged rollouts",
 ];
 
 /// Sections whose blocks are not run here, with the reason.
@@ -218,6 +220,19 @@ fn the_readme_runs_as_written() {
         "entitlement (repair_grant)",
         "version: 2.3.0",
         "root.v2.json\nfw-2.3.0.bin",
+    ] {
+        assert!(
+            stdout.contains(expected),
+            "the README says {expected:?} appears\n{report}"
+        );
+    }
+    // Staged rollouts: published with its rollout, paused by three
+    // failures in its first phase.
+    for expected in [
+        "published encoders 2.4.0 (stable)\nrollout ro_",
+        " running: phase 1/2 (50%)",
+        "state: paused\n",
+        "paused reason: failure rate 100.0% (3 of 3 installs failed or rolled back) is over the threshold of 20% in phase 1",
     ] {
         assert!(
             stdout.contains(expected),
