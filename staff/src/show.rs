@@ -458,7 +458,10 @@ pub fn rollout(v: &Value) -> String {
         "pauses above",
         format!(
             "{}% failures after {} installs",
-            text(&v["failure_threshold_percent"]),
+            // 10, not the JSON's 10.0.
+            v["failure_threshold_percent"]
+                .as_f64()
+                .map_or_else(|| "-".into(), |p| p.to_string()),
             text(&v["min_sample"])
         ),
     );

@@ -419,6 +419,163 @@ fn files_go_to_an_rma_and_dates_of_sale_come_from_a_csv_file() {
     }
 }
 
+#[test]
+fn a_release_engineer_runs_a_rollout_and_its_groups_from_the_terminal() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("root.v1.json");
+    std::fs::write(&root, RootBuilder::standard().build()).unwrap();
+    let server = Server::start(dir.path(), &root);
+    server.seed_encoder_device("SN-0001");
+    let mut builder = ReleaseBuilder::standard();
+    builder.manifest.requires = None;
+    let release = builder.build();
+    let releng = server.cli_token("release_engineer", None);
+    server.publish(&releng, "encoders", &release.image, &release.envelope);
+    let url = server.url.clone();
+    let run = |args: &[&str]| firmup(&url, &releng, args);
+
+    // Start, list, show.
+    let started = json(&run(&[
+        "--json",
+        "rollout",
+        "start",
+        "encoders",
+        "2.1.0",
+        "--phases",
+        "50,100",
+        "--soak",
+        "2h",
+        "--failure-threshold",
+        "10",
+        "--min-sample",
+        "5",
+    ]));
+    let id = started["id"].as_str().unwrap().to_string();
+    assert_eq!(started["soak_secs"], 7200, "{started}");
+    let listed = ok(&run(&["rollout", "list", "--state", "active"]));
+    assert_eq!(
+        listed,
+        format!("{id} running encoders/stable/2.1.0 phase 1/2 (50%)\n")
+    );
+    let shown = ok(&run(&["rollout", "show", &id]));
+    for line in [
+        "state: running\n",
+        "phase: 1/2 (50%) of 50%, 100%\n",
+        "pauses above: 10% failures after 5 installs\n",
+        "advances: by itself at ",
+        "counts: phase 1 (50%): offered 0, downloading 0, installed 0, failed 0, rolled back 0\n",
+        " started by ",
+    ] {
+        assert!(shown.contains(line), "{line:?}: {shown}");
+    }
+
+    // Pause with a reason, refused twice, resume, advance.
+    let paused = ok(&run(&[
+        "rollout",
+        "pause",
+        &id,
+        "--reason",
+        "field reports",
+    ]));
+    assert!(paused.contains("state: paused\n"), "{paused}");
+    assert!(paused.contains("paused reason: paused by "), "{paused}");
+    assert!(paused.contains(": field reports\n"), "{paused}");
+    let again = run(&["rollout", "pause", &id]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("rollout_paused"));
+    assert!(ok(&run(&["rollout", "resume", &id])).contains("state: running\n"));
+    let advanced = ok(&run(&["rollout", "advance", &id]));
+    assert!(advanced.contains("phase: 2/2 (100%)"), "{advanced}");
+
+    // Watch until the end: the finish shows as one line and watch exits 0.
+    ok(&run(&["rollout", "finish", &id]));
+    let watched = ok(&run(&["rollout", "watch", &id, "--interval", "1"]));
+    assert_eq!(watched.lines().count(), 1, "{watched}");
+    assert!(
+        watched.contains(&format!("{id} finished phase 2/2 (100%)")),
+        "{watched}"
+    );
+    let refused = run(&["rollout", "advance", &id]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("rollout_finished"));
+
+    // A technician looks but does not start.
+    let tech = server.cli_token("technician", None);
+    assert!(ok(&firmup(&url, &tech, &["rollout", "show", &id])).contains("state: finished"));
+    let denied = firmup(
+        &url,
+        &tech,
+        &["rollout", "start", "encoders", "2.1.0", "--phases", "100"],
+    );
+    assert_eq!(denied.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&denied.stderr).contains("wrong_role"));
+    // Bad phases never reach the server: clap refuses them.
+    let usage = run(&["rollout", "start", "encoders", "2.1.0", "--phases", "ten"]);
+    assert_eq!(usage.status.code(), Some(2), "{usage:?}");
+
+    // Groups: static from a file, a window, dynamic, tags, delete.
+    let members = dir.path().join("bench.txt");
+    std::fs::write(&members, "SN-0001\n").unwrap();
+    let created = ok(&run(&[
+        "group",
+        "create",
+        "bench",
+        "--file",
+        members.to_str().unwrap(),
+    ]));
+    assert!(created.contains("kind: static\nmembers: 1\n"), "{created}");
+    let windowed = ok(&run(&[
+        "group",
+        "window",
+        "bench",
+        "--timezone",
+        "Europe/Berlin",
+        "--slot",
+        "mon-fri@02:00+4h",
+        "--slot",
+        "sat,sun@00:00+24h",
+    ]));
+    assert!(
+        windowed
+            .contains("window: Europe/Berlin mon,tue,wed,thu,fri@02:00+4h; sat,sun@00:00+24h\n"),
+        "{windowed}"
+    );
+    let bad_zone = run(&[
+        "group",
+        "window",
+        "bench",
+        "--timezone",
+        "Mars/Base",
+        "--slot",
+        "mon@02:00+1h",
+    ]);
+    assert_eq!(bad_zone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad_zone.stderr).contains("invalid_timezone"));
+    assert!(ok(&run(&["group", "window", "bench", "--clear"])).contains("window: -\n"));
+    ok(&run(&[
+        "group",
+        "create",
+        "lab",
+        "--filter",
+        "model = E4K and tag = lab",
+    ]));
+    let all = ok(&run(&["group", "list"]));
+    assert_eq!(
+        all,
+        "bench static, 1 members\nlab dynamic (model = E4K and tag = lab)\n"
+    );
+    let tagged = ok(&firmup(
+        &url,
+        &server.admin,
+        &["device", "tags", "SN-0001", "lab", "rack-3"],
+    ));
+    assert_eq!(tagged, "SN-0001 tags: lab, rack-3\n");
+    assert_eq!(ok(&run(&["group", "delete", "lab"])), "group lab deleted\n");
+    let gone = run(&["group", "show", "lab"]);
+    assert_eq!(gone.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&gone.stderr).contains("unknown_group"));
+}
+
 fn json_of(out: &Output) -> Value {
     serde_json::from_str(&stdout(out)).expect("JSON on stdout")
 }
