@@ -187,6 +187,9 @@ pub fn entitlement_lines(e: &Value, explain: bool) -> String {
         if explain {
             let _ = writeln!(out, "  {}", text(&d["explanation"]));
         }
+        if let Some(why) = r["rollout"]["explanation"].as_str() {
+            let _ = writeln!(out, "  {why}");
+        }
     }
     out
 }
@@ -618,6 +621,21 @@ mod tests {
             "next check: update_available 2.3.0\n\
              release: 2.3.0 entitled (repair_grant), offered: s\n  because\n\
              release: 2.2.0 not entitled (eol_no_contract): t\n  why\n"
+        );
+    }
+
+    #[test]
+    fn a_release_held_by_its_rollout_says_so() {
+        let e = json!({
+            "status": "up_to_date",
+            "releases": [{ "version": "2.4.0", "offered": false,
+                "decision": { "entitled": true, "code": "in_production", "summary": "s", "explanation": "e" },
+                "rollout": { "admitted": false, "explanation": "Rollout ro_1 is at phase 1 of 2 (50%); this device joins at phase 2 (100%)." } }]
+        });
+        assert_eq!(
+            entitlement_lines(&e, false),
+            "next check: up_to_date\nrelease: 2.4.0 entitled (in_production): s\n  \
+             Rollout ro_1 is at phase 1 of 2 (50%); this device joins at phase 2 (100%).\n"
         );
     }
 
