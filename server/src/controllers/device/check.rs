@@ -24,13 +24,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
-use super::{cached_facts, catalogue_for, model_and_line, product_facts};
+use super::{cached_facts, catalogue_for, device_groups, model_and_line, product_facts};
 use crate::app::AppState;
 use crate::auth::{Caller, Devices};
 use crate::config::Config;
 use crate::controllers::trust::raw_envelopes;
 use crate::domain::catalogue::SharedRaw;
-use crate::domain::group::Subject;
 use crate::domain::seen::Seen;
 use crate::domain::window;
 use crate::domain::{Name, parse_version};
@@ -233,17 +232,7 @@ pub async fn check(
     let (model, line) = model_and_line(&catalogue, &facts.model_id)?;
     let product = product_facts(model, line, &facts);
     let now = OffsetDateTime::now_utc();
-    let groups = catalogue.groups_of(
-        &facts.groups,
-        &Subject {
-            model: &facts.model_id,
-            hw_id: &facts.hw_id,
-            channel: &channel,
-            region: facts.region.as_deref(),
-            tags: &facts.tags,
-            version: Some(&current),
-        },
-    );
+    let groups = device_groups(&catalogue, &facts, &channel, Some(&current));
     let terms = Terms {
         now,
         product: &product,

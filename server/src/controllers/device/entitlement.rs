@@ -15,13 +15,12 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
-use super::{catalogue_for, model_and_line, product_facts, unknown_serial};
+use super::{catalogue_for, device_groups, model_and_line, product_facts, unknown_serial};
 use crate::app::{App, AppState};
 use crate::auth::{Caller, Technicians};
 use crate::db;
 use crate::domain::Name;
 use crate::domain::catalogue::ProductKind;
-use crate::domain::group::Subject;
 use crate::domain::rollout::{Admission, RolloutEntry, RolloutState};
 use crate::entitlement::Decision;
 use crate::error::AppResult;
@@ -252,17 +251,8 @@ pub async fn explain(
             .unwrap_or(0),
         manifest_version: None,
     };
-    let groups = catalogue.groups_of(
-        &facts.groups,
-        &Subject {
-            model: &facts.model_id,
-            hw_id: &facts.hw_id,
-            channel: &channel,
-            region: facts.region.as_deref(),
-            tags: &facts.tags,
-            version: state.current_version.as_ref().and(Some(&current)),
-        },
-    );
+    let reported_version = state.current_version.as_ref().and(Some(&current));
+    let groups = device_groups(&catalogue, &facts, &channel, reported_version);
     let terms = Terms {
         now: OffsetDateTime::now_utc(),
         product: &product,

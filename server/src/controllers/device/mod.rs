@@ -18,8 +18,9 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::app::{App, AppState};
-use crate::domain::catalogue::{Catalogue, ModelInfo, ProductKind, ProductLineInfo};
+use crate::domain::catalogue::{Catalogue, GroupEntry, ModelInfo, ProductKind, ProductLineInfo};
 use crate::domain::facts::DeviceFacts;
+use crate::domain::group::Subject;
 use crate::entitlement::{ModelFacts, ProductFacts};
 use crate::error::{AppError, AppResult};
 use crate::snapshot;
@@ -92,6 +93,28 @@ pub(crate) fn model_and_line<'c>(
                 "model {model_id:?} is missing from the catalogue snapshot"
             ))
         })
+}
+
+/// The groups a device is in as it checks on `channel` running `version`
+/// (`None`: it never reported one): its static groups and the dynamic ones
+/// it matches.
+pub(crate) fn device_groups<'c>(
+    catalogue: &'c Catalogue,
+    facts: &DeviceFacts,
+    channel: &str,
+    version: Option<&semver::Version>,
+) -> Vec<&'c GroupEntry> {
+    catalogue.groups_of(
+        &facts.groups,
+        &Subject {
+            model: &facts.model_id,
+            hw_id: &facts.hw_id,
+            channel,
+            region: facts.region.as_deref(),
+            tags: &facts.tags,
+            version,
+        },
+    )
 }
 
 /// The product terms the entitlement rules judge for a device.
