@@ -41,6 +41,9 @@ pub enum Failure {
     /// Worth trying again later: the server is unreachable, overloaded
     /// (429, with how long to wait) or failing (5xx). Exit 4.
     Unavailable(String),
+    /// A command over several units of which the server refused some (each
+    /// refusal was printed). Exit 1, as a refusal.
+    Partial(String),
 }
 
 impl fmt::Display for Failure {
@@ -52,7 +55,7 @@ impl fmt::Display for Failure {
                 message,
                 ..
             } => write!(f, "refused ({status} {code}): {message}"),
-            Failure::Local(m) => write!(f, "{m}"),
+            Failure::Local(m) | Failure::Partial(m) => write!(f, "{m}"),
             Failure::Unavailable(m) => write!(f, "try again later: {m}"),
         }
     }
@@ -62,7 +65,7 @@ impl Failure {
     /// The process exit code for this failure.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Failure::Refused { .. } => 1,
+            Failure::Refused { .. } | Failure::Partial(_) => 1,
             Failure::Local(_) => 3,
             Failure::Unavailable(_) => 4,
         }

@@ -576,6 +576,96 @@ fn a_release_engineer_runs_a_rollout_and_its_groups_from_the_terminal() {
     assert!(String::from_utf8_lossy(&gone.stderr).contains("unknown_group"));
 }
 
+#[test]
+fn a_push_to_a_group_goes_to_each_unit_under_its_own_rma() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = world(dir.path());
+    server.json_ok(
+        Method::POST,
+        "/v1/admin/devices",
+        &server.admin,
+        &serde_json::json!({ "devices": [{ "serial": "SN-0002", "model_id": "E4K", "hw_id": "enc-4k-r2" }],
+                             "issue_tokens": false }),
+    );
+    let url = server.url.clone();
+    let tech = server.cli_token("technician", None);
+    let releng = server.cli_token("release_engineer", None);
+    let run = |args: &[&str]| firmup(&url, &tech, args);
+    let rma = json(&run(&[
+        "--json",
+        "rma",
+        "open",
+        "SN-0001",
+        "--fault",
+        "no picture",
+        "--name",
+        "Ana Duarte",
+        "--email",
+        "ana@example.com",
+    ]))["number"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    ok(&firmup(
+        &url,
+        &releng,
+        &["group", "create", "bench", "SN-0001", "SN-0002"],
+    ));
+
+    // SN-0001 has an open RMA and is pushed; SN-0002 has none and is
+    // skipped, so the command exits 1 after trying both.
+    let partial = run(&[
+        "push",
+        "group",
+        "bench",
+        "--version",
+        "2.1.0",
+        "--reason",
+        "bench batch",
+    ]);
+    assert_eq!(partial.status.code(), Some(1), "{partial:?}");
+    let said = stdout(&partial);
+    assert!(
+        said.contains(&format!("SN-0001: pushed under {rma}: ")),
+        "{said}"
+    );
+    assert!(said.contains("SN-0002: skipped: no open RMA"), "{said}");
+    assert!(
+        String::from_utf8_lossy(&partial.stderr)
+            .contains("1 of 2 units of group bench were not pushed"),
+        "{partial:?}"
+    );
+    let pushes = ok(&run(&["push", "list", "SN-0001"]));
+    assert!(pushes.contains(" active 2.1.0 "), "{pushes}");
+
+    // With an RMA for SN-0002 too, a second run pushes it; SN-0001's push
+    // already exists and is refused as such.
+    ok(&run(&[
+        "rma",
+        "open",
+        "SN-0002",
+        "--fault",
+        "no sound",
+        "--name",
+        "Ana Duarte",
+        "--email",
+        "ana@example.com",
+    ]));
+    let again = run(&[
+        "push",
+        "group",
+        "bench",
+        "--version",
+        "2.1.0",
+        "--reason",
+        "bench batch",
+    ]);
+    let said = stdout(&again);
+    assert!(said.contains("SN-0001: refused (push_exists)"), "{said}");
+    assert!(said.contains("SN-0002: pushed under RMA-"), "{said}");
+    assert_eq!(again.status.code(), Some(1));
+}
+
 fn json_of(out: &Output) -> Value {
     serde_json::from_str(&stdout(out)).expect("JSON on stdout")
 }
