@@ -384,7 +384,13 @@ pub async fn act(db: &Db, actor: &Actor, id: &str, action: Action) -> AppResult<
             phase: i32::try_from(new_phase).unwrap_or(r.phase),
             state: new_state.as_str(),
             paused_reason: reason.as_deref(),
-            phase_started_at: if new_phase == phase && new_state != RolloutState::Finished {
+            // A new phase, and a resume, start the phase's clock again: its
+            // soak time and the installs its failure rate counts. (A
+            // resume is a person's judgement that the failures so far do
+            // not stop the rollout; they stay in the status counts.)
+            phase_started_at: if new_phase == phase
+                && matches!(new_state, RolloutState::Paused | RolloutState::Aborted)
+            {
                 r.phase_started_at
             } else {
                 now

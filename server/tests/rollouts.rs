@@ -346,6 +346,13 @@ async fn failures_pause_the_rollout_once_the_minimum_sample_is_reached() {
     let r = act(&t, &id, "resume", None).await;
     assert_status(&r, StatusCode::OK);
     assert_eq!(r.json()["state"], "running");
+    // The resume starts the phase's count again: one more failure alone
+    // is under the minimum sample and does not pause it.
+    report(&t, &members[4].0, &members[4].1, "2.2.0", "failed").await;
+    let v = rollout(&t, &id).await;
+    assert_eq!(v["state"], "running", "{v}");
+    assert_eq!(v["status"]["current_phase_attempted"], 1, "{v}");
+    assert_eq!(v["status"]["phases"][0]["failed"], 3, "{v}");
     assert_error(
         &act(&t, &id, "resume", None).await,
         StatusCode::CONFLICT,

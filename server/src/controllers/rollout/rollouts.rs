@@ -411,8 +411,8 @@ pub async fn pause(
 }
 
 /// Resumes a paused rollout at its current phase (release engineer,
-/// admin). A rollout its failures paused pauses again on the next failure
-/// report unless its phase's failure rate has come down.
+/// admin). The phase's clock starts again: its soak time, and the installs
+/// its failure rate counts (the failures before stay in the status).
 #[utoipa::path(post, path = "/v1/rollouts/{id}/resume", tag = "rollouts",
     params(("id" = String, Path, description = "rollout id")),
     responses(
