@@ -62,7 +62,8 @@ pub fn request(route: &str, method: &str, status: u16, elapsed: Duration) {
 }
 
 /// One update check answered, by outcome (`update_available`,
-/// `up_to_date`, `not_entitled`).
+/// `up_to_date`, `not_entitled`, or `deferred`: an offer waiting for a
+/// maintenance window).
 pub fn check(outcome: &'static str) {
     counter!("firmup_update_checks_total", "outcome" => outcome).increment(1);
 }

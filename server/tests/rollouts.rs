@@ -593,6 +593,13 @@ async fn groups_limit_rollouts_and_windows_defer_offers() {
         .replace_nanosecond(0)
         .unwrap();
     assert_eq!(until, expected, "{waiting}");
+    // The technician's view says so too.
+    let view = t
+        .get("/v1/devices/D-0002/entitlement", Some(&t.technician))
+        .await
+        .json();
+    assert_eq!(view["status"], "update_available", "{view}");
+    assert_eq!(view["deferred_until"], waiting["deferred_until"], "{view}");
     let wait = waiting["poll_after_secs"].as_u64().unwrap();
     let to_open = u64::try_from((until - now).whole_seconds()).unwrap();
     assert!(wait + 5 >= to_open && wait <= 86_400, "{wait} vs {to_open}");

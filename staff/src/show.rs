@@ -157,10 +157,13 @@ fn warranty_lines(w: &Value) -> String {
 /// per release (with the full explanation when `explain`).
 pub fn entitlement_lines(e: &Value, explain: bool) -> String {
     let mut out = String::new();
-    let next = match e["version"].as_str() {
+    let mut next = match e["version"].as_str() {
         Some(v) => format!("{} {v}", text(&e["status"])),
         None => text(&e["status"]),
     };
+    if let Some(at) = e["deferred_until"].as_str() {
+        let _ = write!(next, ", waiting for its maintenance window until {at}");
+    }
     line(&mut out, "next check", next);
     for r in items(e, "releases") {
         let d = &r["decision"];

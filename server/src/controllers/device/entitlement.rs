@@ -22,6 +22,7 @@ use crate::db;
 use crate::domain::Name;
 use crate::domain::catalogue::ProductKind;
 use crate::domain::rollout::{Admission, RolloutEntry, RolloutState};
+use crate::domain::window;
 use crate::entitlement::Decision;
 use crate::error::AppResult;
 use crate::extract::{Path, Query};
@@ -188,6 +189,11 @@ pub struct EntitlementView {
     pub stepping_stone: bool,
     /// The stepping stone's target.
     pub target_version: Option<String>,
+    /// Set when the offer waits for a maintenance window of the device's
+    /// groups: when the next one opens (the check then answers
+    /// `up_to_date`).
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub deferred_until: Option<OffsetDateTime>,
     /// Every release of the line and channel signed for the device's
     /// hardware (yanked ones are never offered and not listed), newest
     /// first.
@@ -266,6 +272,14 @@ pub async fn explain(
     };
     let releases = catalogue.releases(&line.id, &channel);
     let outcome = selection::select(releases, &reported, &terms);
+    // As the check does: an offer outside every window of the device's
+    // groups waits for the next opening.
+    let deferred_until = match outcome {
+        Outcome::Offer { .. } if !terms.repair_grant_valid() => {
+            window::deferred_until(groups.iter().filter_map(|g| g.window.as_ref()), terms.now)
+        }
+        _ => None,
+    };
     let (status, version, stepping_stone, target_version, offered) = match &outcome {
         Outcome::Offer {
             release,
@@ -318,6 +332,7 @@ pub async fn explain(
         version,
         stepping_stone,
         target_version,
+        deferred_until,
         releases: verdicts,
     })
 }
