@@ -459,8 +459,12 @@ async fn pause_if_failing(db: &Db, r: &RolloutRow, now: OffsetDateTime) -> AppRe
     if state != RolloutState::Running {
         return Ok(false);
     }
-    let reports = db::rollouts::reports_since(db, r.release_id, r.phase_started_at).await?;
-    let counted = attempts(&reports);
+    let (attempted, failed) =
+        db::rollouts::outcomes_since(db, r.release_id, r.phase_started_at).await?;
+    let counted = Attempts {
+        attempted: u64::try_from(attempted).unwrap_or(0),
+        failed: u64::try_from(failed).unwrap_or(0),
+    };
     let Some(reason) = failure_pause(
         counted,
         r.failure_threshold_percent,

@@ -308,6 +308,30 @@ pub async fn reports_since(
     .await)
 }
 
+/// Of the devices whose latest outcome report (installed, failed, rolled
+/// back) on `release_id` arrived at or after `since`: how many, and how
+/// many of those failed or rolled back. One aggregate query, for the
+/// failure rule after each failure report.
+#[tracing::instrument(skip(exec))]
+pub async fn outcomes_since(
+    exec: impl Into<super::Exec<'_>>,
+    release_id: i64,
+    since: OffsetDateTime,
+) -> Result<(i64, i64), super::Error> {
+    on!(exec, conn => sqlx::query_as(
+        "SELECT COUNT(*),
+                COALESCE(SUM(CASE WHEN r.stage IN ('failed', 'rolled_back') THEN 1 ELSE 0 END), 0)
+         FROM reports r
+         JOIN (SELECT MAX(id) AS id FROM reports
+               WHERE release_id = $1 AND at >= $2 AND stage IN ('installed', 'failed', 'rolled_back')
+               GROUP BY serial) l ON l.id = r.id",
+    )
+    .bind(release_id)
+    .bind(Stamp(since))
+    .fetch_one(conn)
+    .await)
+}
+
 /// The devices last offered `release_id` at or after `since`.
 #[tracing::instrument(skip(db))]
 pub async fn offered_since(
