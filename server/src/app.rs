@@ -18,6 +18,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::db::invalidations::Kind;
 use crate::domain::catalogue::Catalogue;
+use crate::domain::privacy::Pseudonymiser;
 use crate::grants::GrantKey;
 use crate::invalidation::Invalidations;
 use crate::lastseen::LastSeen;
@@ -58,6 +59,8 @@ pub struct App {
     pub last_seen: LastSeen,
     /// Per-token and per-address rate limits of the device routes.
     pub rate_limits: Arc<RateLimits>,
+    /// Pseudonyms of erased units, and of serials in logs.
+    pub pseudonyms: Pseudonymiser,
 }
 
 impl App {
@@ -133,8 +136,14 @@ impl App {
             },
         );
         let rate_limits = Arc::new(RateLimits::new(&config));
+        let pseudonyms = load_pseudonymiser(&config)?;
+        crate::retention::spawn_retention(db.clone(), config.retention(), {
+            let alive = Arc::downgrade(&catalogue);
+            move || alive.strong_count() > 0
+        });
         Ok(Arc::new(App {
             rate_limits,
+            pseudonyms,
             db,
             storage,
             config,
@@ -162,6 +171,11 @@ impl App {
     pub fn device_changed(&self, serial: &str) {
         self.caches.forget_devices([serial]);
         self.invalidations.publish(Kind::Device, serial);
+    }
+
+    /// `serial` as log lines show it: its pseudonym unless `log_serials`.
+    pub fn log_serial(&self, serial: &str) -> String {
+        self.pseudonyms.for_log(serial, self.config.log_serials)
     }
 
     /// A read guard on the trust state. A poisoned lock means a panic while
@@ -231,4 +245,25 @@ async fn load_trust(db: &Db, config: &Config) -> anyhow::Result<TrustState> {
         }
     }
     TrustState::from_chain(chain).context("verifying the stored trust chain")
+}
+
+/// The pseudonym key: `pseudonym_key` if set, else the one in
+/// `<data_dir>/pseudonym.key`, created on first start.
+fn load_pseudonymiser(config: &Config) -> anyhow::Result<Pseudonymiser> {
+    let key = match &config.pseudonym_key {
+        Some(hex_key) => {
+            let mut k = [0u8; 32];
+            hex::decode_to_slice(hex_key.trim(), &mut k)
+                .context("pseudonym_key must be 64 hex digits")?;
+            let distinct = k.iter().collect::<std::collections::BTreeSet<_>>().len();
+            anyhow::ensure!(
+                distinct >= 12,
+                "pseudonym_key has too little entropy ({distinct} distinct bytes of 32); make \
+                 one with `openssl rand -hex 32`"
+            );
+            k
+        }
+        None => crate::grants::load_or_create_key(&config.data_dir.join("pseudonym.key"))?,
+    };
+    Ok(Pseudonymiser::new(key))
 }

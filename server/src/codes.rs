@@ -307,6 +307,16 @@ pub const CODES: &[Code] = &[
         "no such device (422 when a body names it)",
     ),
     c(
+        "device_erased",
+        404,
+        "the unit was erased at its owner's request; nothing is held under its serial",
+    ),
+    c(
+        "unknown_owner",
+        404,
+        "no RMA names this email as the customer's",
+    ),
+    c(
         "unknown_release",
         404,
         "no such release (422 when a body names it)",
@@ -389,6 +399,11 @@ pub const CODES: &[Code] = &[
         "push_exists",
         409,
         "the device has an active repair push already",
+    ),
+    c(
+        "rma_open",
+        409,
+        "the unit has an open RMA; close or cancel it before erasing the unit",
     ),
     c(
         "rma_state_forbidden",
@@ -547,6 +562,11 @@ pub const CODES: &[Code] = &[
         "rma_other_device",
         422,
         "a push under an RMA of another unit",
+    ),
+    c(
+        "no_contact_held",
+        422,
+        "no RMA of the unit holds a customer contact to correct",
     ),
     c(
         "registration_refused",

@@ -154,6 +154,24 @@ pub struct Config {
     /// A bearer token for `GET /metrics` on the main address (an admin
     /// token is accepted too). A secret: never printed.
     pub metrics_token: Option<String>,
+    /// Hex key (32 bytes) of the pseudonyms that replace erased serials.
+    /// Replicas must share it, and it must never change. Default: generated
+    /// once into `<data_dir>/pseudonym.key`. A secret: never printed.
+    pub pseudonym_key: Option<String>,
+    /// Whether logs may carry serials (and request paths with them). Off:
+    /// a log line shows a serial's pseudonym instead.
+    pub log_serials: bool,
+    /// Days installation reports are kept (0: for ever).
+    pub retention_reports_days: u32,
+    /// Days a device's check-in record (first and last seen, the release
+    /// last offered) is kept after its last check-in (0: for ever).
+    pub retention_check_ins_days: u32,
+    /// Days the details of audit records are kept; the records themselves
+    /// stay (0: for ever).
+    pub retention_audit_details_days: u32,
+    /// Days the customer contact and fault text of a closed or cancelled
+    /// RMA are kept (0: for ever).
+    pub retention_rma_contacts_days: u32,
 }
 
 impl Default for Config {
@@ -197,6 +215,12 @@ impl Default for Config {
             registration_per_address_per_minute: 20,
             metrics_listen: None,
             metrics_token: None,
+            pseudonym_key: None,
+            log_serials: false,
+            retention_reports_days: 730,
+            retention_check_ins_days: 365,
+            retention_audit_details_days: 1095,
+            retention_rma_contacts_days: 1095,
         }
     }
 }
@@ -262,6 +286,21 @@ impl fmt::Debug for Config {
             .field(
                 "metrics_token",
                 &self.metrics_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "pseudonym_key",
+                &self.pseudonym_key.as_ref().map(|_| "<redacted>"),
+            )
+            .field("log_serials", &self.log_serials)
+            .field("retention_reports_days", &self.retention_reports_days)
+            .field("retention_check_ins_days", &self.retention_check_ins_days)
+            .field(
+                "retention_audit_details_days",
+                &self.retention_audit_details_days,
+            )
+            .field(
+                "retention_rma_contacts_days",
+                &self.retention_rma_contacts_days,
             )
             .finish()
     }
@@ -390,6 +429,12 @@ impl Config {
         "registration_per_address_per_minute",
         "metrics_listen",
         "metrics_token",
+        "pseudonym_key",
+        "log_serials",
+        "retention_reports_days",
+        "retention_check_ins_days",
+        "retention_audit_details_days",
+        "retention_rma_contacts_days",
     ];
 
     /// What each key of [`Config::FIELDS`] sets, in the same order: the
@@ -569,6 +614,35 @@ impl Config {
                     too). A secret: never printed.",
             unset: "admin tokens only",
         },
+        KeyDoc {
+            name: "pseudonym_key",
+            about: "Key of the pseudonyms that replace erased serials, 64 hex digits; \
+                    replicas must share it and it must never change. A secret: never printed.",
+            unset: "generated once into <data_dir>/pseudonym.key",
+        },
+        key(
+            "log_serials",
+            "Whether logs may show serials and request paths with them; off, a log line \
+             shows a serial's pseudonym.",
+        ),
+        key(
+            "retention_reports_days",
+            "Days installation reports are kept (0: for ever).",
+        ),
+        key(
+            "retention_check_ins_days",
+            "Days a device's check-in record (first and last seen, the release last \
+             offered) is kept after its last check-in (0: for ever).",
+        ),
+        key(
+            "retention_audit_details_days",
+            "Days the details of audit records are kept; the records stay (0: for ever).",
+        ),
+        key(
+            "retention_rma_contacts_days",
+            "Days the customer contact and fault text of a closed or cancelled RMA are \
+             kept (0: for ever).",
+        ),
     ];
 
     /// The layers, later ones winning: defaults, the TOML file, the
@@ -629,7 +703,7 @@ impl Config {
                     format!("{} = {}", k.name, toml_string(&redact_url(url)))
                 }
                 (
-                    "grant_key" | "grant_key_accepted" | "metrics_token",
+                    "grant_key" | "grant_key_accepted" | "metrics_token" | "pseudonym_key",
                     serde_json::Value::String(_),
                 ) => {
                     format!("{} = {}", k.name, toml_string("***"))
@@ -700,6 +774,20 @@ impl Config {
             (1..=1000).contains(&self.database_pool_size),
             "database_pool_size must be 1-1000"
         );
+        for (name, days) in [
+            ("retention_reports_days", self.retention_reports_days),
+            ("retention_check_ins_days", self.retention_check_ins_days),
+            (
+                "retention_audit_details_days",
+                self.retention_audit_details_days,
+            ),
+            (
+                "retention_rma_contacts_days",
+                self.retention_rma_contacts_days,
+            ),
+        ] {
+            anyhow::ensure!(days <= 36_500, "{name} must be 0 (for ever) to 36500 days");
+        }
         for (name, secs) in [
             ("header_read_timeout_secs", self.header_read_timeout_secs),
             ("idle_timeout_secs", self.idle_timeout_secs),
@@ -738,6 +826,16 @@ impl Config {
             );
         }
         Ok(())
+    }
+
+    /// The retention periods in effect.
+    pub fn retention(&self) -> crate::domain::privacy::Retention {
+        crate::domain::privacy::Retention {
+            reports_days: self.retention_reports_days,
+            check_ins_days: self.retention_check_ins_days,
+            audit_details_days: self.retention_audit_details_days,
+            rma_contacts_days: self.retention_rma_contacts_days,
+        }
     }
 
     /// The database URL in effect.

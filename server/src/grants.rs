@@ -136,44 +136,8 @@ impl GrantKey {
     /// The key in `<data_dir>/grant.key`, created (mode 0600) on first start.
     fn load_or_create(data_dir: &Path) -> anyhow::Result<Self> {
         let path = data_dir.join("grant.key");
-        match std::fs::read_to_string(&path) {
-            Ok(s) => {
-                refuse_loose_mode(&path)?;
-                Self::from_hex(&s).with_context(|| format!("reading {}", path.display()))
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                let mut k = [0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut k);
-                // Written whole to a private temporary file, then linked
-                // into place (atomic, never replacing): a second process
-                // starting at the same moment reads the winner's key, never
-                // a half-written one.
-                let tmp = data_dir.join(format!("grant.key.{}.tmp", uuid::Uuid::new_v4()));
-                let mut opts = std::fs::OpenOptions::new();
-                opts.write(true).create_new(true);
-                #[cfg(unix)]
-                std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-                let written = opts
-                    .open(&tmp)
-                    .and_then(|mut f| {
-                        f.write_all(hex::encode(k).as_bytes())?;
-                        f.sync_all()
-                    })
-                    .and_then(|()| std::fs::hard_link(&tmp, &path));
-                let _ = std::fs::remove_file(&tmp);
-                match written {
-                    Ok(()) => Ok(GrantKey {
-                        key: k,
-                        accepted: None,
-                    }),
-                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                        Self::load_or_create(data_dir)
-                    }
-                    Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
-                }
-            }
-            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
-        }
+        let key = load_or_create_key(&path)?;
+        Self::from_hex(&hex::encode(key)).with_context(|| format!("reading {}", path.display()))
     }
 
     fn mac(&self, sha256: &Sha256Digest, sub: &str, exp: i64) -> HmacSha256 {
@@ -234,6 +198,55 @@ fn mac_with(key: &[u8; 32], sha256: &Sha256Digest, sub: &str, exp: i64) -> HmacS
 }
 
 /// Refuses a key file that others may read or write.
+/// A 32-byte key kept in the file `path` as 64 hex digits: read, or
+/// created (mode 0600) with random bytes on first start. Used for the
+/// grant key and the pseudonym key when neither is configured.
+pub fn load_or_create_key(path: &Path) -> anyhow::Result<[u8; 32]> {
+    let read = |s: &str| -> anyhow::Result<[u8; 32]> {
+        let mut k = [0u8; 32];
+        hex::decode_to_slice(s.trim(), &mut k)
+            .with_context(|| format!("{} must hold 64 hex digits", path.display()))?;
+        Ok(k)
+    };
+    match std::fs::read_to_string(path) {
+        Ok(s) => {
+            refuse_loose_mode(path)?;
+            read(&s)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut k = [0u8; 32];
+            rand::rngs::OsRng.fill_bytes(&mut k);
+            let dir = path.parent().unwrap_or_else(|| Path::new("."));
+            let name = path
+                .file_name()
+                .map_or_else(|| "key".into(), |n| n.to_string_lossy());
+            // Written whole to a private temporary file, then linked into
+            // place (atomic, never replacing): a second process starting at
+            // the same moment reads the winner's key, never a half-written
+            // one.
+            let tmp = dir.join(format!("{name}.{}.tmp", uuid::Uuid::new_v4()));
+            let mut opts = std::fs::OpenOptions::new();
+            opts.write(true).create_new(true);
+            #[cfg(unix)]
+            std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+            let written = opts
+                .open(&tmp)
+                .and_then(|mut f| {
+                    f.write_all(hex::encode(k).as_bytes())?;
+                    f.sync_all()
+                })
+                .and_then(|()| std::fs::hard_link(&tmp, path));
+            let _ = std::fs::remove_file(&tmp);
+            match written {
+                Ok(()) => Ok(k),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => load_or_create_key(path),
+                Err(e) => Err(e).with_context(|| format!("creating {}", path.display())),
+            }
+        }
+        Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+    }
+}
+
 fn refuse_loose_mode(path: &Path) -> anyhow::Result<()> {
     #[cfg(unix)]
     {

@@ -37,6 +37,7 @@ use crate::extract::REQUEST_ID;
         (name = "device", description = "Update checks and reports"),
         (name = "repair", description = "The repair desk: RMAs, and pushes to devices under repair"),
         (name = "owner", description = "Owners: registering a unit with its verification code (no token)"),
+        (name = "privacy", description = "Data-protection requests: export, erasure, restriction, rectification, retention"),
     )
 )]
 struct ApiDoc;
@@ -72,6 +73,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(controllers::repair::routes())
         .merge(controllers::rollout::routes())
         .merge(controllers::owner::routes())
+        .merge(controllers::privacy::routes())
         .merge(controllers::device::routes())
         .merge(controllers::device::device_routes().layer(limited()))
         .layer(axum::middleware::from_fn(request_timeout));
@@ -99,11 +101,11 @@ async fn request_timeout(
 
 /// The access log: one line per request at `info`, with the path but never
 /// the query (download grants live there), and the request id that audit
-/// records carry too. Tokens and bodies are never logged.
+/// records carry too. Tokens, bodies and client addresses are never
+/// logged; serials in the path only with `log_serials`.
 async fn access_log(req: axum::extract::Request, next: Next) -> Response {
     let started = std::time::Instant::now();
     let method = req.method().clone();
-    let path = req.uri().path().to_owned();
     let request_id = req
         .headers()
         .get(REQUEST_ID)
@@ -111,10 +113,19 @@ async fn access_log(req: axum::extract::Request, next: Next) -> Response {
         .unwrap_or("")
         .to_owned();
     // The route template, not the path: a bounded label for metrics.
-    let route = req
+    let matched = req
         .extensions()
         .get::<axum::extract::MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+        .map(|p| p.as_str().to_owned());
+    let route = matched.clone().unwrap_or_else(|| "unmatched".to_owned());
+    // Serials in the path are personal data: shown as `{serial}` unless
+    // the operator chose `log_serials`.
+    let log_serials = req
+        .extensions()
+        .get::<AppState>()
+        .is_some_and(|a| a.config.log_serials);
+    let path =
+        crate::domain::privacy::path_for_log(matched.as_deref(), req.uri().path(), log_serials);
     let span = tracing::info_span!("request", %method, %path, %request_id);
     let res = next.run(req).instrument(span).await;
     crate::metrics::request(

@@ -9,6 +9,7 @@ pub mod device;
 pub mod health;
 pub mod images;
 pub mod owner;
+pub mod privacy;
 pub mod release;
 pub mod repair;
 pub mod rollout;

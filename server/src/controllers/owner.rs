@@ -101,7 +101,7 @@ pub async fn register(
     // so the answer takes as long as for a wrong code.
     let stored = row.device.verification_hash.as_deref().unwrap_or("-");
     if !code.matches(serial.as_str(), stored) {
-        tracing::info!(serial = %serial, "owner registration refused");
+        tracing::info!(serial = %app.log_serial(serial.as_str()), "owner registration refused");
         return Err(refused());
     }
     let now = OffsetDateTime::now_utc();

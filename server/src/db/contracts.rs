@@ -40,7 +40,7 @@ pub struct LicenceRow {
 }
 
 /// Inserts a contract.
-#[tracing::instrument(skip(tx))]
+#[tracing::instrument(skip(tx, c))]
 pub async fn insert_contract(tx: &mut Tx, c: &ContractRow) -> Result<(), super::Error> {
     on!(&mut *tx, conn => sqlx::query(
         "INSERT INTO contracts (id, serial, kind, starts, ends, created_at)
@@ -79,7 +79,7 @@ pub async fn delete_contract(tx: &mut Tx, id: &str) -> Result<(), super::Error> 
 }
 
 /// The contracts of a device, by start date then id.
-#[tracing::instrument(skip(exec))]
+#[tracing::instrument(skip(exec, serial))]
 pub async fn contracts_of(
     exec: impl Into<super::Exec<'_>>,
     serial: &str,
@@ -94,7 +94,7 @@ pub async fn contracts_of(
 }
 
 /// Inserts a licence.
-#[tracing::instrument(skip(tx))]
+#[tracing::instrument(skip(tx, l))]
 pub async fn insert_licence(tx: &mut Tx, l: &LicenceRow) -> Result<(), super::Error> {
     on!(&mut *tx, conn => sqlx::query("INSERT INTO licences (id, serial, starts, ends) VALUES ($1, $2, $3, $4)")
         .bind(&l.id)
@@ -128,7 +128,7 @@ pub async fn delete_licence(tx: &mut Tx, id: &str) -> Result<(), super::Error> {
 }
 
 /// The licences of a device, by start date then id.
-#[tracing::instrument(skip(exec))]
+#[tracing::instrument(skip(exec, serial))]
 pub async fn licences_of(
     exec: impl Into<super::Exec<'_>>,
     serial: &str,

@@ -105,7 +105,7 @@ pub async fn existing_serials(
 }
 
 /// Inserts a device.
-#[tracing::instrument(skip(tx))]
+#[tracing::instrument(skip(tx, d))]
 pub async fn insert(
     tx: &mut Tx,
     d: NewDevice<'_>,
@@ -126,7 +126,7 @@ pub async fn insert(
 }
 
 /// A device with its model and product line.
-#[tracing::instrument(skip(exec))]
+#[tracing::instrument(skip(exec, serial))]
 pub async fn find(
     exec: impl Into<super::Exec<'_>>,
     serial: &str,
@@ -149,7 +149,7 @@ fn detail_sql() -> String {
 }
 
 /// Sets the channel a device follows.
-#[tracing::instrument(skip(tx))]
+#[tracing::instrument(skip(tx, serial))]
 pub async fn set_channel(tx: &mut Tx, serial: &str, channel: &str) -> Result<(), super::Error> {
     on!(&mut *tx, conn => sqlx::query("UPDATE devices SET channel = $1 WHERE serial = $2")
         .bind(channel)
@@ -162,7 +162,7 @@ pub async fn set_channel(tx: &mut Tx, serial: &str, channel: &str) -> Result<(),
 
 /// Records the factory data of a device just inserted: the hash of its
 /// verification code, its date of sale and region (each as given).
-#[tracing::instrument(skip(tx, verification_hash))]
+#[tracing::instrument(skip(tx, verification_hash, serial))]
 pub async fn set_factory_data(
     tx: &mut Tx,
     serial: &str,
@@ -184,7 +184,7 @@ pub async fn set_factory_data(
 }
 
 /// Records a device's date of sale and region.
-#[tracing::instrument(skip(tx))]
+#[tracing::instrument(skip(tx, serial))]
 pub async fn set_sale(
     tx: &mut Tx,
     serial: &str,
@@ -204,7 +204,7 @@ pub async fn set_sale(
 /// Replaces unit `old` by unit `new` on `on`: the new unit takes over the
 /// old one's owner registration, sale record, contracts and licences, and
 /// its warranty starts on `start`; the old unit is marked replaced.
-#[tracing::instrument(skip(tx))]
+#[tracing::instrument(skip(tx, old, new))]
 pub async fn replace_unit(
     tx: &mut Tx,
     old: &str,
@@ -247,7 +247,7 @@ pub async fn replace_unit(
 }
 
 /// Records the owner's registration unless one is recorded already.
-#[tracing::instrument(skip(tx))]
+#[tracing::instrument(skip(tx, serial))]
 pub async fn set_registered(
     tx: &mut Tx,
     serial: &str,
@@ -281,11 +281,12 @@ pub async fn set_registered(
 ///    too, so that explanations can say it expired;
 /// 4. its region (sold in), if recorded;
 /// 5. its tags, by name;
-/// 6. the static groups it is a member of, by name.
+/// 6. the static groups it is a member of, by name;
+/// 7. one row if processing is restricted for it.
 ///
 /// Contracts, licences and pushes are deleted with their device (foreign
 /// keys), so no device row means no facts at all.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(skip(db, serial))]
 pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFacts>, super::Error> {
     // NULL (perpetual) sorts first with `ends IS NULL DESC`, then the latest end.
     let rows: Vec<FactsRow> = on!(db, conn => sqlx::query_as(
@@ -313,6 +314,9 @@ pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFac
          UNION ALL
          SELECT 6, group_name, NULL, NULL, NULL, NULL, NULL, NULL
            FROM device_group_members WHERE serial = $1
+         UNION ALL
+         SELECT 7, 'restricted', NULL, NULL, NULL, NULL, NULL, NULL
+           FROM devices WHERE serial = $1 AND restricted_at IS NOT NULL
          ORDER BY part, starts, id",
     )
     .bind(serial)
@@ -341,6 +345,7 @@ pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFac
         region: None,
         tags: vec![],
         groups: vec![],
+        restricted: false,
     };
     for row in rows {
         match (row.part, row.starts, row.ends) {
@@ -381,6 +386,7 @@ pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFac
             (4, None, None) => facts.region = Some(row.id),
             (5, None, None) => facts.tags.push(row.id),
             (6, None, None) => facts.groups.push(row.id),
+            (7, None, None) => facts.restricted = true,
             (part, ..) => {
                 return Err(super::Error::Malformed(format!(
                     "device facts of {serial:?}: unexpected row of part {part}"
@@ -395,7 +401,7 @@ pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFac
 #[derive(Debug, FromRow)]
 struct FactsRow {
     /// 0 device, 1 contract, 2 licence, 3 repair push, 4 region, 5 tag,
-    /// 6 static group.
+    /// 6 static group, 7 restricted.
     part: i64,
     /// Serial, contract id, licence id, push id, region, tag or group.
     id: String,

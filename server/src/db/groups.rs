@@ -96,7 +96,7 @@ pub async fn set_window(
 }
 
 /// Adds `serial` to a static group; returns whether it was not a member.
-#[tracing::instrument(skip(tx))]
+#[tracing::instrument(skip(tx, serial))]
 pub async fn add_member(tx: &mut Tx, name: &str, serial: &str) -> Result<bool, super::Error> {
     let n = on!(&mut *tx, conn => sqlx::query(
         "INSERT INTO device_group_members (group_name, serial) VALUES ($1, $2)
@@ -111,7 +111,7 @@ pub async fn add_member(tx: &mut Tx, name: &str, serial: &str) -> Result<bool, s
 }
 
 /// Removes `serial` from a group; returns whether it was a member.
-#[tracing::instrument(skip(tx))]
+#[tracing::instrument(skip(tx, serial))]
 pub async fn remove_member(tx: &mut Tx, name: &str, serial: &str) -> Result<bool, super::Error> {
     let n = on!(&mut *tx, conn => sqlx::query(
         "DELETE FROM device_group_members WHERE group_name = $1 AND serial = $2",
@@ -153,7 +153,7 @@ pub async fn member_count(
 }
 
 /// Replaces a device's tags.
-#[tracing::instrument(skip(tx))]
+#[tracing::instrument(skip(tx, serial))]
 pub async fn set_tags(tx: &mut Tx, serial: &str, tags: &[String]) -> Result<(), super::Error> {
     on!(&mut *tx, conn => sqlx::query("DELETE FROM device_tags WHERE serial = $1")
         .bind(serial)
@@ -172,7 +172,7 @@ pub async fn set_tags(tx: &mut Tx, serial: &str, tags: &[String]) -> Result<(), 
 }
 
 /// A device's tags, sorted.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(skip(db, serial))]
 pub async fn tags(db: &Db, serial: &str) -> Result<Vec<String>, super::Error> {
     on!(db, conn => sqlx::query_scalar("SELECT tag FROM device_tags WHERE serial = $1 ORDER BY tag")
         .bind(serial)

@@ -81,6 +81,7 @@ pub mod groups;
 pub mod images;
 pub mod invalidations;
 pub mod jobs;
+pub mod privacy;
 pub mod pushes;
 pub mod releases;
 pub mod reports;

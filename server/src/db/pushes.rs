@@ -46,7 +46,7 @@ pub struct PushRow {
 
 /// Inserts an active push. A second active push for the same device
 /// violates the one-active index: [`super::Error::Conflict`].
-#[tracing::instrument(skip(tx))]
+#[tracing::instrument(skip(tx, p))]
 pub async fn insert(tx: &mut Tx, p: &PushRow) -> Result<(), super::Error> {
     on!(&mut *tx, conn => sqlx::query(
         "INSERT INTO repair_pushes (id, serial, product_line, channel, version, rma, reason,
@@ -70,7 +70,7 @@ pub async fn insert(tx: &mut Tx, p: &PushRow) -> Result<(), super::Error> {
 }
 
 /// The device's active push, expired or not.
-#[tracing::instrument(skip(exec))]
+#[tracing::instrument(skip(exec, serial))]
 pub async fn active(
     exec: impl Into<super::Exec<'_>>,
     serial: &str,
@@ -83,7 +83,7 @@ pub async fn active(
 }
 
 /// The device's pushes, newest first (at most `limit`).
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(skip(db, serial))]
 pub async fn history(db: &Db, serial: &str, limit: i64) -> Result<Vec<PushRow>, super::Error> {
     let sql = format!(
         "SELECT {COLUMNS} FROM repair_pushes WHERE serial = $1
@@ -113,7 +113,7 @@ pub async fn of_rma(
 
 /// Ends the device's active push with `state` (`cancelled`, `done` or
 /// `expired`); returns whether there was one.
-#[tracing::instrument(skip(tx))]
+#[tracing::instrument(skip(tx, serial))]
 pub async fn end(
     tx: &mut Tx,
     serial: &str,
@@ -141,7 +141,7 @@ pub async fn end(
 /// expired push entitles nothing) without waiting out its lifetime; the
 /// server never changes an expiry.
 #[doc(hidden)]
-#[tracing::instrument(skip(tx))]
+#[tracing::instrument(skip(tx, serial))]
 pub async fn set_expiry(
     tx: &mut Tx,
     serial: &str,

@@ -90,7 +90,7 @@ pub struct NewReport<'a> {
 }
 
 /// How many reports `serial` sent about `release_id`.
-#[tracing::instrument(skip(tx))]
+#[tracing::instrument(skip(tx, serial))]
 pub async fn count_for_device(
     tx: &mut Tx,
     serial: &str,
@@ -105,7 +105,7 @@ pub async fn count_for_device(
 }
 
 /// Stores a report; returns its id.
-#[tracing::instrument(skip(tx, r), fields(serial = r.serial, stage = r.stage))]
+#[tracing::instrument(skip(tx, r), fields(stage = r.stage))]
 pub async fn insert(tx: &mut Tx, r: &NewReport<'_>) -> Result<i64, super::Error> {
     on!(&mut *tx, conn => sqlx::query_scalar(
         "INSERT INTO reports (serial, release_id, version, stage, reason_code, detail, at)
@@ -126,7 +126,7 @@ pub async fn insert(tx: &mut Tx, r: &NewReport<'_>) -> Result<i64, super::Error>
 /// Records the version a device says it now runs after an `installed`
 /// report at `at`; the report is also a contact, so `last_seen` moves on,
 /// which keeps a check queued before the report from undoing it.
-#[tracing::instrument(skip(tx))]
+#[tracing::instrument(skip(tx, serial))]
 pub async fn record_installed(
     tx: &mut Tx,
     serial: &str,
@@ -206,7 +206,7 @@ pub struct ReportedState {
 }
 
 /// The reported state of a device; `None` for an unknown serial.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(skip(db, serial))]
 pub async fn reported_state(db: &Db, serial: &str) -> Result<Option<ReportedState>, super::Error> {
     on!(db, conn => sqlx::query_as(
         "SELECT current_version, security_counter, root_version, last_seen
@@ -235,7 +235,7 @@ pub struct ReportRow {
 }
 
 /// The device's latest reports, newest first (at most `limit`).
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(skip(db, serial))]
 pub async fn recent(db: &Db, serial: &str, limit: i64) -> Result<Vec<ReportRow>, super::Error> {
     on!(db, conn => sqlx::query_as(
         "SELECT id, version, stage, reason_code, detail, at FROM reports

@@ -195,7 +195,7 @@ pub async fn find(
 }
 
 /// RMAs matching `f`, newest first.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(skip(db, f))]
 pub async fn list(db: &Db, f: &RmaFilter<'_>) -> Result<Vec<RmaRow>, super::Error> {
     let mut clauses = Vec::new();
     let mut n = 0;
@@ -244,7 +244,7 @@ pub async fn list(db: &Db, f: &RmaFilter<'_>) -> Result<Vec<RmaRow>, super::Erro
 }
 
 /// The unit's RMAs that are not closed or cancelled, newest first.
-#[tracing::instrument(skip(exec))]
+#[tracing::instrument(skip(exec, serial))]
 pub async fn unfinished_of(
     exec: impl Into<super::Exec<'_>>,
     serial: &str,
@@ -260,7 +260,7 @@ pub async fn unfinished_of(
 }
 
 /// How many RMAs the unit has had.
-#[tracing::instrument(skip(exec))]
+#[tracing::instrument(skip(exec, serial))]
 pub async fn count_of(exec: impl Into<super::Exec<'_>>, serial: &str) -> Result<i64, super::Error> {
     on!(exec, conn => sqlx::query_scalar("SELECT COUNT(*) FROM rmas WHERE serial = $1")
         .bind(serial)
@@ -372,7 +372,7 @@ pub async fn events(
 }
 
 /// Records a replaced part.
-#[tracing::instrument(skip(tx, p), fields(serial = %p.serial, part = %p.part))]
+#[tracing::instrument(skip(tx, p), fields(part = %p.part))]
 pub async fn insert_part(tx: &mut Tx, p: &PartRow) -> Result<(), super::Error> {
     on!(&mut *tx, conn => sqlx::query(
         "INSERT INTO part_replacements (id, serial, rma, part, replaced_on, under_warranty, created_at)
@@ -392,7 +392,7 @@ pub async fn insert_part(tx: &mut Tx, p: &PartRow) -> Result<(), super::Error> {
 }
 
 /// The parts replaced in a unit, oldest first.
-#[tracing::instrument(skip(exec))]
+#[tracing::instrument(skip(exec, serial))]
 pub async fn parts_of(
     exec: impl Into<super::Exec<'_>>,
     serial: &str,

@@ -27,7 +27,7 @@ pub struct TokenRow {
 }
 
 /// Inserts a token.
-#[tracing::instrument(skip(tx, token_hash))]
+#[tracing::instrument(skip(tx, token_hash, serial, label))]
 pub async fn insert(
     tx: &mut Tx,
     id: &str,
@@ -99,7 +99,7 @@ pub struct TokenFilter {
 
 /// Lists up to `limit` tokens, newest first (by creation time, then id
 /// descending), matching `filter`.
-#[tracing::instrument(skip(db))]
+#[tracing::instrument(skip(db, filter))]
 pub async fn list(
     db: &Db,
     filter: &TokenFilter,

@@ -28,6 +28,9 @@ pub struct DeviceFacts {
     pub tags: Vec<String>,
     /// The static groups it is a member of, sorted.
     pub groups: Vec<String>,
+    /// Whether processing is restricted (its owner asked): nothing beyond
+    /// what updating needs is recorded about it.
+    pub restricted: bool,
 }
 
 /// Facts about a software licence held for the device.

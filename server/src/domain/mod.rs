@@ -11,6 +11,8 @@
 //!   that pause and advance them;
 //! - [`group`]: device groups and the filter language of dynamic ones;
 //! - [`window`]: maintenance windows, weekly schedules in a time zone;
+//! - [`privacy`]: pseudonyms of erased units, retention periods, what logs
+//!   may carry;
 //! - [`url`]: database URLs as they may be shown;
 //! - [`verification`]: the verification codes printed on units, hashed;
 //! - this module: parsed input types ("parse, don't validate"): a handler
@@ -23,6 +25,7 @@
 pub mod catalogue;
 pub mod facts;
 pub mod group;
+pub mod privacy;
 pub mod rma;
 pub mod roles;
 pub mod rollout;

@@ -87,6 +87,15 @@ impl LocalStore {
         }
     }
 
+    /// Deletes a stored object; one that does not exist is no error.
+    pub(super) async fn delete(&self, key: StorageKey) -> Result<(), StorageError> {
+        match tokio::fs::remove_file(self.path(key)).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Removes a staged upload.
     pub(super) async fn discard(&self, staged: Staged) -> Result<(), StorageError> {
         if let Staged::Local(part) = staged {

@@ -422,6 +422,19 @@ impl Storage {
         }
     }
 
+    /// Deletes an object for good; deleting one that is not there is no
+    /// error. Only attachments are ever deleted (an erasure request takes
+    /// an RMA's files with it); images stay for as long as releases need
+    /// them.
+    #[tracing::instrument(skip(self))]
+    pub async fn delete_attachment(&self, sha256: Sha256Digest) -> Result<(), StorageError> {
+        let key = StorageKey::attachment(sha256);
+        match &self.backend {
+            Backend::Local(s) => s.delete(key).await,
+            Backend::S3(s) => s.delete(key).await,
+        }
+    }
+
     /// Removes leftovers of interrupted uploads. Called at startup; they
     /// are never served either way. Staged uploads in a shared bucket are
     /// removed only once older than [`STALE_UPLOAD_AGE`]: another replica

@@ -436,6 +436,18 @@ impl S3Store {
         Ok(true)
     }
 
+    /// Deletes a stored object (S3 answers a missing key with success too).
+    pub(super) async fn delete(&self, key: StorageKey) -> Result<(), StorageError> {
+        self.client
+            .delete_object()
+            .bucket(&self.location.bucket)
+            .key(self.key(key))
+            .send()
+            .await
+            .map_err(|e| self.error("DeleteObject", e))?;
+        Ok(())
+    }
+
     /// Deletes a staged upload.
     pub(super) async fn discard(&self, staged: Staged) -> Result<(), StorageError> {
         if let Staged::S3(key) = staged {

@@ -3,6 +3,7 @@
 
 mod device;
 mod group;
+mod privacy;
 mod push;
 mod rma;
 mod rollout;
@@ -80,6 +81,10 @@ enum Command {
     /// Device groups (static or by filter) and their maintenance windows.
     #[command(subcommand)]
     Group(group::GroupCommand),
+    /// Owners' data-protection requests (admin): export, erase, correct a
+    /// contact, restrict processing, run retention now.
+    #[command(subcommand)]
+    Privacy(privacy::PrivacyCommand),
 }
 
 /// What a command gives: the server's answer, and how a person reads it.
@@ -142,6 +147,7 @@ impl Cli {
             Command::Rma(c) => c.run(&api),
             Command::Rollout(c) => c.run(&api),
             Command::Group(c) => c.run(&api),
+            Command::Privacy(c) => c.run(&api),
         };
         done.map_err(Failed)
     }

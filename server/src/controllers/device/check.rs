@@ -271,15 +271,17 @@ pub async fn check(
     };
 
     // Never waits: a full queue drops the record (counted, logged by the
-    // flush task).
-    app.last_seen.push(Seen {
-        serial: facts.serial.clone(),
-        current_version: current.to_string(),
-        security_counter: i64::try_from(req.security_counter).unwrap_or(i64::MAX),
-        root_version: i64::try_from(req.root_version).unwrap_or(i64::MAX),
-        seen_at: now,
-        offered_release_id,
-    });
+    // flush task). Nothing is recorded of a restricted device's checks.
+    if !facts.restricted {
+        app.last_seen.push(Seen {
+            serial: facts.serial.clone(),
+            current_version: current.to_string(),
+            security_counter: i64::try_from(req.security_counter).unwrap_or(i64::MAX),
+            root_version: i64::try_from(req.root_version).unwrap_or(i64::MAX),
+            seen_at: now,
+            offered_release_id,
+        });
+    }
 
     let root_chain = raw_envelopes(app.trust().newer_than(req.root_version))?;
     let expires = now

@@ -111,8 +111,10 @@ pub struct ReportRequest {
 /// A stored report.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReportAccepted {
-    /// Report id.
-    pub id: i64,
+    /// Report id; `null` when processing is restricted for the device, whose
+    /// reports are not stored (its repair push still ends when it reports
+    /// the pushed version installed).
+    pub id: Option<i64>,
 }
 
 /// Parses a reason code: snake_case, 1-64 characters.
@@ -218,22 +220,32 @@ pub async fn report(
             retry_after_secs: 86_400,
         });
     }
-    let id = db::reports::insert(
-        &mut tx,
-        &db::reports::NewReport {
-            serial: &facts.serial,
-            release_id,
-            version: &version,
-            stage: stage.as_str(),
-            reason_code,
-            detail: req.detail.as_deref(),
-            at,
-        },
-    )
-    .await?;
+    // A restricted device's reports are not kept: updating it does not
+    // need them.
+    let id = if facts.restricted {
+        None
+    } else {
+        Some(
+            db::reports::insert(
+                &mut tx,
+                &db::reports::NewReport {
+                    serial: &facts.serial,
+                    release_id,
+                    version: &version,
+                    stage: stage.as_str(),
+                    reason_code,
+                    detail: req.detail.as_deref(),
+                    at,
+                },
+            )
+            .await?,
+        )
+    };
     let mut push_done = false;
     if stage == Stage::Installed {
-        db::reports::record_installed(&mut tx, &facts.serial, &version, at).await?;
+        if !facts.restricted {
+            db::reports::record_installed(&mut tx, &facts.serial, &version, at).await?;
+        }
         // A repair push is done once the device runs what it was pushed
         // (any newer release, for a push of the newest one).
         if let Some(push) = db::pushes::active(&mut tx, &facts.serial).await?
@@ -250,7 +262,7 @@ pub async fn report(
     }
     // A failure may push the release's rollout over its threshold. The
     // report is stored either way; the background job judges again.
-    if stage.needs_reason() {
+    if stage.needs_reason() && !facts.restricted {
         match crate::rollouts::after_failure_report(&app.db, release_id).await {
             Ok(true) => app.catalogue_changed(),
             Ok(false) => {}
@@ -260,7 +272,7 @@ pub async fn report(
         }
     }
     crate::metrics::report(stage.as_str(), reason_code);
-    tracing::info!(serial = %facts.serial, version = %version, stage = stage.as_str(), reason_code, "device report");
+    tracing::info!(serial = %app.log_serial(&facts.serial), version = %version, stage = stage.as_str(), reason_code, "device report");
     Ok((StatusCode::CREATED, Json(ReportAccepted { id })))
 }
 

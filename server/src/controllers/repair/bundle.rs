@@ -228,7 +228,7 @@ pub async fn download(
         h.insert(header::CONTENT_DISPOSITION, v);
     }
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    tracing::info!(serial = %serial, push = %push.id, version = %release.version, "push bundle");
+    tracing::info!(serial = %app.log_serial(serial.as_str()), push = %push.id, version = %release.version, "push bundle");
     Ok(res)
 }
 

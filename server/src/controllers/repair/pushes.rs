@@ -322,7 +322,7 @@ pub async fn create(
     .await?;
     tx.commit().await?;
     app.device_changed(serial.as_str());
-    tracing::info!(serial = %serial, push = %push.id, version = ?push.version, "repair push");
+    tracing::info!(serial = %app.log_serial(serial.as_str()), push = %push.id, version = ?push.version, "repair push");
     Ok((StatusCode::CREATED, Json(push_view(push, now))))
 }
 

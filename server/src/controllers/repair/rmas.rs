@@ -289,7 +289,7 @@ pub async fn open(
     )
     .await?;
     tx.commit().await?;
-    tracing::info!(rma = %row.number, serial = %row.serial, "rma opened");
+    tracing::info!(rma = %row.number, serial = %app.log_serial(&row.serial), "rma opened");
     Ok((StatusCode::CREATED, Json(load(&app, &row.number).await?)))
 }
 
@@ -845,7 +845,7 @@ pub async fn replace_unit(
     tx.commit().await?;
     app.device_changed(old);
     app.device_changed(new.as_str());
-    tracing::info!(rma = %number, old, new = %new, "unit replaced");
+    tracing::info!(rma = %number, old = %app.log_serial(old), new = %app.log_serial(new.as_str()), "unit replaced");
     Ok(Json(load(&app, number).await?))
 }
 
@@ -1074,7 +1074,7 @@ fn parse_cause(cause: &str, carrier_proof: bool) -> AppResult<FaultCause> {
     })
 }
 
-fn check_customer(c: &Customer) -> AppResult<Customer> {
+pub(crate) fn check_customer(c: &Customer) -> AppResult<Customer> {
     let name = check_text(
         "invalid_customer",
         "customer.name",
