@@ -1,8 +1,8 @@
 //! The README's shell blocks, run as written, in order, in one shell, in a
 //! temporary directory, without `$USER`: the walkthroughs from keys to a
 //! verified release, from a server to a device's check and download, the
-//! operator's commands, the device agent, the repair desk and staged
-//! rollouts. If the README drifts from
+//! operator's commands, the device agent, the repair desk, staged
+//! rollouts and data-protection requests. If the README drifts from
 //! what the tools do, this fails.
 //!
 //! What the test changes, and why (nothing else is touched):
@@ -34,6 +34,7 @@ const RUN: &[&str] = &[
     "Running the agent against a local server",
     "Repair desk",
     "Staged rollouts",
+    "Data-protection requests",
 ];
 
 /// Sections whose blocks are not run here, with the reason.
@@ -236,6 +237,26 @@ fn the_readme_runs_as_written() {
     ] {
         assert!(
             stdout.contains(expected),
+            "the README says {expected:?} appears\n{report}"
+        );
+    }
+    // Data-protection requests: exported, refused while the RMA is open,
+    // erased once, then recognised; the RMA keeps the pseudonym only.
+    for expected in [
+        "exported 1 unit(s) to ana.json",
+        "SN-0002: 1 RMA, ",
+        "contact corrected on 1 RMA(s) of SN-0002",
+        "refused (409 rma_open)",
+        "erased SN-0002: now erased-",
+        "nothing changed",
+        "refused (404 unknown_serial)",
+        "unit: erased-",
+        "customer: [erased] <[erased]>",
+        "SN-0001: processing restricted since ",
+        "pruned: 0 reports, ",
+    ] {
+        assert!(
+            stdout.contains(expected) || stderr.contains(expected),
             "the README says {expected:?} appears\n{report}"
         );
     }

@@ -29,13 +29,14 @@ users in the process list). The token is never printed.";
 #[command(
     name = "firmup",
     version,
-    about = "Firmup's staff from a terminal: the repair desk (devices, repair pushes, bundles, RMAs, registrations) and staged rollouts with device groups",
+    about = "Firmup's staff from a terminal: the repair desk (devices, repair pushes, bundles, RMAs, registrations), staged rollouts with device groups, and owners' data-protection requests",
     long_about = "The repair desk from a terminal, over the Firmup server's HTTP API with a \
 staff token (technician; some commands need admin): look a device up with its warranty and \
 entitlement reasoning, push a release to it, cancel the push, download its offline bundle, \
 open and track RMAs, decide their coverage, register a unit for its owner, record a sale. \
 Release engineers start, advance, pause, resume, abort, finish and watch staged rollouts, and \
-keep the device groups they and maintenance windows apply to.",
+keep the device groups they and maintenance windows apply to. Admins answer owners' \
+data-protection requests: export, erasure, correction, restriction.",
     after_help = EXIT_CODES
 )]
 pub struct Cli {

@@ -193,3 +193,43 @@ fn write_whole(path: &std::path::Path, bytes: &[u8]) -> Outcome<()> {
     tmp.persist(path).map_err(|e| local(e.error))?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_erasure_reads_as_what_changed_and_a_second_as_nothing() {
+        let first = json!({
+            "outcome": "erased", "pseudonym": "erased-0123456789abcdef01234567",
+            "erased_at": "2026-12-03T10:00:00Z",
+            "changed": { "tokens_revoked": 1, "rmas": 1, "attachments_deleted": 2,
+                         "reports": 5, "audit_records": 9 },
+            "kept": ["its contracts"],
+        });
+        let text = erased("SN-1", &first);
+        assert!(
+            text.starts_with("erased SN-1: now erased-0123456789abcdef01234567\n"),
+            "{text}"
+        );
+        assert!(text.contains("files deleted: 2"), "{text}");
+        assert!(text.contains("  kept: its contracts\n"), "{text}");
+        let again = json!({ "outcome": "already_erased", "pseudonym": "erased-x",
+                            "erased_at": "2026-12-03T10:00:00Z", "changed": null });
+        assert!(erased("SN-1", &again).contains("nothing changed"));
+    }
+
+    #[test]
+    fn an_export_is_written_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.json");
+        std::fs::write(&path, "old").unwrap();
+        write_whole(&path, b"{}").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "{}");
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "no temporary file left"
+        );
+    }
+}
