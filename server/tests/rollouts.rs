@@ -9,7 +9,6 @@ mod common;
 use axum::http::{Method, StatusCode};
 use common::{TestApp, TestResponse};
 use common::{assert_error, assert_status};
-use firmup_client::Sha256Digest;
 use firmup_fixtures::ReleaseBuilder;
 use firmup_server::domain::rollout::bucket;
 use serde_json::{Value, json};
@@ -19,22 +18,7 @@ use time::{Duration, OffsetDateTime};
 /// devices `D-0000`...
 async fn fleet(count: usize) -> TestApp {
     let t = TestApp::new().await;
-    let r = t
-        .put_json(
-            "/v1/admin/product-lines/encoders",
-            Some(&t.admin),
-            &json!({ "name": "Encoders", "kind": "hardware" }),
-        )
-        .await;
-    assert_status(&r, StatusCode::CREATED);
-    let r = t
-        .put_json(
-            "/v1/admin/models/E4K",
-            Some(&t.admin),
-            &json!({ "product_line": "encoders", "name": "E4K encoder", "hw_ids": ["enc-4k-r2"] }),
-        )
-        .await;
-    assert_status(&r, StatusCode::CREATED);
+    t.encoders_e4k().await;
     provision(&t, 0, count).await;
     t
 }
@@ -67,33 +51,9 @@ fn release(version: &str, manifest_version: u64) -> ReleaseBuilder {
 
 /// Uploads and publishes; `query` is the publish's query string.
 async fn publish(t: &TestApp, b: ReleaseBuilder, query: &str) -> TestResponse {
-    let signed = b.build();
-    let len = signed.image.len().to_string();
-    let up = t
-        .send(
-            Method::PUT,
-            &format!("/v1/uploads/{}", Sha256Digest::of(&signed.image).to_hex()),
-            Some(&t.release_engineer),
-            &[("content-length", len.as_str())],
-            signed.image.clone(),
-        )
-        .await;
-    assert!(
-        up.status.is_success(),
-        "{}",
-        String::from_utf8_lossy(&up.body)
-    );
-    t.send(
-        Method::POST,
-        &format!("/v1/product-lines/encoders/releases{query}"),
-        Some(&t.release_engineer),
-        &[("content-type", "application/json")],
-        signed.envelope.clone(),
-    )
-    .await
+    t.publish_encoders(&b.build(), query).await
 }
 
-/// What a device running 2.0.0 is offered: the version, or `None`.
 async fn offered(t: &TestApp, token: &str, serial: &str) -> Option<String> {
     let r = check(t, token, serial).await;
     r["update"]["version"].as_str().map(str::to_owned)

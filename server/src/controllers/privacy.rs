@@ -224,32 +224,19 @@ pub async fn rectify(
     }))
 }
 
-/// What a retention pass removed.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct RetentionView {
-    /// Reports deleted.
-    pub reports: u64,
-    /// Devices whose check-in record was cleared.
-    pub check_ins: u64,
-    /// Audit records whose details were removed.
-    pub audit_details: u64,
-    /// RMAs whose customer contact and fault text were removed.
-    pub rma_contacts: u64,
-}
-
 /// Runs the retention job now with the configured periods (admin); it
 /// also runs by itself every hour, once across replicas. Audited as
 /// `privacy.retention` with the counts.
 #[utoipa::path(post, path = "/v1/privacy/retention", tag = "privacy",
     responses(
-        (status = 200, body = RetentionView),
+        (status = 200, body = db::privacy::Pruned),
         (status = 403, description = "wrong_role", body = crate::error::ErrorBody),
     ),
     security(("bearer" = [])))]
 pub async fn run_retention(
     State(app): State<AppState>,
     principal: Caller<Admins>,
-) -> AppResult<Json<RetentionView>> {
+) -> AppResult<Json<db::privacy::Pruned>> {
     let now = OffsetDateTime::now_utc();
     let p = crate::retention::prune(&app.db, now, app.config.retention()).await?;
     let mut tx = app.db.begin().await?;
@@ -262,10 +249,5 @@ pub async fn run_retention(
     )
     .await?;
     tx.commit().await?;
-    Ok(Json(RetentionView {
-        reports: p.reports,
-        check_ins: p.check_ins,
-        audit_details: p.audit_details,
-        rma_contacts: p.rma_contacts,
-    }))
+    Ok(Json(p))
 }

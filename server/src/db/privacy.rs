@@ -476,12 +476,6 @@ pub async fn erase(
             &[p, value, ERASED, &pattern],
         )
         .await?;
-        run(
-            tx,
-            "UPDATE audit_log SET target = 'owner/' || $2 WHERE target = 'owner/' || $1",
-            &[value, ERASED],
-        )
-        .await?;
     }
     // Other replicas learn of the revoked tokens by their ids; the device
     // entries of the invalidation log name the serial and go.
@@ -581,7 +575,7 @@ pub async fn rectify_contact(
 }
 
 /// What one retention pass removed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Pruned {
     /// Reports deleted.
     pub reports: u64,

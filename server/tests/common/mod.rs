@@ -150,6 +150,64 @@ impl TestApp {
         .token
     }
 
+    /// The product line `encoders` (hardware) and its model `E4K`
+    /// (hardware id `enc-4k-r2`), as the fixtures' standard release expects.
+    pub async fn encoders_e4k(&self) {
+        let r = self
+            .put_json(
+                "/v1/admin/product-lines/encoders",
+                Some(&self.admin),
+                &serde_json::json!({ "name": "Encoders", "kind": "hardware" }),
+            )
+            .await;
+        assert_status(&r, StatusCode::CREATED);
+        let r = self
+            .put_json(
+                "/v1/admin/models/E4K",
+                Some(&self.admin),
+                &serde_json::json!({ "product_line": "encoders", "name": "E4K encoder",
+                                     "hw_ids": ["enc-4k-r2"] }),
+            )
+            .await;
+        assert_status(&r, StatusCode::CREATED);
+    }
+
+    /// Uploads the image of `signed` as the release engineer and publishes
+    /// its envelope to `encoders` with the query `query` (`""` or
+    /// `"?rollout=..."`); the publish's answer.
+    pub async fn publish_encoders(
+        &self,
+        signed: &firmup_fixtures::SignedRelease,
+        query: &str,
+    ) -> TestResponse {
+        let len = signed.image.len().to_string();
+        let up = self
+            .send(
+                Method::PUT,
+                &format!(
+                    "/v1/uploads/{}",
+                    firmup_client::Sha256Digest::of(&signed.image).to_hex()
+                ),
+                Some(&self.release_engineer),
+                &[("content-length", len.as_str())],
+                signed.image.clone(),
+            )
+            .await;
+        assert!(
+            up.status.is_success(),
+            "{}",
+            String::from_utf8_lossy(&up.body)
+        );
+        self.send(
+            Method::POST,
+            &format!("/v1/product-lines/encoders/releases{query}"),
+            Some(&self.release_engineer),
+            &[("content-type", "application/json")],
+            signed.envelope.clone(),
+        )
+        .await
+    }
+
     /// A device token bound to `serial`.
     pub async fn device_token(&self, serial: &str) -> String {
         Self::token_for(&self.app, Role::Device, Some(serial)).await
