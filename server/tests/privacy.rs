@@ -145,6 +145,24 @@ async fn history(t: &TestApp) -> (String, String, Sha256Digest) {
     (token, number, sha)
 }
 
+/// Cancels the RMA `number`, as the desk does before an erasure.
+async fn cancel(t: &TestApp, number: &str) {
+    let r = t
+        .post_json(
+            &format!("/v1/rmas/{number}/state"),
+            Some(&t.technician),
+            &json!({ "state": "cancelled" }),
+        )
+        .await;
+    assert_status(&r, StatusCode::OK);
+}
+
+/// `GET /v1/privacy/export?{query}` with `token`.
+async fn export(t: &TestApp, query: &str, token: &str) -> common::TestResponse {
+    t.get(&format!("/v1/privacy/export?{query}"), Some(token))
+        .await
+}
+
 /// Every table's rows as text, per table.
 async fn dump(t: &TestApp) -> Vec<(String, Vec<String>)> {
     db::privacy::dump_every_table(&t.app.db).await.unwrap()
@@ -189,9 +207,7 @@ async fn erasure_leaves_no_serial_email_or_address_in_any_table() {
     let t = world().await;
     let (token, number, sha) = history(&t).await;
     // An export by email leaves an audit record, which must not keep it.
-    let r = t
-        .get(&format!("/v1/privacy/export?email={EMAIL}"), Some(&t.admin))
-        .await;
+    let r = export(&t, &format!("email={EMAIL}"), &t.admin).await;
     assert_status(&r, StatusCode::OK);
     let before = dump(&t).await;
     // The dump sees what there is to erase (else the test below proves
@@ -238,14 +254,7 @@ async fn erasure_leaves_no_serial_email_or_address_in_any_table() {
         "refused erasures change nothing"
     );
 
-    let r = t
-        .post_json(
-            &format!("/v1/rmas/{number}/state"),
-            Some(&t.technician),
-            &json!({ "state": "cancelled" }),
-        )
-        .await;
-    assert_status(&r, StatusCode::OK);
+    cancel(&t, &number).await;
     let r = erase(&t, SERIAL, &t.admin).await;
     assert_status(&r, StatusCode::OK);
     let answer = r.json();
@@ -333,12 +342,7 @@ async fn erasure_leaves_no_serial_email_or_address_in_any_table() {
         Vec::<String>::new(),
         "a second erasure changes nothing"
     );
-    let r = t
-        .get(
-            &format!("/v1/privacy/export?serial={SERIAL}"),
-            Some(&t.admin),
-        )
-        .await;
+    let r = export(&t, &format!("serial={SERIAL}"), &t.admin).await;
     assert_error(&r, StatusCode::NOT_FOUND, "device_erased");
 }
 
@@ -346,33 +350,16 @@ async fn erasure_leaves_no_serial_email_or_address_in_any_table() {
 async fn an_export_holds_everything_about_a_unit_or_an_owner() {
     let t = world().await;
     let (_token, number, _) = history(&t).await;
-    let r = t
-        .get(
-            &format!("/v1/privacy/export?serial={SERIAL}"),
-            Some(&t.technician),
-        )
-        .await;
+    let r = export(&t, &format!("serial={SERIAL}"), &t.technician).await;
     assert_error(&r, StatusCode::FORBIDDEN, "wrong_role");
-    let r = t.get("/v1/privacy/export", Some(&t.admin)).await;
+    let r = export(&t, "", &t.admin).await;
     assert_error(&r, StatusCode::BAD_REQUEST, "invalid_query");
-    let r = t
-        .get(
-            "/v1/privacy/export?email=nobody@example.com",
-            Some(&t.admin),
-        )
-        .await;
+    let r = export(&t, "email=nobody@example.com", &t.admin).await;
     assert_error(&r, StatusCode::NOT_FOUND, "unknown_owner");
-    let r = t
-        .get("/v1/privacy/export?serial=NO-SUCH-1", Some(&t.admin))
-        .await;
+    let r = export(&t, "serial=NO-SUCH-1", &t.admin).await;
     assert_error(&r, StatusCode::NOT_FOUND, "unknown_serial");
 
-    let r = t
-        .get(
-            &format!("/v1/privacy/export?serial={SERIAL}"),
-            Some(&t.admin),
-        )
-        .await;
+    let r = export(&t, &format!("serial={SERIAL}"), &t.admin).await;
     assert_status(&r, StatusCode::OK);
     let doc = r.json();
     assert_eq!(doc["format"], "firmup-personal-data/1");
@@ -411,12 +398,7 @@ async fn an_export_holds_everything_about_a_unit_or_an_owner() {
     assert!(!r.json().to_string().contains(OTHER));
 
     // By the owner's email (any case): the same unit.
-    let r = t
-        .get(
-            &format!("/v1/privacy/export?email={}", EMAIL.to_uppercase()),
-            Some(&t.admin),
-        )
-        .await;
+    let r = export(&t, &format!("email={}", EMAIL.to_uppercase()), &t.admin).await;
     assert_status(&r, StatusCode::OK);
     assert_eq!(r.json()["devices"][0]["device"]["serial"], SERIAL);
     let mut tx = t.app.db.begin().await.unwrap();
@@ -433,14 +415,7 @@ async fn an_export_holds_everything_about_a_unit_or_an_owner() {
 async fn retention_prunes_exactly_what_is_past_its_period() {
     let t = world().await;
     let (_token, number, _) = history(&t).await;
-    let r = t
-        .post_json(
-            &format!("/v1/rmas/{number}/state"),
-            Some(&t.technician),
-            &json!({ "state": "cancelled" }),
-        )
-        .await;
-    assert_status(&r, StatusCode::OK);
+    cancel(&t, &number).await;
     let now = OffsetDateTime::now_utc();
     // Two more reports, 40 and 20 days old.
     let release_id = db::reports::release_id(&t.app.db, "encoders", "stable", "2.1.0")

@@ -52,8 +52,9 @@ impl Pseudonymiser {
         format!("{PSEUDONYM_PREFIX}{}", hex::encode(&tag[..12]))
     }
 
-    /// Whether `serial` is a pseudonym this key made (of some serial): the
-    /// shape alone is not enough, but an erased unit's row is found by it.
+    /// Whether `serial` has the shape of a pseudonym (`erased-` and 24 hex
+    /// digits). Only the shape: whether a unit was erased under it is the
+    /// `erasures` table's to say.
     pub fn looks_like_pseudonym(serial: &str) -> bool {
         serial
             .strip_prefix(PSEUDONYM_PREFIX)
