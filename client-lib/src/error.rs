@@ -199,6 +199,19 @@ pub enum Error {
         /// The digest of the notes given.
         actual: String,
     },
+    /// A `security` or `mixed` release carries no advisory: devices and
+    /// owners must be told what it fixes and what to do.
+    #[error(
+        "a {kind} release must carry an advisory (summary, CVE ids, severity, required action)"
+    )]
+    AdvisoryMissing {
+        /// The release kind (`security` or `mixed`).
+        kind: &'static str,
+    },
+    /// A `mixed` release does not say why its security fix could not ship
+    /// on its own.
+    #[error("a mixed release must say in mixed_reason why its security fix could not ship alone")]
+    MixedReasonMissing,
     /// The image has fewer bytes than the manifest says.
     #[error("image {name:?} is truncated: {actual} of {expected} bytes")]
     ImageTruncated {
@@ -432,6 +445,8 @@ impl Error {
             Error::RootChainTooLong { .. } => "root_chain_too_long",
             Error::PinnedRootNotV1 { .. } => "pinned_root_not_v1",
             Error::ReleaseNotesMismatch { .. } => "release_notes_mismatch",
+            Error::AdvisoryMissing { .. } => "advisory_missing",
+            Error::MixedReasonMissing => "mixed_reason_missing",
             Error::ImageTruncated { .. } => "image_truncated",
             Error::ImageOversize { .. } => "image_oversize",
             Error::ImageHashMismatch { .. } => "image_hash_mismatch",

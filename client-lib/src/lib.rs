@@ -49,7 +49,7 @@ pub use flash::{
     finish_after_boot, install_verified,
 };
 pub use keys::{KeyId, PublicKey};
-pub use manifest::{ImageSpec, Manifest};
+pub use manifest::{Advisory, ImageSpec, Manifest, ReleaseKind, SbomFormat, SbomRef, Severity};
 pub use protocol::{CheckRequest, CheckResponse, CheckStatus, DeviceEntitlement, ReportRequest};
 pub use root::{RootDocument, TrustedRoot};
 pub use session::{

@@ -78,9 +78,219 @@ pub struct Manifest {
     /// [`Manifest::check_release_notes`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release_notes_sha256: Option<Sha256Digest>,
+    /// What the release is for security support; absent means
+    /// [`ReleaseKind::Feature`] (every manifest signed before the field
+    /// existed). Read it with [`Manifest::kind`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<ReleaseKind>,
+    /// Why a `mixed` release's security fix could not ship on its own;
+    /// required for `mixed`, refused for other kinds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixed_reason: Option<String>,
+    /// What a `security` or `mixed` release fixes and what owners should
+    /// do; required for those kinds, refused for `feature`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub advisory: Option<Advisory>,
+    /// The release's software bill of materials, a separate signed
+    /// artifact: the manifest signs its digest and length.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<SbomRef>,
     /// Non-critical vendor data that verifiers may ignore.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extensions: BTreeMap<String, serde_json::Value>,
+}
+
+/// What a release is, as the Cyber Resilience Act distinguishes them:
+/// security fixes are free for a unit's whole support period and may
+/// install automatically; feature releases follow the product's terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseKind {
+    /// Fixes vulnerabilities and nothing else.
+    Security,
+    /// New features (the default).
+    Feature,
+    /// A security fix that ships inside a feature release, with the reason
+    /// it could not be separated (`mixed_reason`).
+    Mixed,
+}
+
+impl ReleaseKind {
+    /// The stable name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseKind::Security => "security",
+            ReleaseKind::Feature => "feature",
+            ReleaseKind::Mixed => "mixed",
+        }
+    }
+
+    /// Parses the stable name.
+    pub fn parse(s: &str) -> Option<ReleaseKind> {
+        match s {
+            "security" => Some(ReleaseKind::Security),
+            "feature" => Some(ReleaseKind::Feature),
+            "mixed" => Some(ReleaseKind::Mixed),
+            _ => None,
+        }
+    }
+
+    /// Whether the release carries a security fix (`security` or `mixed`).
+    pub fn fixes_security(self) -> bool {
+        matches!(self, ReleaseKind::Security | ReleaseKind::Mixed)
+    }
+}
+
+/// How severe the vulnerabilities an advisory names are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// Low.
+    Low,
+    /// Medium.
+    Medium,
+    /// High.
+    High,
+    /// Critical.
+    Critical,
+}
+
+impl Severity {
+    /// The stable name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+/// The security advisory of a `security` or `mixed` release, signed with
+/// the manifest so no server can relabel or soften it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Advisory {
+    /// What the release fixes, in a few sentences for owners.
+    pub summary: String,
+    /// The vulnerabilities fixed: at least one `CVE-YYYY-NNNN` id, each
+    /// once.
+    pub cves: Vec<String>,
+    /// The highest severity among them.
+    pub severity: Severity,
+    /// What owners must do (for example "Install this update; until then
+    /// block port 554 from untrusted networks").
+    pub action: String,
+}
+
+/// Longest advisory summary or action, and mixed reason, in characters.
+pub const MAX_ADVISORY_TEXT: usize = 4000;
+/// Most CVE ids one advisory names.
+pub const MAX_CVES: usize = 100;
+
+/// The format of an SBOM artifact.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SbomFormat {
+    /// SPDX 2.x JSON.
+    Spdx,
+    /// CycloneDX JSON.
+    Cyclonedx,
+}
+
+impl SbomFormat {
+    /// The stable name, as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SbomFormat::Spdx => "spdx",
+            SbomFormat::Cyclonedx => "cyclonedx",
+        }
+    }
+}
+
+/// The signed reference to a release's SBOM file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SbomRef {
+    /// SPDX or CycloneDX (JSON).
+    pub format: SbomFormat,
+    /// Exact length of the file in bytes.
+    pub length: u64,
+    /// SHA-256 of the file.
+    pub sha256: Sha256Digest,
+}
+
+/// Whether `id` is a CVE id: `CVE-`, a four-digit year, `-`, and 4 to 19
+/// digits.
+pub fn is_cve_id(id: &str) -> bool {
+    let Some(rest) = id.strip_prefix("CVE-") else {
+        return false;
+    };
+    let Some((year, seq)) = rest.split_once('-') else {
+        return false;
+    };
+    year.len() == 4
+        && year.bytes().all(|b| b.is_ascii_digit())
+        && (4..=19).contains(&seq.len())
+        && seq.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// Checks free text of the advisory: present, at most
+/// [`MAX_ADVISORY_TEXT`] characters, no control characters but newlines.
+fn check_text(field: &'static str, value: &str) -> Result<()> {
+    if value.trim().is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if value.chars().count() > MAX_ADVISORY_TEXT {
+        return Err(Error::invalid(
+            field,
+            format!("must be at most {MAX_ADVISORY_TEXT} characters"),
+        ));
+    }
+    if value.chars().any(|c| c.is_control() && c != '\n') {
+        return Err(Error::invalid(
+            field,
+            "must not hold control characters other than newlines",
+        ));
+    }
+    Ok(())
+}
+
+impl Advisory {
+    /// The advisory's own rules.
+    pub fn validate(&self) -> Result<()> {
+        check_text("advisory.summary", &self.summary)?;
+        check_text("advisory.action", &self.action)?;
+        if self.cves.is_empty() {
+            return Err(Error::invalid(
+                "advisory.cves",
+                "must name at least one CVE id",
+            ));
+        }
+        if self.cves.len() > MAX_CVES {
+            return Err(Error::invalid(
+                "advisory.cves",
+                format!("must name at most {MAX_CVES} ids"),
+            ));
+        }
+        let mut seen = BTreeSet::new();
+        for cve in &self.cves {
+            if !is_cve_id(cve) {
+                return Err(Error::invalid(
+                    "advisory.cves",
+                    format!("{cve:?} is not a CVE id like CVE-2026-12345"),
+                ));
+            }
+            if !seen.insert(cve.as_str()) {
+                return Err(Error::invalid(
+                    "advisory.cves",
+                    format!("{cve} appears twice"),
+                ));
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Manifest {
@@ -142,6 +352,7 @@ impl Manifest {
         if let (Some(notes), Some(_)) = (&self.release_notes, &self.release_notes_sha256) {
             self.check_release_notes(notes.as_bytes(), "inline release_notes")?;
         }
+        self.validate_kind()?;
         if let Some(req) = &self.requires
             && req.cmp_precedence(&self.version).is_ge()
         {
@@ -158,6 +369,41 @@ impl Manifest {
 }
 
 impl Manifest {
+    /// What the release is: [`ReleaseKind::Feature`] when the manifest does
+    /// not say.
+    pub fn kind(&self) -> ReleaseKind {
+        self.kind.unwrap_or(ReleaseKind::Feature)
+    }
+
+    /// The kind rules: a security fix says what it fixes, a mixed release
+    /// says why the fix could not ship alone, and a feature release carries
+    /// neither.
+    fn validate_kind(&self) -> Result<()> {
+        let kind = self.kind();
+        match (&self.mixed_reason, kind) {
+            (None, ReleaseKind::Mixed) => return Err(Error::MixedReasonMissing),
+            (Some(reason), ReleaseKind::Mixed) => check_text("mixed_reason", reason)?,
+            (Some(_), _) => {
+                return Err(Error::invalid(
+                    "mixed_reason",
+                    format!("is for mixed releases only; this one is {}", kind.as_str()),
+                ));
+            }
+            (None, _) => {}
+        }
+        match (&self.advisory, kind.fixes_security()) {
+            (None, true) => Err(Error::AdvisoryMissing {
+                kind: kind.as_str(),
+            }),
+            (Some(a), true) => a.validate(),
+            (Some(_), false) => Err(Error::invalid(
+                "advisory",
+                "belongs to security and mixed releases; this one is a feature release",
+            )),
+            (None, false) => Ok(()),
+        }
+    }
+
     /// Checks release notes that travel with the manifest (inline, or as a
     /// separate file) against the signed `release_notes_sha256`. Fails with
     /// [`Error::ReleaseNotesMismatch`] when the digest differs or when the
@@ -225,8 +471,111 @@ mod tests {
             }],
             release_notes: Some("Fixes.".into()),
             release_notes_sha256: None,
+            kind: None,
+            mixed_reason: None,
+            advisory: None,
+            sbom: None,
             extensions: BTreeMap::new(),
         }
+    }
+
+    fn advisory() -> Advisory {
+        Advisory {
+            summary: "Fixes a buffer overflow in the RTSP server.".into(),
+            cves: vec!["CVE-2026-12345".into()],
+            severity: Severity::High,
+            action: "Install this update.".into(),
+        }
+    }
+
+    #[test]
+    fn a_manifest_without_kind_is_a_feature_release() {
+        let m = sample();
+        assert_eq!(m.kind(), ReleaseKind::Feature);
+        let text = String::from_utf8(m.to_payload().unwrap()).unwrap();
+        assert!(!text.contains("kind"), "{text}");
+    }
+
+    #[test]
+    fn a_security_release_round_trips_with_its_advisory_and_sbom() {
+        let mut m = sample();
+        m.kind = Some(ReleaseKind::Security);
+        m.advisory = Some(advisory());
+        m.sbom = Some(SbomRef {
+            format: SbomFormat::Cyclonedx,
+            length: 3,
+            sha256: Sha256Digest::of(b"abc"),
+        });
+        let bytes = m.to_payload().unwrap();
+        assert_eq!(Manifest::from_payload(&bytes).unwrap(), m);
+    }
+
+    #[test]
+    fn a_security_release_without_advisory_is_refused() {
+        let mut m = sample();
+        m.kind = Some(ReleaseKind::Security);
+        assert_eq!(m.validate().unwrap_err().code(), "advisory_missing");
+        m.kind = Some(ReleaseKind::Mixed);
+        m.mixed_reason = Some("The fix needs the new TLS stack of 3.0.".into());
+        assert_eq!(m.validate().unwrap_err().code(), "advisory_missing");
+    }
+
+    #[test]
+    fn a_mixed_release_without_reason_is_refused() {
+        let mut m = sample();
+        m.kind = Some(ReleaseKind::Mixed);
+        m.advisory = Some(advisory());
+        assert_eq!(m.validate().unwrap_err().code(), "mixed_reason_missing");
+        m.mixed_reason = Some("  ".into());
+        assert_eq!(m.validate().unwrap_err().code(), "invalid_field");
+        m.mixed_reason = Some("The fix needs the new TLS stack of 3.0.".into());
+        assert!(m.validate().is_ok());
+    }
+
+    #[test]
+    fn a_feature_release_carries_no_advisory_or_mixed_reason() {
+        let mut m = sample();
+        m.advisory = Some(advisory());
+        let err = m.validate().unwrap_err();
+        assert_eq!(err.code(), "invalid_field");
+        assert!(err.to_string().contains("advisory"), "{err}");
+        m.advisory = None;
+        m.mixed_reason = Some("why".into());
+        assert_eq!(m.validate().unwrap_err().code(), "invalid_field");
+    }
+
+    #[test]
+    fn advisory_cve_ids_are_checked() {
+        let mut m = sample();
+        m.kind = Some(ReleaseKind::Security);
+        for bad in [
+            vec![],
+            vec!["CVE-26-1234".to_string()],
+            vec!["cve-2026-1234".into()],
+            vec!["CVE-2026-123".into()],
+            vec!["CVE-2026-12345".into(), "CVE-2026-12345".into()],
+        ] {
+            let mut a = advisory();
+            a.cves = bad.clone();
+            m.advisory = Some(a);
+            let err = m.validate().unwrap_err();
+            assert_eq!(err.code(), "invalid_field", "{bad:?}");
+            assert!(err.to_string().contains("advisory.cves"), "{err}");
+        }
+        assert!(is_cve_id("CVE-2026-1234567"));
+        let mut a = advisory();
+        a.summary = "bell\u{7}".into();
+        m.advisory = Some(a);
+        assert_eq!(m.validate().unwrap_err().code(), "invalid_field");
+    }
+
+    #[test]
+    fn an_unknown_kind_or_severity_is_malformed() {
+        let mut v: serde_json::Value =
+            serde_json::from_slice(&sample().to_payload().unwrap()).unwrap();
+        v["kind"] = "hotfix".into();
+        let err = Manifest::from_payload(&serde_json::to_vec(&v).unwrap()).unwrap_err();
+        assert_eq!(err.code(), "malformed");
     }
 
     #[test]

@@ -240,6 +240,10 @@ fn create(args: Args) -> Result<()> {
             .as_deref()
             .map(|n| firmup_client::Sha256Digest::of(n.as_bytes())),
         release_notes,
+        kind: None,
+        mixed_reason: None,
+        advisory: None,
+        sbom: None,
         extensions: BTreeMap::new(),
     };
     manifest
