@@ -138,6 +138,44 @@ pub fn read_manifest(path: &Path) -> Result<ManifestFile> {
     Ok(ManifestFile { envelope, manifest })
 }
 
+/// What a manifest says about its release kind, its advisory and its SBOM,
+/// as lines to print under a command's summary line: always the kind
+/// (noting when the manifest does not state it), for `security` and
+/// `mixed` the severity and CVE ids, the advisory's summary and action and
+/// the mixed reason, and the SBOM reference if there is one. Text spanning
+/// several lines is indented on its continuation lines.
+pub fn release_kind_lines(m: &Manifest) -> Vec<String> {
+    let indent = |text: &str| text.trim_end().replace('\n', "\n    ");
+    let mut lines = Vec::new();
+    let kind = m.kind();
+    match &m.advisory {
+        Some(a) if kind.fixes_security() => lines.push(format!(
+            "kind {}: severity {}, fixes {}",
+            kind.as_str(),
+            a.severity.as_str(),
+            a.cves.join(", ")
+        )),
+        _ if m.kind.is_none() => lines.push(format!("kind {} (not stated)", kind.as_str())),
+        _ => lines.push(format!("kind {}", kind.as_str())),
+    }
+    if let Some(reason) = &m.mixed_reason {
+        lines.push(format!("mixed reason: {}", indent(reason)));
+    }
+    if let Some(a) = &m.advisory {
+        lines.push(format!("advisory: {}", indent(&a.summary)));
+        lines.push(format!("action: {}", indent(&a.action)));
+    }
+    if let Some(sbom) = &m.sbom {
+        lines.push(format!(
+            "sbom {}: {} bytes, sha256 {}",
+            sbom.format.as_str(),
+            sbom.length,
+            sbom.sha256
+        ));
+    }
+    lines
+}
+
 /// Shortens a key id for messages where the full id would drown the
 /// sentence; full ids are printed wherever they are the point.
 pub fn short_id(id: &firmup_client::KeyId) -> &str {
@@ -148,6 +186,49 @@ pub fn short_id(id: &firmup_client::KeyId) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn release_kind_lines_say_the_kind_and_what_a_fix_fixes() {
+        let mut m = firmup_fixtures::release::ReleaseBuilder::standard().manifest;
+        assert_eq!(release_kind_lines(&m), ["kind feature (not stated)"]);
+        m.kind = Some(firmup_client::ReleaseKind::Feature);
+        assert_eq!(release_kind_lines(&m), ["kind feature"]);
+
+        let mut m = firmup_fixtures::release::ReleaseBuilder::standard()
+            .mixed(&["CVE-2026-1111", "CVE-2026-2222"])
+            .manifest;
+        m.advisory.as_mut().unwrap().action = "Install it.\nUntil then, block port 554.\n".into();
+        m.sbom = Some(firmup_client::SbomRef {
+            format: firmup_client::SbomFormat::Spdx,
+            length: 3,
+            sha256: firmup_client::Sha256Digest::of(b"abc"),
+        });
+        let lines = release_kind_lines(&m);
+        assert_eq!(
+            lines[0],
+            "kind mixed: severity high, fixes CVE-2026-1111, CVE-2026-2222"
+        );
+        assert_eq!(
+            lines[1],
+            "mixed reason: TEST-ONLY: the fix needs the new stack."
+        );
+        assert!(
+            lines[2].starts_with("advisory: TEST-ONLY: fixes"),
+            "{lines:?}"
+        );
+        assert_eq!(
+            lines[3],
+            "action: Install it.\n    Until then, block port 554."
+        );
+        assert_eq!(
+            lines[4],
+            format!(
+                "sbom spdx: 3 bytes, sha256 {}",
+                firmup_client::Sha256Digest::of(b"abc")
+            )
+        );
+        assert_eq!(lines.len(), 5);
+    }
 
     #[test]
     fn timestamps_are_normalised_to_utc() {

@@ -68,7 +68,12 @@ pub fn image_name(path: &Path) -> Result<String> {
 }
 
 fn open_image(path: &Path) -> Result<(File, u64)> {
-    let ctx = || format!("cannot read image ({})", path.display());
+    open_file(path, "image")
+}
+
+/// Opens a regular file to stream; errors name it as `what`.
+fn open_file(path: &Path, what: &str) -> Result<(File, u64)> {
+    let ctx = || format!("cannot read {what} ({})", path.display());
     let file = File::open(path).with_context(ctx)?;
     let meta = file.metadata().with_context(ctx)?;
     if !meta.is_file() {
@@ -85,7 +90,13 @@ pub fn check_readable(path: &Path) -> Result<()> {
 /// Hashes an image file in constant memory with a progress bar, returning
 /// its length (bytes actually read) and SHA-256.
 pub fn hash_file(path: &Path) -> Result<(u64, Sha256Digest)> {
-    let (mut file, size) = open_image(path)?;
+    hash_artifact(path, "image")
+}
+
+/// [`hash_file`] for any release artifact (an SBOM, say); errors name the
+/// file as `what`.
+pub fn hash_artifact(path: &Path, what: &str) -> Result<(u64, Sha256Digest)> {
+    let (mut file, size) = open_file(path, what)?;
     let bar = progress::bytes_bar(size, "hashing");
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK_BYTES];
@@ -97,7 +108,7 @@ pub fn hash_file(path: &Path) -> Result<(u64, Sha256Digest)> {
             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
             Err(e) => {
                 bar.abandon();
-                return Err(e).with_context(|| format!("cannot read image ({})", path.display()));
+                return Err(e).with_context(|| format!("cannot read {what} ({})", path.display()));
             }
         };
         hasher.update(&buf[..n]);
@@ -107,7 +118,7 @@ pub fn hash_file(path: &Path) -> Result<(u64, Sha256Digest)> {
     bar.finish_and_clear();
     if total != size {
         bail!(
-            "image changed while it was being hashed ({}): {total} bytes read, {size} expected",
+            "{what} changed while it was being hashed ({}): {total} bytes read, {size} expected",
             path.display()
         );
     }

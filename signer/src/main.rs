@@ -26,6 +26,7 @@ mod fsutil;
 mod images;
 mod keysource;
 mod progress;
+mod sbom;
 
 use std::process::ExitCode;
 

@@ -5,14 +5,17 @@
 //! as `verify` does), it asks the server whether the image is already
 //! stored (`HEAD /v1/uploads/{sha256}`) and uploads it only if not,
 //! streaming it from disk (`PUT`), then posts the manifest envelope byte
-//! for byte to `/v1/product-lines/{line}/releases`. The server checks the
-//! digest of every upload and runs the verification engine on the
-//! manifest; this command trusts its own reading of the manifest only to
-//! know which files to send where.
+//! for byte to `/v1/product-lines/{line}/releases`. With `--sbom` it then
+//! uploads the release's SBOM (`PUT
+//! /v1/product-lines/{line}/releases/{channel}/{version}/sbom`), after
+//! checking before anything is sent that the manifest signs exactly that
+//! file. The server checks the digest of every upload and runs the
+//! verification engine on the manifest; this command trusts its own
+//! reading of the manifest only to know which files to send where.
 //!
 //! This command must never print or log the API token, never read an image
-//! whole into memory, and never send anything but the manifest's exact
-//! bytes.
+//! or an SBOM whole into memory, and never send anything but the
+//! manifest's exact bytes.
 
 use std::fmt;
 use std::fs::File;
@@ -32,6 +35,7 @@ use crate::exit::Rejected;
 use crate::fsutil;
 use crate::images;
 use crate::progress;
+use crate::sbom;
 
 /// Man-page text of this subcommand (`--help`).
 pub const LONG_ABOUT: &str = "\
@@ -44,6 +48,13 @@ missing images are uploaded, streamed from disk with a progress bar. The
 server checks every upload's SHA-256. Then the manifest is posted, byte for
 byte, to /v1/product-lines/LINE/releases (LINE from the manifest), where the
 server verifies it with its trust root exactly as a device would.
+
+With --sbom FILE, once the release is published its SBOM is uploaded to
+/v1/product-lines/LINE/releases/CHANNEL/VERSION/sbom. The manifest must sign
+an SBOM reference (`sign --sbom`) whose length and SHA-256 the file matches;
+this is checked before anything is sent. If the SBOM upload fails after the
+publish, run the same command again: the release is already published and
+only the SBOM is sent.
 
 Publishing is idempotent: running it again uploads nothing and prints
 `already published ...`. The same version with a different signed payload
@@ -64,14 +75,17 @@ are then followed and changed with the staff CLI (`firmup rollout ...`).
 Prints `published LINE VERSION (CHANNEL)` (with a rollout, then `rollout ID
 running: phase 1/N (P%)`) or `already published ...` and exits 0. A refusal by the server prints `REJECTED (code): message` on stdout
 and exits 1 (e.g. threshold_not_met, image_digest_mismatch, version_exists,
-manifest_version_not_increasing, wrong_role). A missing or mismatched file,
-an unreachable server or a server error exits 3.
+manifest_version_not_increasing, wrong_role, and for the SBOM sbom_mismatch or
+no_sbom_signed). A missing or mismatched file (an SBOM the manifest does not
+sign included), an unreachable server or a server error exits 3.
 
-Example:
+Examples:
     export FIRMUP_TOKEN=fu_...
     firmup-signer publish --server https://firmup.example.com \\
         --manifest fw.manifest.json --image build/fw.bin --image build/boot.bin \\
-        --rollout 1,10,50,100 --soak 24h";
+        --rollout 1,10,50,100 --soak 24h
+    firmup-signer publish --server https://firmup.example.com \\
+        --manifest fw.manifest.json --image build/fw.bin --sbom build/sbom.spdx.json";
 
 /// Flags of `publish`.
 #[derive(Debug, clap::Args)]
@@ -88,6 +102,11 @@ pub struct Args {
     /// every image the manifest lists must be given.
     #[arg(long = "image", value_name = "PATH", required = true)]
     pub images: Vec<PathBuf>,
+
+    /// The release's SBOM, uploaded after the publish; the manifest must
+    /// sign its length and SHA-256 (`sign --sbom`).
+    #[arg(long, value_name = "FILE")]
+    pub sbom: Option<PathBuf>,
 
     /// Offer the release to every device regardless of warranty, contract
     /// or end of life (e.g. a critical security fix).
@@ -260,6 +279,9 @@ fn publish(args: Args) -> Result<()> {
     for (spec, path) in &pairs {
         check_length(spec, path)?;
     }
+    if let Some(path) = &args.sbom {
+        sbom::check_matches(manifest.sbom.as_ref(), path, &args.manifest)?;
+    }
     if args.server.is_plain_http_remote() {
         eprintln!(
             "warning: {} is plain http: the token and images travel unencrypted",
@@ -323,7 +345,81 @@ fn publish(args: Args) -> Result<()> {
         }
         _ => return Err(server_error(response, "publishing the manifest")),
     }
+    if let Some(path) = &args.sbom {
+        upload_sbom(&client, &args.server, token, &manifest, path)?;
+    }
     Ok(())
+}
+
+/// Where a release's SBOM goes.
+fn sbom_path(m: &Manifest) -> String {
+    format!(
+        "/v1/product-lines/{}/releases/{}/{}/sbom",
+        m.product_line, m.channel, m.version
+    )
+}
+
+/// Uploads the SBOM of a published release, streamed from disk. It was
+/// checked against the manifest's signed reference before the publish; the
+/// server checks it again (`sbom_mismatch`).
+fn upload_sbom(
+    client: &Client,
+    server: &ServerUrl,
+    token: &str,
+    manifest: &Manifest,
+    path: &Path,
+) -> Result<()> {
+    let Some(signed) = &manifest.sbom else {
+        bail!("internal error: the manifest signs no SBOM; it was checked before publishing");
+    };
+    let url = server.join(&sbom_path(manifest));
+    let doing = "uploading the SBOM (the release itself is published; run the command again \
+                 to retry)";
+    let file =
+        File::open(path).with_context(|| format!("cannot read SBOM ({})", path.display()))?;
+    let response = client
+        .put(&url)
+        .bearer_auth(token)
+        .header(CONTENT_TYPE, "application/json")
+        // Exactly the signed length, as for images.
+        .body(Body::sized(file.take(signed.length), signed.length))
+        .send()
+        .with_context(|| format!("cannot reach the server ({url}) while {doing}"))?;
+    let name = path.display();
+    match response.status() {
+        StatusCode::NO_CONTENT => {
+            eprintln!(
+                "uploaded SBOM {name} ({}, {} bytes)",
+                signed.format.as_str(),
+                signed.length
+            );
+            Ok(())
+        }
+        StatusCode::OK => {
+            eprintln!("SBOM {name} already on the server");
+            Ok(())
+        }
+        StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED => {
+            let status = response.status();
+            let mut body = Vec::new();
+            let _ = response.take(MAX_ERROR_BODY).read_to_end(&mut body);
+            let (code, message) = error_fields(status, &body);
+            if matches!(
+                code.as_str(),
+                "unknown_route" | "method_not_allowed" | "http_404" | "http_405"
+            ) {
+                bail!(
+                    "the server does not take SBOM uploads ({status} while {doing}): it predates \
+                     them; the release is published without its SBOM"
+                );
+            }
+            Err(anyhow::Error::new(Rejected {
+                code,
+                message: format!("{message} ({doing})"),
+            }))
+        }
+        _ => Err(server_error(response, doing)),
+    }
 }
 
 /// `rollout ro_... running: phase 1/4 (1%)`, from the publish answer's
@@ -639,6 +735,209 @@ mod tests {
         let (code, message) = error_fields(StatusCode::FORBIDDEN, b"");
         assert_eq!(code, "http_403");
         assert!(message.contains("role"), "{message}");
+    }
+
+    /// One request as the stand-in server saw it.
+    #[derive(Debug)]
+    struct Seen {
+        method: String,
+        path: String,
+        headers: Vec<(String, String)>,
+        body: Vec<u8>,
+    }
+
+    impl Seen {
+        fn header(&self, name: &str) -> Option<&str> {
+            self.headers
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v.as_str())
+        }
+    }
+
+    /// A stand-in for the Firmup server on a loopback port: answers one
+    /// request per connection with the next of `answers` (status and JSON
+    /// body) and hands back what it was sent (what came within 20 seconds).
+    /// It checks nothing itself: the tests look at the requests.
+    fn stand_in(answers: Vec<(u16, &'static str)>) -> (String, std::thread::JoinHandle<Vec<Seen>>) {
+        use std::io::{BufRead as _, BufReader, Write as _};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let handle = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            // Never waits for ever: a client that stops early ends the test
+            // with fewer requests seen, not a hang.
+            listener.set_nonblocking(true).unwrap();
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            for (status, body) in answers {
+                let stream = loop {
+                    match listener.accept() {
+                        Ok((stream, _)) => break Some(stream),
+                        Err(_) if std::time::Instant::now() < deadline => {
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
+                        Err(_) => break None,
+                    }
+                };
+                let Some(stream) = stream else { break };
+                stream.set_nonblocking(false).unwrap();
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                let mut parts = line.split_whitespace();
+                let method = parts.next().unwrap().to_string();
+                let path = parts.next().unwrap().to_string();
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    reader.read_line(&mut h).unwrap();
+                    let h = h.trim_end();
+                    if h.is_empty() {
+                        break;
+                    }
+                    let (k, v) = h.split_once(':').unwrap();
+                    headers.push((k.trim().to_string(), v.trim().to_string()));
+                }
+                let length: usize = headers
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+                    .map_or(0, |(_, v)| v.parse().unwrap());
+                let mut request_body = vec![0; length];
+                reader.read_exact(&mut request_body).unwrap();
+                seen.push(Seen {
+                    method,
+                    path,
+                    headers,
+                    body: request_body,
+                });
+                let mut stream = stream;
+                let length_header = if status == 204 {
+                    String::new()
+                } else {
+                    format!("Content-Length: {}\r\n", body.len())
+                };
+                write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\n{length_header}\
+                     Connection: close\r\n\r\n{body}"
+                )
+                .unwrap();
+            }
+            seen
+        });
+        (url, handle)
+    }
+
+    /// A signed TEST-ONLY release whose manifest references `sbom`, written
+    /// to `dir` with its image; returns the manifest's path.
+    fn release_with_sbom(dir: &Path, sbom: &[u8]) -> PathBuf {
+        let mut b = firmup_fixtures::ReleaseBuilder::standard();
+        b.manifest.sbom = Some(firmup_client::SbomRef {
+            format: firmup_client::SbomFormat::Cyclonedx,
+            length: sbom.len() as u64,
+            sha256: firmup_client::Sha256Digest::of(sbom),
+        });
+        let release = b.build();
+        std::fs::write(dir.join("firmware.img"), &release.image).unwrap();
+        let manifest = dir.join("fw.manifest.json");
+        std::fs::write(&manifest, &release.envelope).unwrap();
+        manifest
+    }
+
+    fn sbom_args(server: &str, dir: &Path, sbom: &Path) -> Args {
+        Cli::try_parse_from([
+            "publish",
+            "--server",
+            server,
+            "--manifest",
+            dir.join("fw.manifest.json").to_str().unwrap(),
+            "--image",
+            dir.join("firmware.img").to_str().unwrap(),
+            "--sbom",
+            sbom.to_str().unwrap(),
+            "--token",
+            "t",
+        ])
+        .unwrap()
+        .args
+    }
+
+    const SBOM: &[u8] = br#"{"bomFormat": "CycloneDX", "specVersion": "1.5", "components": []}"#;
+
+    #[test]
+    fn the_sbom_is_uploaded_after_the_publish_with_the_same_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        release_with_sbom(d, SBOM);
+        let sbom = d.join("bom.json");
+        std::fs::write(&sbom, SBOM).unwrap();
+        let (url, server) = stand_in(vec![(200, ""), (201, "{}"), (204, "")]);
+        run(sbom_args(&url, d, &sbom)).unwrap();
+        let seen = server.join().unwrap();
+        let methods: Vec<&str> = seen.iter().map(|r| r.method.as_str()).collect();
+        assert_eq!(methods, ["HEAD", "POST", "PUT"]);
+        let put = &seen[2];
+        assert_eq!(
+            put.path,
+            "/v1/product-lines/encoders/releases/stable/2.1.0/sbom"
+        );
+        assert_eq!(put.header("content-type"), Some("application/json"));
+        assert_eq!(put.header("authorization"), Some("Bearer t"));
+        assert_eq!(put.body, SBOM);
+
+        // Already stored (200) is success too; a refusal is the server's
+        // verdict (exit 1), with its code.
+        let (url, server) = stand_in(vec![(200, ""), (200, "{}"), (200, "")]);
+        run(sbom_args(&url, d, &sbom)).unwrap();
+        assert_eq!(server.join().unwrap().len(), 3);
+        let mismatch = r#"{"error":{"code":"sbom_mismatch","message":"not the signed SBOM"}}"#;
+        let (url, server) = stand_in(vec![(200, ""), (200, "{}"), (422, mismatch)]);
+        let err = run(sbom_args(&url, d, &sbom)).unwrap_err();
+        assert_eq!(server.join().unwrap().len(), 3);
+        let rejected = err.downcast_ref::<Rejected>().expect("a verdict");
+        assert_eq!(rejected.code, "sbom_mismatch");
+        assert!(
+            rejected.message.contains("release itself is published"),
+            "{rejected}"
+        );
+        // A server without the endpoint: said so, not "check --server".
+        let unknown = r#"{"error":{"code":"unknown_route","message":"no such endpoint"}}"#;
+        let (url, server) = stand_in(vec![(200, ""), (200, "{}"), (404, unknown)]);
+        let err = run(sbom_args(&url, d, &sbom)).unwrap_err();
+        assert_eq!(server.join().unwrap().len(), 3);
+        assert!(err.downcast_ref::<Rejected>().is_none());
+        assert!(
+            err.to_string().contains("does not take SBOM uploads"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_sbom_the_manifest_does_not_sign_is_refused_before_anything_is_sent() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        release_with_sbom(d, SBOM);
+        let sbom = d.join("bom.json");
+        // Nothing listens on port 1: reaching the network would fail
+        // differently.
+        let nowhere = "http://127.0.0.1:1";
+        let mut other = SBOM.to_vec();
+        other[2] = b'B';
+        std::fs::write(&sbom, &other).unwrap();
+        let err = run(sbom_args(nowhere, d, &sbom)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("the SBOM is not the one the manifest signs"),
+            "{err:#}"
+        );
+        assert!(err.downcast_ref::<Rejected>().is_none());
+
+        // A manifest that signs no SBOM at all.
+        let release = firmup_fixtures::ReleaseBuilder::standard().build();
+        std::fs::write(d.join("fw.manifest.json"), &release.envelope).unwrap();
+        std::fs::write(&sbom, SBOM).unwrap();
+        let err = run(sbom_args(nowhere, d, &sbom)).unwrap_err();
+        assert!(err.to_string().contains("signs no SBOM"), "{err:#}");
     }
 
     #[test]

@@ -54,9 +54,14 @@ choose which delegation to check. This is safe: the engine still checks the
 signatures before using anything else in the manifest, and a manifest that
 names a product line its signers are not delegated for fails the threshold.
 
-On success prints `OK: ...` and exits 0. On rejection prints
-`REJECTED (code): why` on stdout and exits 1; the code is the engine's
-stable error code (threshold_not_met, image_hash_mismatch, expired, ...).
+On success prints `OK: ...` and exits 0. Indented lines after it say what
+the signed manifest states about the release: its kind (`kind feature (not
+stated)` when the manifest does not say), for a security or mixed release
+the severity, CVE ids, advisory summary, required action and mixed reason,
+and the signed SBOM reference (format, length, SHA-256) if there is one.
+On rejection prints `REJECTED (code): why` on stdout and exits 1; the code
+is the engine's stable error code (threshold_not_met, image_hash_mismatch,
+expired, ...).
 Every verdict, a pinned root that does not verify (or is not version 1)
 included, exits 1 with its bracketed code. Unreadable files and usage
 mistakes are input errors (exit 3).
@@ -314,6 +319,9 @@ pub fn run(args: Args) -> Result<()> {
             " (product line from the manifest, not pinned)"
         }
     );
+    for line in common::release_kind_lines(m) {
+        println!("  {line}");
+    }
 
     let mut skipped = Vec::new();
     if args.offline {
@@ -462,6 +470,11 @@ mod tests {
             expiry: expiry(),
             issued_at: None,
             notes_file: None,
+            kind: None,
+            mixed_reason: None,
+            advisory: None,
+            cves: vec![],
+            sbom: None,
             out: Some(manifest.clone()),
             force: false,
         })
@@ -487,6 +500,11 @@ mod tests {
             expiry: expiry(),
             issued_at: None,
             notes_file: None,
+            kind: None,
+            mixed_reason: None,
+            advisory: None,
+            cves: vec![],
+            sbom: None,
             out: None,
             force: false,
         })
