@@ -56,6 +56,16 @@ pub const CODES: &[Code] = &[
         "an unknown product line or contract kind",
     ),
     c("invalid_warranty", 400, "a warranty outside 0-600 months"),
+    c(
+        "invalid_support_period",
+        400,
+        "a support period outside 1-600 months, or a bad justification",
+    ),
+    c(
+        "invalid_postponed_until",
+        400,
+        "`postponed_until` missing, not RFC 3339, or without stage `postponed`",
+    ),
     c("invalid_expiry", 400, "a token expiry outside 1-3650 days"),
     c(
         "invalid_display_name",
@@ -619,6 +629,16 @@ pub const CODES: &[Code] = &[
         422,
         "a promotion manifest that differs from the release beyond its channel",
     ),
+    c(
+        "support_period_too_short",
+        422,
+        "a support period under 60 months without a justification",
+    ),
+    c(
+        "not_a_security_release",
+        422,
+        "a choice about automatic installation reported for a feature release",
+    ),
     // 422: the verification engine's verdicts (`firmup_client::Error::code`).
     c("malformed", 422, "the envelope or document does not parse"),
     c(
@@ -684,6 +704,16 @@ pub const CODES: &[Code] = &[
         "release_notes_mismatch",
         422,
         "release notes that differ from the signed digest",
+    ),
+    c(
+        "advisory_missing",
+        422,
+        "a security or mixed release without its advisory",
+    ),
+    c(
+        "mixed_reason_missing",
+        422,
+        "a mixed release without the reason its fix could not ship alone",
     ),
     // 429.
     c(

@@ -99,6 +99,9 @@ pub struct Config {
     pub poll_interval_secs: u64,
     /// Random spread added to the poll interval, in percent (0-100).
     pub poll_jitter_percent: u8,
+    /// How many days before a unit's security support ends its update
+    /// checks carry a warning (0: never; at most 3650).
+    pub support_warning_days: u32,
     /// How long a device's facts (model, channel, contracts, licence) may
     /// be served from memory, in seconds (at most 86400). Changes reach
     /// every replica within about two seconds regardless, through the
@@ -197,6 +200,7 @@ impl Default for Config {
             repair_push_ttl_secs: 7 * 86_400,
             poll_interval_secs: 6 * 3600,
             poll_jitter_percent: 20,
+            support_warning_days: 180,
             device_cache_ttl_secs: 3600,
             token_cache_ttl_secs: 3600,
             last_seen_flush_ms: 1000,
@@ -257,6 +261,7 @@ impl fmt::Debug for Config {
             .field("repair_push_ttl_secs", &self.repair_push_ttl_secs)
             .field("poll_interval_secs", &self.poll_interval_secs)
             .field("poll_jitter_percent", &self.poll_jitter_percent)
+            .field("support_warning_days", &self.support_warning_days)
             .field("device_cache_ttl_secs", &self.device_cache_ttl_secs)
             .field("token_cache_ttl_secs", &self.token_cache_ttl_secs)
             .field("last_seen_flush_ms", &self.last_seen_flush_ms)
@@ -411,6 +416,7 @@ impl Config {
         "repair_push_ttl_secs",
         "poll_interval_secs",
         "poll_jitter_percent",
+        "support_warning_days",
         "device_cache_ttl_secs",
         "token_cache_ttl_secs",
         "last_seen_flush_ms",
@@ -533,6 +539,11 @@ impl Config {
         key(
             "poll_jitter_percent",
             "Random spread added to the poll interval, in percent (0-100).",
+        ),
+        key(
+            "support_warning_days",
+            "Days before a unit's security support ends that its checks carry a warning \
+             (0: never; at most 3650).",
         ),
         key(
             "device_cache_ttl_secs",
@@ -735,6 +746,10 @@ impl Config {
         anyhow::ensure!(
             self.poll_jitter_percent <= 100,
             "poll_jitter_percent must be 0-100"
+        );
+        anyhow::ensure!(
+            self.support_warning_days <= 3650,
+            "support_warning_days must be 0-3650"
         );
         anyhow::ensure!(self.grant_ttl_secs > 0, "grant_ttl_secs must be positive");
         anyhow::ensure!(

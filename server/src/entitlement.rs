@@ -109,6 +109,9 @@ pub enum Code {
     LicenceExpired,
     /// Not entitled: no licence, nothing else allows it.
     NoLicence,
+    /// Entitled: a security (or mixed) release inside the unit's security
+    /// support period, whatever the EOL, licence or contract say.
+    SecuritySupport,
 }
 
 impl Code {
@@ -125,7 +128,72 @@ impl Code {
             Code::LicenceCovers => "licence_covers",
             Code::LicenceExpired => "licence_expired",
             Code::NoLicence => "no_licence",
+            Code::SecuritySupport => "security_support",
         }
+    }
+}
+
+/// Whether `code` is an entitlement by the product's own terms (in
+/// production, published before EOL, or the licence): those are reported
+/// before security support.
+fn by_own_terms(code: Code) -> bool {
+    matches!(
+        code,
+        Code::InProduction
+            | Code::PublishedBeforeEol
+            | Code::LicencePerpetual
+            | Code::LicenceCovers
+    )
+}
+
+/// [`decide`] with the Cyber Resilience Act's rule on top: a release that
+/// fixes security (`fixes_security`, from its signed kind) is free while the
+/// unit's security support runs (`support`; `None`: no window known), with
+/// the code [`Code::SecuritySupport`], unless the product's own terms
+/// already entitle. Outside the window the feature rules decide, and a
+/// refusal says when support ended.
+pub fn decide_with_support(
+    now: OffsetDateTime,
+    product: &ProductFacts,
+    release: &ReleaseFacts,
+    fixes_security: bool,
+    support: Option<(&crate::domain::support::SupportWindow, &str)>,
+    contracts: &[ContractFacts],
+    grants: &[GrantFacts],
+) -> Decision {
+    let base = decide(now, product, release, contracts, grants);
+    if !fixes_security || by_own_terms(base.code) {
+        return base;
+    }
+    let Some((window, model_name)) = support else {
+        return base;
+    };
+    let today = utc_date(now);
+    let version = &release.version;
+    if window.covers(today) {
+        return Decision {
+            entitled: true,
+            code: Code::SecuritySupport,
+            summary: "Free security update: this unit is inside its security support period."
+                .to_owned(),
+            explanation: format!(
+                "Release {version} is a security fix, free for the whole support period: {}",
+                window.explanation(model_name)
+            ),
+        };
+    }
+    if base.entitled {
+        return base;
+    }
+    let mut explanation = base.explanation;
+    explanation.pop();
+    explanation.push_str(&format!(
+        "; release {version} is a security fix, but security support for this unit ended on {}.",
+        fmt_date(window.ends)
+    ));
+    Decision {
+        explanation,
+        ..base
     }
 }
 

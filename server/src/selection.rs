@@ -50,6 +50,7 @@ use time::OffsetDateTime;
 use crate::domain::catalogue::{GroupEntry, ReleaseEntry};
 use crate::domain::facts::{ContractFacts, GrantFacts};
 use crate::domain::rollout::{Admission, RolloutEntry};
+use crate::domain::support::SupportWindow;
 use crate::entitlement::{self, Decision, ProductFacts, ReleaseFacts};
 
 /// What a device reports about itself in a check.
@@ -78,6 +79,9 @@ pub struct Terms<'a> {
     pub grants: &'a [GrantFacts],
     /// The rollouts it is judged under (`None`: no rollout holds anything).
     pub rollouts: Option<Rollouts<'a>>,
+    /// The unit's security support window and its model's name (`None`:
+    /// security releases follow the feature rules).
+    pub support: Option<(&'a SupportWindow, &'a str)>,
 }
 
 /// The rollouts one device is judged under.
@@ -128,7 +132,7 @@ impl<'a> Terms<'a> {
 
     /// The entitlement decision for `release`.
     pub fn decide(&self, release: &ReleaseEntry) -> Decision {
-        entitlement::decide(
+        entitlement::decide_with_support(
             self.now,
             self.product,
             &ReleaseFacts {
@@ -136,6 +140,8 @@ impl<'a> Terms<'a> {
                 published_at: release.published_at,
                 free_for_all: release.free_for_all,
             },
+            release.kind.fixes_security(),
+            self.support,
             self.contracts,
             self.grants,
         )
@@ -288,6 +294,7 @@ mod tests {
             hw_compat: vec!["enc-r1".into(), "enc-r2".into()],
             published_at: BEFORE_EOL,
             free_for_all: false,
+            kind: firmup_client::ReleaseKind::Feature,
             envelope: SharedRaw::from_bytes(b"{}").unwrap(),
             images: vec![],
         }
@@ -364,6 +371,7 @@ mod tests {
                     serial: self.serial,
                     groups: &groups,
                 }),
+                support: None,
             };
             select(releases, &reported, &terms)
         }

@@ -54,8 +54,10 @@ use crate::domain::catalogue::{
 use crate::domain::facts::DeviceFacts;
 use crate::domain::group::parse_filter;
 use crate::domain::rollout::{RolloutEntry, RolloutState};
+use crate::domain::support::SupportPolicy;
 use crate::domain::window::{Window, WindowSpec};
 use crate::trust::TrustState;
+use firmup_client::ReleaseKind;
 
 /// How often the background task reloads the catalogue and the trust
 /// chain, so that changes made through other replicas arrive.
@@ -144,6 +146,14 @@ fn from_rows(generation: u64, rows: CatalogueRows, known: &HashMap<i64, SharedRa
         rollouts: rollout_rows,
         groups: group_rows,
     } = rows;
+    // The support period a line declares, for its models that declare none.
+    let line_support: HashMap<String, (u32, Option<String>)> = product_lines
+        .iter()
+        .filter_map(|l| {
+            let months = u32::try_from(l.support_months?).ok()?;
+            Some((l.id.clone(), (months, l.support_justification.clone())))
+        })
+        .collect();
     let product_lines = product_lines
         .into_iter()
         .filter_map(|l| match ProductKind::parse(&l.kind) {
@@ -164,6 +174,12 @@ fn from_rows(generation: u64, rows: CatalogueRows, known: &HashMap<i64, SharedRa
         .map(|m| ModelInfo {
             id: m.id,
             name: m.name,
+            support: SupportPolicy::resolve(
+                m.support_months
+                    .and_then(|n| u32::try_from(n).ok())
+                    .map(|n| (n, m.support_justification)),
+                line_support.get(&m.product_line).cloned(),
+            ),
             product_line: m.product_line,
             eol: m.eol,
         })
@@ -298,6 +314,7 @@ fn release(
         published_at,
         free_for_all,
         yanked_at,
+        kind,
     } = row;
     let Some(envelope) = envelope else {
         return Ok(None);
@@ -324,6 +341,7 @@ fn release(
             hw_compat,
             published_at,
             free_for_all,
+            kind: ReleaseKind::parse(&kind).ok_or_else(|| format!("kind {kind:?}"))?,
             envelope,
             images,
         },
@@ -458,6 +476,7 @@ mod tests {
             published_at: time::OffsetDateTime::UNIX_EPOCH,
             free_for_all: false,
             yanked_at: yanked.then_some(time::OffsetDateTime::UNIX_EPOCH),
+            kind: "feature".into(),
         }
     }
 
@@ -483,11 +502,15 @@ mod tests {
                     id: "enc".into(),
                     name: "Encoders".into(),
                     kind: "hardware".into(),
+                    support_months: None,
+                    support_justification: None,
                 },
                 LineRow {
                     id: "odd".into(),
                     name: "Odd".into(),
                     kind: "firmware".into(),
+                    support_months: None,
+                    support_justification: None,
                 },
             ],
             models: vec![ModelRow {
@@ -495,6 +518,8 @@ mod tests {
                 name: "Encoder 4K".into(),
                 product_line: "enc".into(),
                 eol: None,
+                support_months: None,
+                support_justification: None,
             }],
             hw_ids: vec![("hw-1".into(), "E4K".into())],
             images: vec![

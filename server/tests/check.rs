@@ -194,6 +194,11 @@ async fn release(t: &TestApp, r: Rel) -> (i64, Vec<u8>) {
         free_for_all: r.free_for_all,
         published_at: r.published_at,
         published_by: "test",
+        kind: m.kind().as_str(),
+        advisory: None,
+        cves: &[],
+        mixed_reason: None,
+        sbom: None,
     };
     let id = match db::releases::store(&mut tx, &new, &images).await.unwrap() {
         Stored::Inserted(id) => id,

@@ -28,7 +28,14 @@ fn required(v: &serde_json::Value) -> BTreeSet<String> {
 #[test]
 fn manifest_schema_matches_the_manifest_type() {
     let s = schema("manifest.v1.schema.json");
-    let mut b = ReleaseBuilder::standard();
+    // A mixed release carries every optional field: kind, mixed_reason,
+    // advisory; the SBOM reference is added.
+    let mut b = ReleaseBuilder::standard().mixed(&["CVE-2026-12345"]);
+    b.manifest.sbom = Some(firmup_client::SbomRef {
+        format: firmup_client::SbomFormat::Spdx,
+        length: 3,
+        sha256: firmup_client::Sha256Digest::of(b"abc"),
+    });
     b.manifest.release_notes_sha256 = Some(firmup_client::Sha256Digest::of(b"TEST-ONLY release."));
     b.manifest.extensions.insert("x".into(), 1.into());
     let full = serde_json::to_value(b.build().manifest).unwrap();
@@ -40,10 +47,19 @@ fn manifest_schema_matches_the_manifest_type() {
     minimal.release_notes = None;
     minimal.release_notes_sha256 = None;
     minimal.extensions.clear();
+    minimal.kind = None;
+    minimal.mixed_reason = None;
+    minimal.advisory = None;
+    minimal.sbom = None;
     assert_eq!(required(&s), keys(&serde_json::to_value(minimal).unwrap()));
 
     let image = &full["images"][0];
     assert_eq!(keys(&s["$defs"]["image"]["properties"]), keys(image));
+    assert_eq!(
+        keys(&s["$defs"]["advisory"]["properties"]),
+        keys(&full["advisory"])
+    );
+    assert_eq!(keys(&s["$defs"]["sbom"]["properties"]), keys(&full["sbom"]));
 }
 
 #[test]

@@ -255,3 +255,102 @@ pub async fn device_count(tx: &mut Tx, model_id: &str) -> Result<i64, super::Err
         .fetch_one(conn)
         .await)
 }
+
+/// A security support period as declared: months and justification.
+pub type DeclaredSupport = (Option<i32>, Option<String>);
+
+/// Sets (or with `None` months clears) the security support period a
+/// product line or model declares; false if there is no such row.
+/// `table` is `product_lines` or `models`.
+#[tracing::instrument(skip(tx, justification))]
+pub async fn set_support(
+    tx: &mut Tx,
+    table: SupportTable,
+    id: &str,
+    months: Option<i32>,
+    justification: Option<&str>,
+) -> Result<bool, super::Error> {
+    let sql = format!(
+        "UPDATE {} SET support_months = $1, support_justification = $2 WHERE id = $3",
+        table.name()
+    );
+    let done = on!(&mut *tx, conn => sqlx::query(&sql)
+        .bind(months)
+        .bind(justification)
+        .bind(id)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(done == 1)
+}
+
+/// Which table declares a support period.
+#[derive(Debug, Clone, Copy)]
+pub enum SupportTable {
+    /// `product_lines`.
+    ProductLine,
+    /// `models`.
+    Model,
+}
+
+impl SupportTable {
+    fn name(self) -> &'static str {
+        match self {
+            SupportTable::ProductLine => "product_lines",
+            SupportTable::Model => "models",
+        }
+    }
+}
+
+/// A model's name and the periods it and its line declare, as read.
+type SupportRow = (
+    String,
+    Option<i32>,
+    Option<String>,
+    Option<i32>,
+    Option<String>,
+);
+
+/// The support periods a model and its product line declare: (model name,
+/// model's, line's), or `None` for an unknown model.
+#[tracing::instrument(skip(exec))]
+pub async fn support_of_model(
+    exec: impl Into<super::Exec<'_>>,
+    model_id: &str,
+) -> Result<Option<(String, DeclaredSupport, DeclaredSupport)>, super::Error> {
+    let row: Option<SupportRow> = on!(exec, conn => sqlx::query_as(
+            "SELECT m.name, m.support_months, m.support_justification,
+                    l.support_months, l.support_justification
+               FROM models m JOIN product_lines l ON l.id = m.product_line
+              WHERE m.id = $1",
+        )
+        .bind(model_id)
+        .fetch_optional(conn)
+        .await)?;
+    Ok(row.map(|(name, mm, mj, lm, lj)| (name, (mm, mj), (lm, lj))))
+}
+
+/// The model's latest sale date, and the latest provisioning time of its
+/// units without a recorded sale: the later of the two is the last day a
+/// unit was placed on the market.
+#[tracing::instrument(skip(db))]
+pub async fn last_on_market(
+    db: &Db,
+    model_id: &str,
+) -> Result<(Option<Date>, Option<OffsetDateTime>), super::Error> {
+    let sold: Option<Date> = on!(db, conn => sqlx::query_scalar(
+        "SELECT sale_date FROM devices WHERE model_id = $1 AND sale_date IS NOT NULL
+          ORDER BY sale_date DESC LIMIT 1",
+    )
+    .bind(model_id)
+    .fetch_optional(conn)
+    .await)?;
+    let provisioned: Option<OffsetDateTime> = on!(db, conn => sqlx::query_scalar(
+        "SELECT created_at FROM devices WHERE model_id = $1 AND sale_date IS NULL
+          ORDER BY created_at DESC LIMIT 1",
+    )
+    .bind(model_id)
+    .fetch_optional(conn)
+    .await)?;
+    Ok((sold, provisioned))
+}

@@ -12,6 +12,7 @@ use time::{Date, OffsetDateTime};
 
 use super::{Db, Tx};
 use crate::domain::facts::{ContractFacts, DeviceFacts, GrantFacts, LicenceFacts};
+use crate::domain::support::OnMarket;
 
 /// A stored device.
 #[derive(Debug, Clone, PartialEq, Eq, FromRow)]
@@ -269,7 +270,9 @@ pub async fn set_registered(
 /// is one round trip: one statement whose three indexed parts are told
 /// apart by `part`:
 ///
-/// 0. the device row (model, hardware id, channel);
+/// 0. the device row (model, hardware id, channel; its sale date in
+///    `starts` and its provisioning time in `at`, for the start of its
+///    security support);
 /// 1. its contracts of kind `service_contract` (warranty extensions are
 ///    about repairs, not firmware, and are left out), by start, then id;
 /// 2. its licence with the latest end, a perpetual one (no end) winning; a
@@ -291,8 +294,7 @@ pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFac
     // NULL (perpetual) sorts first with `ends IS NULL DESC`, then the latest end.
     let rows: Vec<FactsRow> = on!(db, conn => sqlx::query_as(
         "SELECT CAST(0 AS BIGINT) AS part, serial AS id, model_id, hw_id, channel,
-                CAST(NULL AS DATE) AS starts, CAST(NULL AS DATE) AS ends,
-                CAST(NULL AS TIMESTAMPTZ) AS at
+                sale_date AS starts, CAST(NULL AS DATE) AS ends, created_at AS at
            FROM devices WHERE serial = $1
          UNION ALL
          SELECT 1, id, NULL, NULL, NULL, starts, ends, NULL
@@ -346,6 +348,14 @@ pub async fn load_device_facts(db: &Db, serial: &str) -> Result<Option<DeviceFac
         tags: vec![],
         groups: vec![],
         restricted: false,
+        on_market: OnMarket::of(
+            device.starts,
+            device.at.ok_or_else(|| {
+                super::Error::Malformed(format!(
+                    "device facts of {serial:?}: device row without created_at"
+                ))
+            })?,
+        ),
     };
     for row in rows {
         match (row.part, row.starts, row.ends) {

@@ -130,7 +130,7 @@ pub async fn export_device(
     let quoted = format!("%{}%", like_escaped(&format!("\"{serial}\"")));
     let by_serial = "serial = $1";
     let of_rmas = "rma IN (SELECT number FROM rmas WHERE serial = $1)";
-    let parts: [(&'static str, &'static str, &str); 14] = [
+    let parts: [(&'static str, &'static str, &str); 15] = [
         ("device", "devices", by_serial),
         ("tags", "device_tags", by_serial),
         ("groups", "device_group_members", by_serial),
@@ -142,6 +142,7 @@ pub async fn export_device(
         ("rma_attachments", "rma_attachments", of_rmas),
         ("part_replacements", "part_replacements", by_serial),
         ("reports", "reports", by_serial),
+        ("update_choices", "update_choices", by_serial),
         ("tokens", "tokens", by_serial),
         (
             "replacement_links",
@@ -335,6 +336,7 @@ pub async fn erase(
         "device_group_members",
         "device_tags",
         "reports",
+        "update_choices",
         "tokens",
     ] {
         let n = run(

@@ -44,6 +44,20 @@ pub struct ReleaseRow {
     pub yanked_at: Option<OffsetDateTime>,
     /// Why it was yanked.
     pub yank_reason: Option<String>,
+    /// `security`, `feature` or `mixed`, from the signed manifest.
+    pub kind: String,
+    /// The signed advisory as JSON (security and mixed releases).
+    pub advisory: Option<String>,
+    /// Why a mixed release's fix could not ship alone.
+    pub mixed_reason: Option<String>,
+    /// The signed SBOM reference: format, hex sha256 and length.
+    pub sbom_format: Option<String>,
+    /// Hex sha256 of the SBOM the manifest signs.
+    pub sbom_sha256: Option<String>,
+    /// Length of the SBOM the manifest signs.
+    pub sbom_length: Option<i64>,
+    /// When the SBOM's bytes were stored (`None`: not uploaded yet).
+    pub sbom_stored_at: Option<OffsetDateTime>,
 }
 
 /// One image of a stored release.
@@ -91,11 +105,22 @@ pub struct NewRelease<'a> {
     pub published_at: OffsetDateTime,
     /// Label of the publishing token.
     pub published_by: &'a str,
+    /// `security`, `feature` or `mixed`.
+    pub kind: &'a str,
+    /// The signed advisory as JSON text.
+    pub advisory: Option<&'a str>,
+    /// The CVE ids of the advisory.
+    pub cves: &'a [String],
+    /// Why a mixed release's fix could not ship alone.
+    pub mixed_reason: Option<&'a str>,
+    /// The signed SBOM reference: format, hex sha256, length.
+    pub sbom: Option<(&'a str, &'a str, i64)>,
 }
 
 const COLUMNS: &str = "id, product_line, channel, version, manifest_version, security_counter, \
      requires, hw_compat, payload_sha256, release_notes, free_for_all, published_at, \
-     published_by, yanked_at, yank_reason";
+     published_by, yanked_at, yank_reason, kind, advisory, mixed_reason, sbom_format, \
+     sbom_sha256, sbom_length, sbom_stored_at";
 
 /// Whether the product line exists in the catalogue.
 #[tracing::instrument(skip(db))]
@@ -223,8 +248,10 @@ async fn insert(tx: &mut Tx, r: &NewRelease<'_>) -> Result<i64, super::Error> {
     on!(&mut *tx, conn => sqlx::query_scalar(
         "INSERT INTO releases (product_line, channel, version, manifest_version, security_counter,
              requires, hw_compat, envelope, payload_sha256, release_notes, free_for_all,
-             published_at, published_by)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+             published_at, published_by, kind, advisory, mixed_reason, sbom_format,
+             sbom_sha256, sbom_length)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16,
+             $17, $18, $19)
          RETURNING id",
     )
     .bind(r.product_line)
@@ -240,6 +267,12 @@ async fn insert(tx: &mut Tx, r: &NewRelease<'_>) -> Result<i64, super::Error> {
     .bind(r.free_for_all)
     .bind(r.published_at)
     .bind(r.published_by)
+    .bind(r.kind)
+    .bind(r.advisory)
+    .bind(r.mixed_reason)
+    .bind(r.sbom.map(|s| s.0))
+    .bind(r.sbom.map(|s| s.1))
+    .bind(r.sbom.map(|s| s.2))
     .fetch_one(conn)
     .await)
 }
@@ -289,6 +322,16 @@ pub async fn store(
         });
     }
     let id = insert(&mut *tx, r).await?;
+    for cve in r.cves {
+        on!(&mut *tx, conn => sqlx::query(
+            "INSERT INTO release_cves (release_id, cve) VALUES ($1, $2)",
+        )
+        .bind(id)
+        .bind(cve)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    }
     for (position, image) in images.iter().enumerate() {
         let position = i64::try_from(position).unwrap_or(i64::MAX);
         on!(&mut *tx, conn => sqlx::query(

@@ -257,3 +257,61 @@ pub async fn count(db: &Db) -> Result<i64, super::Error> {
         .fetch_one(conn)
         .await)
 }
+
+/// The kind (`security`, `feature`, `mixed`) of a release.
+#[tracing::instrument(skip(db))]
+pub async fn release_kind(db: &Db, release_id: i64) -> Result<Option<String>, super::Error> {
+    on!(db, conn => sqlx::query_scalar("SELECT kind FROM releases WHERE id = $1")
+        .bind(release_id)
+        .fetch_optional(conn)
+        .await)
+}
+
+/// Records a device owner's choice about a security release (`opted_out`,
+/// or `postponed` until an instant); the latest choice per device and
+/// release replaces the earlier one.
+#[tracing::instrument(skip(tx, serial))]
+pub async fn record_choice(
+    tx: &mut Tx,
+    serial: &str,
+    release_id: i64,
+    choice: &str,
+    postponed_until: Option<OffsetDateTime>,
+    at: OffsetDateTime,
+) -> Result<(), super::Error> {
+    on!(&mut *tx, conn => sqlx::query(
+        "INSERT INTO update_choices (serial, release_id, choice, postponed_until, at)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (serial, release_id) DO UPDATE
+         SET choice = excluded.choice, postponed_until = excluded.postponed_until, at = excluded.at",
+    )
+    .bind(serial)
+    .bind(release_id)
+    .bind(choice)
+    .bind(postponed_until.map(Stamp))
+    .bind(Stamp(at))
+    .execute(conn)
+    .await
+    .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Choices about one release: how many devices opted out, and how many
+/// postponed it to an instant still ahead of `now`.
+#[tracing::instrument(skip(db))]
+pub async fn choice_counts(
+    db: &Db,
+    release_id: i64,
+    now: OffsetDateTime,
+) -> Result<(i64, i64), super::Error> {
+    on!(db, conn => sqlx::query_as(
+        "SELECT CAST(COALESCE(SUM(CASE WHEN choice = 'opted_out' THEN 1 ELSE 0 END), 0) AS BIGINT),
+                CAST(COALESCE(SUM(CASE WHEN choice = 'postponed' AND postponed_until > $2
+                                  THEN 1 ELSE 0 END), 0) AS BIGINT)
+           FROM update_choices WHERE release_id = $1",
+    )
+    .bind(release_id)
+    .bind(Stamp(now))
+    .fetch_one(conn)
+    .await)
+}

@@ -27,6 +27,10 @@ pub struct LineRow {
     pub name: String,
     /// `hardware` or `software` (anything else is a hand edit).
     pub kind: String,
+    /// Declared security support period in months.
+    pub support_months: Option<i32>,
+    /// Why it is shorter than five years.
+    pub support_justification: Option<String>,
 }
 
 /// A model (`models`).
@@ -40,6 +44,10 @@ pub struct ModelRow {
     pub product_line: String,
     /// Discontinued on this date.
     pub eol: Option<Date>,
+    /// Declared security support period in months (overrides the line's).
+    pub support_months: Option<i32>,
+    /// Why it is shorter than five years.
+    pub support_justification: Option<String>,
 }
 
 /// One image of a release (`release_images`), unparsed.
@@ -82,6 +90,8 @@ pub struct ReleaseRow {
     pub free_for_all: bool,
     /// When it was yanked, if it was.
     pub yanked_at: Option<OffsetDateTime>,
+    /// `security`, `feature` or `mixed`.
+    pub kind: String,
 }
 
 /// The catalogue's rows at one point in time.
@@ -114,11 +124,11 @@ pub struct CatalogueRows {
 pub async fn load_catalogue(db: &Db, known: &HashSet<i64>) -> Result<CatalogueRows, super::Error> {
     let mut tx = db.begin_read().await?;
 
-    let product_lines: Vec<LineRow> = on!(&mut tx, conn => sqlx::query_as("SELECT id, name, kind FROM product_lines")
+    let product_lines: Vec<LineRow> = on!(&mut tx, conn => sqlx::query_as("SELECT id, name, kind, support_months, support_justification FROM product_lines")
             .fetch_all(conn)
             .await)?;
 
-    let models: Vec<ModelRow> = on!(&mut tx, conn => sqlx::query_as("SELECT id, name, product_line, eol FROM models")
+    let models: Vec<ModelRow> = on!(&mut tx, conn => sqlx::query_as("SELECT id, name, product_line, eol, support_months, support_justification FROM models")
             .fetch_all(conn)
             .await)?;
 
@@ -135,7 +145,7 @@ pub async fn load_catalogue(db: &Db, known: &HashSet<i64>) -> Result<CatalogueRo
 
     let releases: Vec<ReleaseRow> = on!(&mut tx, conn => sqlx::query_as(
         "SELECT id, product_line, channel, version, manifest_version, security_counter,
-                requires, hw_compat, published_at, free_for_all, yanked_at
+                requires, hw_compat, published_at, free_for_all, yanked_at, kind
          FROM releases",
     )
     .fetch_all(conn)

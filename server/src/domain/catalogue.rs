@@ -57,6 +57,8 @@ pub struct ModelInfo {
     pub product_line: String,
     /// Discontinued on this date; `None` while in production.
     pub eol: Option<Date>,
+    /// Its security support period (its own, its line's or the default).
+    pub support: crate::domain::support::SupportPolicy,
 }
 
 /// One image of a release, as signed in its manifest.
@@ -124,6 +126,8 @@ pub struct ReleaseEntry {
     pub published_at: OffsetDateTime,
     /// Offered to every device regardless of entitlement.
     pub free_for_all: bool,
+    /// What the release is, from its signed manifest.
+    pub kind: firmup_client::ReleaseKind,
     /// The envelope exactly as signed.
     pub envelope: SharedRaw,
     /// Images, as signed.
@@ -348,6 +352,7 @@ mod tests {
             hw_compat: vec!["hw-1".into()],
             published_at: OffsetDateTime::UNIX_EPOCH,
             free_for_all: false,
+            kind: firmup_client::ReleaseKind::Feature,
             envelope: SharedRaw::from_bytes(b"{\"x\": 1}\n").unwrap(),
             images: vec![],
         }

@@ -31,6 +31,8 @@ pub struct DeviceFacts {
     /// Whether processing is restricted (its owner asked): nothing beyond
     /// what updating needs is recorded about it.
     pub restricted: bool,
+    /// The day it was placed on the market (its security support starts).
+    pub on_market: crate::domain::support::OnMarket,
 }
 
 /// Facts about a software licence held for the device.

@@ -30,6 +30,7 @@ pub mod rma;
 pub mod roles;
 pub mod rollout;
 pub mod seen;
+pub mod support;
 pub mod url;
 pub mod verification;
 pub mod window;

@@ -17,6 +17,7 @@ pub mod licences;
 pub mod models;
 pub mod product_lines;
 pub mod sales;
+pub mod support;
 
 use axum::extract::DefaultBodyLimit;
 use serde::{Deserialize, Deserializer};
@@ -39,6 +40,10 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(models::put))
         .routes(routes!(models::put_eol))
         .routes(routes!(models::get))
+        .routes(routes!(support::put_line))
+        .routes(routes!(support::put_model))
+        .routes(routes!(support::get_model))
+        .routes(routes!(support::get_device))
         .routes(routes!(devices::get))
         .routes(routes!(devices::set_channel))
         .routes(routes!(devices::register))

@@ -31,6 +31,7 @@ use crate::config::Config;
 use crate::controllers::trust::raw_envelopes;
 use crate::domain::catalogue::SharedRaw;
 use crate::domain::seen::Seen;
+use crate::domain::support::SupportWindow;
 use crate::domain::window;
 use crate::domain::{Name, parse_version};
 use crate::entitlement::Decision;
@@ -188,6 +189,20 @@ pub struct CheckResponse {
         with = "time::serde::rfc3339::option"
     )]
     pub deferred_until: Option<OffsetDateTime>,
+    /// When this unit's security support ends, and a warning when the end
+    /// is near (within `support_warning_days`) or past.
+    pub security_support: SecuritySupport,
+}
+
+/// The unit's security support, as the device is told it.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SecuritySupport {
+    /// The last day (UTC, `YYYY-MM-DD`) of security updates for this unit.
+    pub ends: String,
+    /// Set within `support_warning_days` of the end, or after it: a
+    /// sentence to show the owner.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
 }
 
 /// Asks for an update (device token bound to `serial`). Always 200 for a
@@ -233,6 +248,7 @@ pub async fn check(
     let product = product_facts(model, line, &facts);
     let now = OffsetDateTime::now_utc();
     let groups = device_groups(&catalogue, &facts, &channel, Some(&current));
+    let support = SupportWindow::new(facts.on_market, model.support.clone());
     let terms = Terms {
         now,
         product: &product,
@@ -243,6 +259,7 @@ pub async fn check(
             serial: &facts.serial,
             groups: &groups,
         }),
+        support: Some((&support, &model.name)),
     };
     let mut outcome = selection::select(
         catalogue.releases(&line.id, &channel),
@@ -331,6 +348,7 @@ pub async fn check(
         Some(opens) => poll_at_window(&app.config, opens - now),
         None => poll_after(&app.config),
     };
+    let today = now.date();
     Ok(Json(CheckResponse {
         status,
         poll_after_secs,
@@ -338,6 +356,10 @@ pub async fn check(
         update,
         entitlement,
         deferred_until,
+        security_support: SecuritySupport {
+            ends: crate::domain::support::fmt_date(support.ends),
+            warning: support.warning(today, app.config.support_warning_days),
+        },
     }))
 }
 

@@ -22,6 +22,7 @@ use crate::db;
 use crate::domain::Name;
 use crate::domain::catalogue::ProductKind;
 use crate::domain::rollout::{Admission, RolloutEntry, RolloutState};
+use crate::domain::support::SupportWindow;
 use crate::domain::window;
 use crate::entitlement::Decision;
 use crate::error::AppResult;
@@ -259,6 +260,7 @@ pub async fn explain(
     };
     let reported_version = state.current_version.as_ref().and(Some(&current));
     let groups = device_groups(&catalogue, &facts, &channel, reported_version);
+    let support = SupportWindow::new(facts.on_market, model.support.clone());
     let terms = Terms {
         now: OffsetDateTime::now_utc(),
         product: &product,
@@ -269,6 +271,7 @@ pub async fn explain(
             serial: &facts.serial,
             groups: &groups,
         }),
+        support: Some((&support, &model.name)),
     };
     let releases = catalogue.releases(&line.id, &channel);
     let outcome = selection::select(releases, &reported, &terms);

@@ -44,6 +44,11 @@ pub enum Stage {
     Failed,
     /// The new version was rolled back (final; needs `reason_code`).
     RolledBack,
+    /// The owner opted out of automatic security updates, so this security
+    /// release was not installed automatically (a choice, kept per release).
+    OptedOut,
+    /// The owner postponed this security release until `postponed_until`.
+    Postponed,
 }
 
 impl Stage {
@@ -56,6 +61,8 @@ impl Stage {
             Stage::Installed => "installed",
             Stage::Failed => "failed",
             Stage::RolledBack => "rolled_back",
+            Stage::OptedOut => "opted_out",
+            Stage::Postponed => "postponed",
         }
     }
 
@@ -68,12 +75,14 @@ impl Stage {
             "installed" => Stage::Installed,
             "failed" => Stage::Failed,
             "rolled_back" => Stage::RolledBack,
+            "opted_out" => Stage::OptedOut,
+            "postponed" => Stage::Postponed,
             _ => {
                 return Err(AppError::bad_request(
                     "invalid_stage",
                     format!(
                         "stage {s:?} is not one of downloading, verifying, installing, \
-                         installed, failed, rolled_back"
+                         installed, failed, rolled_back, opted_out, postponed"
                     ),
                 ));
             }
@@ -106,12 +115,17 @@ pub struct ReportRequest {
     pub reason_code: Option<String>,
     /// Free text (at most 1000 characters).
     pub detail: Option<String>,
+    /// Until when the owner postponed a security release (RFC 3339;
+    /// required with stage `postponed`, refused otherwise).
+    pub postponed_until: Option<String>,
 }
 
 /// A stored report.
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ReportAccepted {
-    /// Report id; `null` when processing is restricted for the device, whose
+    /// Report id; `null` for an `opted_out` or `postponed` choice (kept per
+    /// device and release, the latest wins) and when processing is
+    /// restricted for the device, whose
     /// reports are not stored (its repair push still ends when it reports
     /// the pushed version installed).
     pub id: Option<i64>,
@@ -141,10 +155,11 @@ pub fn parse_reason_code(s: &str) -> AppResult<&str> {
 #[utoipa::path(post, path = "/v1/device/reports", tag = "device", request_body = ReportRequest,
     responses(
         (status = 201, body = ReportAccepted),
-        (status = 400, description = "invalid_version, invalid_name, invalid_stage, reason_code_required, invalid_reason_code, detail_too_long, invalid_detail", body = crate::error::ErrorBody),
+        (status = 400, description = "invalid_version, invalid_name, invalid_stage, reason_code_required, invalid_reason_code, detail_too_long, invalid_detail, invalid_postponed_until", body = crate::error::ErrorBody),
         (status = 401, body = crate::error::ErrorBody),
         (status = 403, description = "wrong_role, token_serial_mismatch", body = crate::error::ErrorBody),
         (status = 404, description = "unknown_serial, unknown_release", body = crate::error::ErrorBody),
+        (status = 422, description = "not_a_security_release", body = crate::error::ErrorBody),
         (status = 429, description = "rate_limited_token, rate_limited_address, too_many_reports (Retry-After)", body = crate::error::ErrorBody),
         (status = 503, description = "unavailable, request_timeout (Retry-After)", body = crate::error::ErrorBody)),
     security(("bearer" = [])))]
@@ -181,6 +196,31 @@ pub async fn report(
             crate::domain::check_text("invalid_detail", "detail", detail, MAX_DETAIL, true)?;
         }
     }
+    let postponed_until = match (req.postponed_until.as_deref(), stage) {
+        (Some(t), Stage::Postponed) => Some(
+            OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).map_err(
+                |e| {
+                    AppError::bad_request(
+                        "invalid_postponed_until",
+                        format!("postponed_until {t:?} is not an RFC 3339 instant: {e}"),
+                    )
+                },
+            )?,
+        ),
+        (None, Stage::Postponed) => {
+            return Err(AppError::bad_request(
+                "invalid_postponed_until",
+                "a postponed report must say until when in postponed_until (RFC 3339)",
+            ));
+        }
+        (Some(_), _) => {
+            return Err(AppError::bad_request(
+                "invalid_postponed_until",
+                "postponed_until goes with stage postponed only",
+            ));
+        }
+        (None, _) => None,
+    };
     let channel = req
         .channel
         .as_deref()
@@ -204,6 +244,18 @@ pub async fn report(
         })?;
 
     let at = OffsetDateTime::now_utc();
+    if matches!(stage, Stage::OptedOut | Stage::Postponed) {
+        return record_choice(
+            &app,
+            &facts,
+            release_id,
+            &version,
+            stage,
+            postponed_until,
+            at,
+        )
+        .await;
+    }
     let mut tx = app.db.begin().await?;
     // A device reports a handful of stages per release; a device that keeps
     // reporting is broken or hostile, and must not fill the database.
@@ -276,6 +328,44 @@ pub async fn report(
     Ok((StatusCode::CREATED, Json(ReportAccepted { id })))
 }
 
+/// Keeps an owner's choice not to install a security release now; 422
+/// `not_a_security_release` for a feature release (those always ask).
+async fn record_choice(
+    app: &AppState,
+    facts: &crate::domain::facts::DeviceFacts,
+    release_id: i64,
+    version: &str,
+    stage: Stage,
+    postponed_until: Option<OffsetDateTime>,
+    at: OffsetDateTime,
+) -> AppResult<(StatusCode, Json<ReportAccepted>)> {
+    let kind = db::reports::release_kind(&app.db, release_id).await?;
+    if kind.as_deref() == Some("feature") {
+        return Err(AppError::unprocessable(
+            "not_a_security_release",
+            format!(
+                "release {version} is a feature release: it is never installed automatically, \
+                 so there is nothing to opt out of or postpone"
+            ),
+        ));
+    }
+    if !facts.restricted {
+        let mut tx = app.db.begin().await?;
+        db::reports::record_choice(
+            &mut tx,
+            &facts.serial,
+            release_id,
+            stage.as_str(),
+            postponed_until,
+            at,
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    crate::metrics::report(stage.as_str(), None);
+    Ok((StatusCode::CREATED, Json(ReportAccepted { id: None })))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -314,6 +404,8 @@ mod tests {
             Stage::Installed,
             Stage::Failed,
             Stage::RolledBack,
+            Stage::OptedOut,
+            Stage::Postponed,
         ] {
             assert_eq!(Stage::parse(s.as_str()).unwrap(), s);
             assert_eq!(

@@ -50,6 +50,12 @@ pub struct ReportSummary {
     pub by_stage: BTreeMap<String, i64>,
     /// `failed` and `rolled_back` reports by reason code.
     pub failures_by_reason: BTreeMap<String, i64>,
+    /// Devices whose owner opted out of automatic security updates and did
+    /// not install this security release automatically.
+    pub opted_out: i64,
+    /// Devices whose owner postponed this security release to a time still
+    /// ahead.
+    pub postponed: i64,
 }
 
 /// The rollout summary of a release (release engineer, technician, admin).
@@ -80,6 +86,8 @@ pub async fn summary(
             )
         })?;
     let counts = db::reports::counts(&app.db, release_id).await?;
+    let (opted_out, postponed) =
+        db::reports::choice_counts(&app.db, release_id, time::OffsetDateTime::now_utc()).await?;
     let latest = |stages: &[&str]| -> i64 {
         stages
             .iter()
@@ -96,5 +104,7 @@ pub async fn summary(
         version,
         by_stage: counts.by_stage,
         failures_by_reason: counts.failures_by_reason,
+        opted_out,
+        postponed,
     }))
 }

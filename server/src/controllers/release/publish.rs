@@ -271,6 +271,24 @@ pub async fn store_release(
     let hw_compat = serde_json::to_string(&m.hw_compat)
         .map_err(|e| AppError::Internal(anyhow::anyhow!("serialising hw_compat: {e}")))?;
     let requires = m.requires.as_ref().map(|r| r.to_string());
+    // Copies of signed fields, for queries (exposure per CVE id); the
+    // envelope stays the only source of truth.
+    let advisory = m
+        .advisory
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|e| AppError::Internal(anyhow::anyhow!("serialising the advisory: {e}")))?;
+    let cves: Vec<String> = m.advisory.iter().flat_map(|a| a.cves.clone()).collect();
+    let sbom_sha256 = m.sbom.as_ref().map(|s| s.sha256.to_hex());
+    let sbom = match (&m.sbom, &sbom_sha256) {
+        (Some(s), Some(hex)) => Some((
+            s.format.as_str(),
+            hex.as_str(),
+            i64::try_from(s.length).unwrap_or(i64::MAX),
+        )),
+        _ => None,
+    };
     let new = NewRelease {
         product_line: line.as_str(),
         channel: &m.channel,
@@ -285,6 +303,11 @@ pub async fn store_release(
         free_for_all,
         published_at: OffsetDateTime::now_utc(),
         published_by: &principal.label,
+        kind: m.kind().as_str(),
+        advisory: advisory.as_deref(),
+        cves: &cves,
+        mixed_reason: m.mixed_reason.as_deref(),
+        sbom,
     };
 
     let hexes: Vec<String> = m.images.iter().map(|i| i.sha256.to_hex()).collect();
