@@ -31,9 +31,11 @@ pub struct SupportInput {
     /// Months of security support from the day each unit is placed on the
     /// market (1-600); `null` clears the declaration (a model then follows
     /// its line, a line the 60-month default).
+    #[schema(minimum = 1, maximum = 600)]
     pub months: Option<i64>,
     /// Why the period is shorter than 60 months (required then).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 2000)]
     pub justification: Option<String>,
 }
 
