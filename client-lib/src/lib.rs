@@ -50,14 +50,16 @@ pub use flash::{
 };
 pub use keys::{KeyId, PublicKey};
 pub use manifest::{Advisory, ImageSpec, Manifest, ReleaseKind, SbomFormat, SbomRef, Severity};
-pub use protocol::{CheckRequest, CheckResponse, CheckStatus, DeviceEntitlement, ReportRequest};
+pub use protocol::{
+    CheckRequest, CheckResponse, CheckStatus, DeviceEntitlement, ReportRequest, SecuritySupport,
+};
 pub use root::{RootDocument, TrustedRoot};
 pub use session::{
     CheckOutcome, Checked, ClockPolicy, Cycle, CycleOutcome, DeviceConfig, Offer, UpdateSession,
 };
 pub use state::{
-    FileStateStore, MemoryStateStore, PendingUpdate, QueuedReport, ReportStage, StateStore,
-    TrustedState,
+    FileStateStore, MemoryStateStore, PendingUpdate, QueuedReport, ReportStage, ReportedChoice,
+    StateStore, TrustedState,
 };
 #[cfg(feature = "http")]
 pub use transport::HttpTransport;

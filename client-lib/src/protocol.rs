@@ -122,6 +122,48 @@ pub struct CheckResponse {
     /// Set when `status` is `not_entitled`.
     #[serde(default)]
     pub entitlement: Option<DeviceEntitlement>,
+    /// Until when the unit gets security updates, when the server says.
+    /// Informational: an answer whose `security_support` cannot be read is
+    /// still accepted, without it, so it never stops an update.
+    #[serde(
+        default,
+        deserialize_with = "lenient_security_support",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub security_support: Option<SecuritySupport>,
+}
+
+/// The end of a unit's security support period, as the server announces
+/// it in the check answer (untrusted: shown to the owner, never used to
+/// decide anything).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecuritySupport {
+    /// The last day of security support, as the server writes it
+    /// (`2031-06-30`); read it as a date with [`SecuritySupport::ends_date`].
+    pub ends: String,
+    /// A text for the owner, present when the end is near.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warning: Option<String>,
+}
+
+impl SecuritySupport {
+    /// [`SecuritySupport::ends`] as a calendar date, if it is one
+    /// (`YYYY-MM-DD`).
+    pub fn ends_date(&self) -> Option<time::Date> {
+        let format = time::macros::format_description!("[year]-[month]-[day]");
+        time::Date::parse(&self.ends, &format).ok()
+    }
+}
+
+/// `security_support` if it reads as one; `None` for `null` or anything
+/// else, so a server's mistake in an informational field costs the device
+/// the information only.
+fn lenient_security_support<'de, D>(d: D) -> Result<Option<SecuritySupport>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let value = serde_json::Value::deserialize(d)?;
+    Ok(serde_json::from_value(value).ok())
 }
 
 /// A progress report, as posted.
@@ -142,6 +184,14 @@ pub struct ReportRequest {
     /// Free text (at most 1000 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Until when the owner postponed the release (RFC 3339); sent with
+    /// stage `postponed` only.
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub postponed_until: Option<time::OffsetDateTime>,
 }
 
 impl ReportRequest {
@@ -154,6 +204,7 @@ impl ReportRequest {
             stage: r.stage,
             reason_code: r.reason_code.clone(),
             detail: r.detail.clone(),
+            postponed_until: r.postponed_until,
         }
     }
 }
@@ -188,9 +239,71 @@ mod tests {
             stage: ReportStage::RolledBack,
             reason_code: Some("health_check_failed".into()),
             detail: None,
+            postponed_until: None,
         };
         let v = serde_json::to_value(&r).unwrap();
         assert_eq!(v["stage"], "rolled_back");
         assert!(v.get("channel").is_none());
+        assert!(v.get("postponed_until").is_none());
+    }
+
+    #[test]
+    fn a_postponed_report_carries_its_date_as_rfc3339() {
+        let mut q = QueuedReport::new(
+            "2.1.0".parse().unwrap(),
+            ReportStage::Postponed,
+            time::macros::datetime!(2026-06-01 12:00 UTC),
+        );
+        q.postponed_until = Some(time::macros::datetime!(2026-07-01 0:00 UTC));
+        let v = serde_json::to_value(ReportRequest::from_queued("SN-1", &q)).unwrap();
+        assert_eq!(v["stage"], "postponed");
+        assert_eq!(v["postponed_until"], "2026-07-01T00:00:00Z");
+        let q = QueuedReport::new(
+            "2.1.0".parse().unwrap(),
+            ReportStage::OptedOut,
+            time::macros::datetime!(2026-06-01 12:00 UTC),
+        );
+        let v = serde_json::to_value(ReportRequest::from_queued("SN-1", &q)).unwrap();
+        assert_eq!(v["stage"], "opted_out");
+        assert!(v.get("postponed_until").is_none());
+    }
+
+    #[test]
+    fn security_support_is_read_when_present_and_never_fails_the_answer() {
+        let base = r#"{"status":"up_to_date","poll_after_secs":60"#;
+        let r: CheckResponse = serde_json::from_str(&format!("{base}}}")).unwrap();
+        assert_eq!(r.security_support, None);
+
+        let r: CheckResponse = serde_json::from_str(&format!(
+            r#"{base},"security_support":{{"ends":"2031-06-30","warning":"Ends soon."}}}}"#
+        ))
+        .unwrap();
+        let s = r.security_support.unwrap();
+        assert_eq!(s.ends, "2031-06-30");
+        assert_eq!(s.warning.as_deref(), Some("Ends soon."));
+        assert_eq!(s.ends_date(), Some(time::macros::date!(2031 - 06 - 30)));
+
+        let r: CheckResponse = serde_json::from_str(&format!(
+            r#"{base},"security_support":{{"ends":"2031-06-30"}}}}"#
+        ))
+        .unwrap();
+        assert_eq!(r.security_support.unwrap().warning, None);
+
+        // Malformed: the answer still parses, without the field.
+        for bad in [
+            r#"null"#,
+            r#""2031-06-30""#,
+            r#"{"warning":"x"}"#,
+            r#"{"ends":5}"#,
+        ] {
+            let r: CheckResponse =
+                serde_json::from_str(&format!(r#"{base},"security_support":{bad}}}"#)).unwrap();
+            assert_eq!(r.security_support, None, "{bad}");
+        }
+        let odd = SecuritySupport {
+            ends: "end of 2031".into(),
+            warning: None,
+        };
+        assert_eq!(odd.ends_date(), None);
     }
 }

@@ -86,6 +86,12 @@ pub enum ReportStage {
     Failed,
     /// The new version was rolled back (final; carries a reason code).
     RolledBack,
+    /// A security release the device does not install automatically: its
+    /// owner turned automatic security updates off.
+    OptedOut,
+    /// A security release the device does not install before
+    /// [`QueuedReport::postponed_until`]: its owner postponed it.
+    Postponed,
 }
 
 impl ReportStage {
@@ -98,6 +104,8 @@ impl ReportStage {
             ReportStage::Installed => "installed",
             ReportStage::Failed => "failed",
             ReportStage::RolledBack => "rolled_back",
+            ReportStage::OptedOut => "opted_out",
+            ReportStage::Postponed => "postponed",
         }
     }
 }
@@ -122,6 +130,14 @@ pub struct QueuedReport {
     /// When it happened (device time).
     #[serde(with = "time::serde::rfc3339")]
     pub at: OffsetDateTime,
+    /// Until when the owner postponed the release (with
+    /// [`ReportStage::Postponed`] only).
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub postponed_until: Option<OffsetDateTime>,
 }
 
 impl QueuedReport {
@@ -134,6 +150,7 @@ impl QueuedReport {
             reason_code: None,
             detail: None,
             at,
+            postponed_until: None,
         }
     }
 
@@ -200,6 +217,32 @@ pub struct TrustedState {
     reports: Vec<QueuedReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     failed_release: Option<FailedRelease>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    reported_choices: Vec<ReportedChoice>,
+}
+
+/// Most owner's choices about security releases remembered
+/// ([`TrustedState::record_choice`]); the oldest are forgotten first.
+pub const MAX_REPORTED_CHOICES: usize = 16;
+
+/// What the device last reported about not installing a security release
+/// automatically (`opted_out`, or `postponed` until a date), so the same
+/// choice is reported once per release and not on every poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReportedChoice {
+    /// The release version.
+    pub version: Version,
+    /// The channel it was offered on.
+    pub channel: String,
+    /// [`ReportStage::OptedOut`] or [`ReportStage::Postponed`].
+    pub stage: ReportStage,
+    /// The postponement date, for [`ReportStage::Postponed`].
+    #[serde(
+        default,
+        with = "time::serde::rfc3339::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub postponed_until: Option<OffsetDateTime>,
 }
 
 /// A release whose slot booted but failed its health check. The device does
@@ -229,7 +272,35 @@ impl TrustedState {
             pending: None,
             reports: Vec::new(),
             failed_release: None,
+            reported_choices: Vec::new(),
         }
+    }
+
+    /// Remembers `choice` as reported and returns `true`, unless it is
+    /// exactly what was last recorded for the same release (version and
+    /// channel), which returns `false` and changes nothing. A different
+    /// choice for that release (another date, or opted out after a
+    /// postponement) replaces the earlier one. At most
+    /// [`MAX_REPORTED_CHOICES`] releases are remembered.
+    pub fn record_choice(&mut self, choice: ReportedChoice) -> bool {
+        let same_release =
+            |c: &ReportedChoice| c.version == choice.version && c.channel == choice.channel;
+        if self.reported_choices.contains(&choice) {
+            return false;
+        }
+        self.reported_choices.retain(|c| !same_release(c));
+        self.reported_choices.push(choice);
+        let excess = self
+            .reported_choices
+            .len()
+            .saturating_sub(MAX_REPORTED_CHOICES);
+        self.reported_choices.drain(..excess);
+        true
+    }
+
+    /// The choices about security releases reported so far, oldest first.
+    pub fn reported_choices(&self) -> &[ReportedChoice] {
+        &self.reported_choices
     }
 
     /// Remembers that `update` failed its health check after booting.
@@ -976,6 +1047,65 @@ mod tests {
         };
         let r = QueuedReport::failure(Version::new(2, 0, 0), ReportStage::Failed, &err, at);
         assert_eq!(r.reason_code.as_deref(), Some("ratchet_backwards"));
+    }
+
+    #[test]
+    fn a_choice_is_recorded_once_per_release_and_again_when_it_changes() {
+        let mut s = provisioned();
+        let choice = |version: &str, stage, until| ReportedChoice {
+            version: version.parse().unwrap(),
+            channel: "stable".into(),
+            stage,
+            postponed_until: until,
+        };
+        let july = Some(time::macros::datetime!(2030-07-01 0:00 UTC));
+        let august = Some(time::macros::datetime!(2030-08-01 0:00 UTC));
+        assert!(s.record_choice(choice("2.1.0", ReportStage::OptedOut, None)));
+        assert!(!s.record_choice(choice("2.1.0", ReportStage::OptedOut, None)));
+        // Another release, the same choice: new.
+        assert!(s.record_choice(choice("2.1.1", ReportStage::OptedOut, None)));
+        // A changed choice for a release replaces the earlier one.
+        assert!(s.record_choice(choice("2.1.0", ReportStage::Postponed, july)));
+        assert!(!s.record_choice(choice("2.1.0", ReportStage::Postponed, july)));
+        assert!(s.record_choice(choice("2.1.0", ReportStage::Postponed, august)));
+        assert_eq!(s.reported_choices().len(), 2);
+        assert_eq!(s.reported_choices()[1].postponed_until, august);
+        for i in 0..(MAX_REPORTED_CHOICES as u64 + 3) {
+            let v = format!("3.0.{i}");
+            assert!(s.record_choice(choice(&v, ReportStage::OptedOut, None)));
+        }
+        assert_eq!(s.reported_choices().len(), MAX_REPORTED_CHOICES);
+        assert_eq!(s.reported_choices()[0].version, Version::new(3, 0, 3));
+
+        // Kept across a save.
+        let dir = tempfile::tempdir().unwrap();
+        let store = FileStateStore::open(dir.path()).unwrap();
+        store.save(&s).unwrap();
+        assert_eq!(store.load().unwrap().unwrap(), s);
+    }
+
+    #[test]
+    fn a_state_file_written_before_choices_and_postponements_still_loads() {
+        // The body an earlier build wrote: a queued report without
+        // postponed_until, no reported_choices.
+        let mut s = provisioned();
+        s.queue_report(QueuedReport::new(
+            "2.1.0".parse().unwrap(),
+            ReportStage::Installed,
+            time::macros::datetime!(2030-01-02 0:00 UTC),
+        ));
+        let mut body: serde_json::Value = serde_json::to_value(&s).unwrap();
+        assert!(body.get("reported_choices").is_none());
+        assert!(body["reports"][0].get("postponed_until").is_none());
+        body.as_object_mut().unwrap().remove("reported_choices");
+        let mut bytes = serde_json::to_vec_pretty(&body).unwrap();
+        bytes.push(b'\n');
+        let mut file = format!("{HEADER_PREFIX}{}\n", Sha256Digest::of(&bytes)).into_bytes();
+        file.extend_from_slice(&bytes);
+        let back = TrustedState::from_file_bytes(&file, Path::new("state.json")).unwrap();
+        assert_eq!(back, s);
+        assert!(back.reported_choices().is_empty());
+        assert_eq!(back.queued_reports()[0].postponed_until, None);
     }
 
     #[test]
