@@ -55,7 +55,8 @@ pub use protocol::{
 };
 pub use root::{RootDocument, TrustedRoot};
 pub use session::{
-    CheckOutcome, Checked, ClockPolicy, Cycle, CycleOutcome, DeviceConfig, Offer, UpdateSession,
+    CheckOutcome, Checked, ClockPolicy, Cycle, CycleOutcome, DeviceConfig, Offer, SecurityUpdates,
+    UpdateAction, UpdateNotice, UpdateSession,
 };
 pub use state::{
     FileStateStore, MemoryStateStore, PendingUpdate, QueuedReport, ReportStage, ReportedChoice,

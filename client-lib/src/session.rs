@@ -11,8 +11,17 @@
 //!    with the device's identity, committed state, channel and clock
 //!    ([`verify_manifest`]) *before* anything is downloaded. The server's
 //!    offer must name exactly the image the manifest signs.
-//! 2. An optional consent hook ([`UpdateSession::with_consent`]) decides
-//!    whether to go on now (a user prompt, a maintenance window).
+//! 2. The signed manifest's kind decides who says yes
+//!    ([`UpdateSession::with_security_updates`]): a security fix (a
+//!    `security` or `mixed` release) installs without asking while
+//!    automatic security updates are on (the default, as the EU Cyber
+//!    Resilience Act asks), and is held back when the owner opted out or
+//!    postponed it; a feature release asks the optional consent hook
+//!    ([`UpdateSession::with_consent`]: a user prompt, a maintenance
+//!    window). An optional notice hook ([`UpdateSession::with_notice`])
+//!    hears of every verified offer first, with the signed advisory of a
+//!    security fix and what the session will do about it
+//!    ([`UpdateNotice`]), so a user interface can show it.
 //! 3. [`UpdateSession::download`] fetches the image with the resumable
 //!    [`Downloader`] (length and sha256 checked on the stream).
 //! 4. [`UpdateSession::install`] writes it into the inactive slot and marks
@@ -52,9 +61,33 @@
 //! }
 //! ```
 //!
+//! # Security updates
+//!
+//! [`SecurityUpdates`] is the owner's choice for security fixes, read only
+//! from the *verified* manifest's kind ([`crate::Manifest::kind`]), never
+//! from anything else the server sends:
+//!
+//! | policy | security or mixed release | feature release |
+//! |--------|---------------------------|-----------------|
+//! | [`SecurityUpdates::Automatic`] (default) | installs, no consent asked | consent hook |
+//! | [`SecurityUpdates::PostponedUntil`] a later date | not installed; `postponed` reported | consent hook |
+//! | [`SecurityUpdates::PostponedUntil`] a date passed | installs, no consent asked | consent hook |
+//! | [`SecurityUpdates::OptedOut`] | consent hook; **not installed** without one; `opted_out` reported unless installed | consent hook |
+//!
+//! "Consent hook" means: installs without asking when none is set, as
+//! before. An opted-out security fix is the one exception on purpose: the
+//! owner turned automatic installation off, so with no hook to ask there
+//! is nobody who said yes, and installing anyway would ignore the opt-out.
+//! Leaving it uninstalled is also what an owner who opted out expects; the
+//! `opted_out` report tells the vendor the unit still runs the vulnerable
+//! version. Each `opted_out` or `postponed` choice is reported once per
+//! release (and again only when the choice changes), through the report
+//! queue, not on every poll.
+//!
 //! This module must never download before the manifest is verified, never
-//! flash bytes that did not pass the signed length and sha256, and never let
-//! a report failure change the outcome of an update.
+//! flash bytes that did not pass the signed length and sha256, never let
+//! a report failure change the outcome of an update, and never take a
+//! security decision from anything but the verified manifest.
 
 use std::fs::File;
 use std::io::Read;
@@ -67,13 +100,16 @@ use time::OffsetDateTime;
 use crate::download::{Downloaded, Downloader, Progress, RetryPolicy};
 use crate::error::{Error, Result};
 use crate::flash::{FinishOutcome, Flasher, install_streamed, install_verified, rootfs_image};
-use crate::manifest::{ImageSpec, MAX_MANIFEST_BYTES};
+use crate::manifest::{Advisory, ImageSpec, MAX_MANIFEST_BYTES, ReleaseKind};
 use crate::protocol::{
     CHECK_PATH, CheckRequest, CheckResponse, CheckStatus, DeviceEntitlement,
     MAX_CHECK_RESPONSE_BYTES, MAX_REPORT_RESPONSE_BYTES, REPORTS_PATH, ReportRequest,
+    SecuritySupport,
 };
 use crate::root::{MAX_ROOT_BYTES, MAX_ROOT_ROTATIONS};
-use crate::state::{PendingUpdate, QueuedReport, ReportStage, StateStore, TrustedState};
+use crate::state::{
+    PendingUpdate, QueuedReport, ReportStage, ReportedChoice, StateStore, TrustedState,
+};
 use crate::transport::{FileTransport, Transport, error_code_from_json};
 use crate::verify::{Clock, UpdatePlan, VerifyRequest, verify_manifest};
 
@@ -145,6 +181,68 @@ impl Offer {
     pub fn version(&self) -> &Version {
         &self.plan.manifest.version
     }
+
+    /// What the release is, from the signed manifest.
+    pub fn kind(&self) -> ReleaseKind {
+        self.plan.manifest.kind()
+    }
+
+    /// The signed advisory of a security or mixed release.
+    pub fn advisory(&self) -> Option<&Advisory> {
+        self.plan.manifest.advisory.as_ref()
+    }
+}
+
+/// The owner's choice for releases that fix vulnerabilities (`security`
+/// and `mixed`); see the module documentation for what each does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SecurityUpdates {
+    /// Security fixes install as soon as they are offered, without asking
+    /// the consent hook (the default).
+    #[default]
+    Automatic,
+    /// The owner decides each security fix through the consent hook; with
+    /// no hook, security fixes are not installed.
+    OptedOut,
+    /// Security fixes are not installed before this instant, and then
+    /// automatically.
+    PostponedUntil(OffsetDateTime),
+}
+
+/// What the session does with a verified offer, decided from the signed
+/// manifest's kind and the [`SecurityUpdates`] policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateAction {
+    /// Installs now without asking: a security fix under automatic
+    /// security updates (or a postponement that has passed), or a feature
+    /// release with no consent hook set.
+    Install,
+    /// Installs if the consent hook says yes: a feature release, or a
+    /// security fix whose owner opted out of automatic installation.
+    AskConsent,
+    /// Not installed: a security fix whose owner opted out, and no consent
+    /// hook to ask.
+    OptedOut,
+    /// Not installed before this instant: a security fix the owner
+    /// postponed.
+    PostponedUntil(OffsetDateTime),
+}
+
+/// An update is available: what a user interface shows before anything is
+/// downloaded. Everything here comes from the verified manifest.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UpdateNotice {
+    /// The offered version.
+    pub version: Version,
+    /// Its channel.
+    pub channel: String,
+    /// Security, feature or mixed.
+    pub kind: ReleaseKind,
+    /// The signed advisory (summary, CVEs, severity, action) of a security
+    /// or mixed release; `None` for feature releases.
+    pub advisory: Option<Advisory>,
+    /// What the session does about it.
+    pub action: UpdateAction,
 }
 
 /// What a check found.
@@ -165,6 +263,9 @@ pub struct Checked {
     pub poll_after_secs: u64,
     /// What was found.
     pub outcome: CheckOutcome,
+    /// When the unit's security support ends, as the server says
+    /// (untrusted, for display).
+    pub security_support: Option<SecuritySupport>,
 }
 
 /// How one [`UpdateSession::update`] cycle ended.
@@ -176,6 +277,19 @@ pub enum CycleOutcome {
     NotEntitled(DeviceEntitlement),
     /// The consent hook said "not now"; nothing was downloaded.
     Declined(Box<Offer>),
+    /// A security fix not installed because the owner opted out of
+    /// automatic security updates and no consent hook is set; reported as
+    /// `opted_out` (once per release). Nothing was downloaded.
+    OptedOut(Box<Offer>),
+    /// A security fix the owner postponed: not installed before `until`;
+    /// reported as `postponed` (once per release and date). Nothing was
+    /// downloaded.
+    Postponed {
+        /// The offer held back.
+        offer: Box<Offer>,
+        /// When it installs automatically.
+        until: OffsetDateTime,
+    },
     /// Written and marked pending: reboot, then call
     /// [`UpdateSession::finish_after_boot`].
     Installed(PendingUpdate),
@@ -188,6 +302,9 @@ pub struct Cycle {
     pub poll_after_secs: u64,
     /// How the cycle ended.
     pub outcome: CycleOutcome,
+    /// When the unit's security support ends, as the server says
+    /// (untrusted, for display).
+    pub security_support: Option<SecuritySupport>,
 }
 
 /// Which part of an update a progress report is about.
@@ -225,6 +342,7 @@ pub struct FlushStats {
 }
 
 type ConsentHook<'a> = Box<dyn FnMut(&Offer) -> bool + 'a>;
+type NoticeHook<'a> = Box<dyn FnMut(&UpdateNotice, &Offer) + 'a>;
 
 /// One device's update session; see the module documentation.
 pub struct UpdateSession<'a> {
@@ -235,6 +353,8 @@ pub struct UpdateSession<'a> {
     downloader: Downloader,
     clock: ClockPolicy,
     consent: Option<ConsentHook<'a>>,
+    notice: Option<NoticeHook<'a>>,
+    security_updates: SecurityUpdates,
 }
 
 impl std::fmt::Debug for UpdateSession<'_> {
@@ -244,6 +364,8 @@ impl std::fmt::Debug for UpdateSession<'_> {
             .field("downloader", &self.downloader)
             .field("clock", &self.clock)
             .field("consent", &self.consent.is_some())
+            .field("notice", &self.notice.is_some())
+            .field("security_updates", &self.security_updates)
             .finish_non_exhaustive()
     }
 }
@@ -267,6 +389,8 @@ impl<'a> UpdateSession<'a> {
             downloader: Downloader::new(work_dir),
             clock: ClockPolicy::default(),
             consent: None,
+            notice: None,
+            security_updates: SecurityUpdates::default(),
         }
     }
 
@@ -288,11 +412,93 @@ impl<'a> UpdateSession<'a> {
         self
     }
 
-    /// Asks `consent` before downloading a verified offer; `false` ends the
-    /// cycle with [`CycleOutcome::Declined`].
+    /// Asks `consent` before downloading a verified feature release (and a
+    /// security fix the owner opted out of automatic installation for);
+    /// `false` ends the cycle with [`CycleOutcome::Declined`]. Security
+    /// fixes under automatic security updates do not ask it.
     pub fn with_consent(mut self, consent: impl FnMut(&Offer) -> bool + 'a) -> Self {
         self.consent = Some(Box::new(consent));
         self
+    }
+
+    /// Handles security fixes with `policy` (default
+    /// [`SecurityUpdates::Automatic`]); see the module documentation.
+    pub fn with_security_updates(mut self, policy: SecurityUpdates) -> Self {
+        self.security_updates = policy;
+        self
+    }
+
+    /// Calls `notice` in [`Self::update`] for every verified offer, before
+    /// consent is asked or anything is downloaded: that an update is
+    /// available, its advisory, and what the session does about it.
+    pub fn with_notice(mut self, notice: impl FnMut(&UpdateNotice, &Offer) + 'a) -> Self {
+        self.notice = Some(Box::new(notice));
+        self
+    }
+
+    /// Changes the security updates policy for the next cycles (the owner
+    /// changed their choice while the session lives).
+    pub fn set_security_updates(&mut self, policy: SecurityUpdates) {
+        self.security_updates = policy;
+    }
+
+    /// The security updates policy.
+    pub fn security_updates(&self) -> SecurityUpdates {
+        self.security_updates
+    }
+
+    /// What [`Self::update`] would do with `offer` now, as the notice hook
+    /// hears it.
+    pub fn notice(&self, offer: &Offer) -> UpdateNotice {
+        let m = &offer.plan.manifest;
+        UpdateNotice {
+            version: m.version.clone(),
+            channel: m.channel.clone(),
+            kind: m.kind(),
+            advisory: m.advisory.clone(),
+            action: self.action(offer),
+        }
+    }
+
+    /// The decision of the table in the module documentation.
+    fn action(&self, offer: &Offer) -> UpdateAction {
+        let ask = if self.consent.is_some() {
+            UpdateAction::AskConsent
+        } else {
+            UpdateAction::Install
+        };
+        if !offer.kind().fixes_security() {
+            return ask;
+        }
+        match self.security_updates {
+            SecurityUpdates::Automatic => UpdateAction::Install,
+            SecurityUpdates::PostponedUntil(until) if self.policy_now(offer) < until => {
+                UpdateAction::PostponedUntil(until)
+            }
+            SecurityUpdates::PostponedUntil(_) => UpdateAction::Install,
+            SecurityUpdates::OptedOut if self.consent.is_some() => UpdateAction::AskConsent,
+            SecurityUpdates::OptedOut => UpdateAction::OptedOut,
+        }
+    }
+
+    /// "Now" for a postponement: the system clock, or without a trusted
+    /// clock the latest signed time known, which the offered manifest's
+    /// `issued_at` also proves has passed.
+    fn policy_now(&self, offer: &Offer) -> OffsetDateTime {
+        match self.clock {
+            ClockPolicy::System => now(),
+            ClockPolicy::LatestKnown => {
+                let known = self
+                    .store
+                    .load()
+                    .ok()
+                    .flatten()
+                    .and_then(|s| s.latest_known_time());
+                known.map_or(offer.plan.manifest.issued_at, |k| {
+                    k.max(offer.plan.manifest.issued_at)
+                })
+            }
+        }
     }
 
     /// The device's configuration.
@@ -376,6 +582,7 @@ impl<'a> UpdateSession<'a> {
             self.store.save(&state)?;
         }
         let poll_after_secs = answer.poll_after_secs;
+        let security_support = answer.security_support;
         let outcome = match answer.status {
             CheckStatus::UpToDate => CheckOutcome::UpToDate,
             CheckStatus::NotEntitled => {
@@ -432,6 +639,7 @@ impl<'a> UpdateSession<'a> {
         Ok(Checked {
             poll_after_secs,
             outcome,
+            security_support,
         })
     }
 
@@ -539,8 +747,9 @@ impl<'a> UpdateSession<'a> {
         }
     }
 
-    /// One cycle: check, consent, download, install. Fails early if an
-    /// earlier update is still pending.
+    /// One cycle: check, notice, decide (security policy or consent),
+    /// download, install. Fails early if an earlier update is still
+    /// pending.
     pub fn update(&mut self, mut progress: impl FnMut(&StepProgress)) -> Result<Cycle> {
         if let Some(p) = self.state()?.pending() {
             return Err(Error::UpdateState {
@@ -556,18 +765,44 @@ impl<'a> UpdateSession<'a> {
             CheckOutcome::UpToDate => CycleOutcome::UpToDate,
             CheckOutcome::NotEntitled(e) => CycleOutcome::NotEntitled(e),
             CheckOutcome::Update(offer) => {
-                if let Some(consent) = self.consent.as_mut()
-                    && !consent(&offer)
-                {
-                    CycleOutcome::Declined(offer)
-                } else {
-                    CycleOutcome::Installed(self.download_and_install(&offer, &mut progress)?)
+                let notice = self.notice(&offer);
+                if let Some(hook) = self.notice.as_mut() {
+                    hook(&notice, &offer);
+                }
+                match notice.action {
+                    UpdateAction::Install => {
+                        CycleOutcome::Installed(self.download_and_install(&offer, &mut progress)?)
+                    }
+                    UpdateAction::AskConsent => {
+                        let yes = self.consent.as_mut().is_none_or(|consent| consent(&offer));
+                        if yes {
+                            CycleOutcome::Installed(
+                                self.download_and_install(&offer, &mut progress)?,
+                            )
+                        } else {
+                            // Only reached for a security fix when the
+                            // owner opted out: the owner said no.
+                            if offer.kind().fixes_security() {
+                                self.report_choice(&offer, ReportStage::OptedOut, None);
+                            }
+                            CycleOutcome::Declined(offer)
+                        }
+                    }
+                    UpdateAction::OptedOut => {
+                        self.report_choice(&offer, ReportStage::OptedOut, None);
+                        CycleOutcome::OptedOut(offer)
+                    }
+                    UpdateAction::PostponedUntil(until) => {
+                        self.report_choice(&offer, ReportStage::Postponed, Some(until));
+                        CycleOutcome::Postponed { offer, until }
+                    }
                 }
             }
         };
         Ok(Cycle {
             poll_after_secs,
             outcome,
+            security_support: checked.security_support,
         })
     }
 
@@ -718,6 +953,33 @@ impl<'a> UpdateSession<'a> {
                 })
             },
         )
+    }
+
+    /// Reports the owner's choice not to install `offer` automatically
+    /// (`opted_out`, or `postponed` until `until`), unless that same choice
+    /// was already reported for the release. The record and the queued
+    /// report are saved together; like every report, this never fails.
+    fn report_choice(&mut self, offer: &Offer, stage: ReportStage, until: Option<OffsetDateTime>) {
+        let m = &offer.plan.manifest;
+        let Ok(Some(mut state)) = self.store.load() else {
+            return;
+        };
+        let fresh = state.record_choice(ReportedChoice {
+            version: m.version.clone(),
+            channel: m.channel.clone(),
+            stage,
+            postponed_until: until,
+        });
+        if fresh {
+            let mut r = QueuedReport::new(m.version.clone(), stage, now());
+            r.channel = Some(m.channel.clone());
+            r.postponed_until = until;
+            state.queue_report(r);
+            if self.store.save(&state).is_err() {
+                return;
+            }
+        }
+        let _ = self.flush_reports();
     }
 
     fn report_stage(&mut self, offer: &Offer, stage: ReportStage) {

@@ -1,7 +1,8 @@
 //! The update session against an in-process fake server (a `Transport`
 //! that answers like `firmup-server` and records what the device sent):
 //! the whole cycle, rollback, replay refused before any download, reports
-//! queued while the server is unreachable.
+//! queued while the server is unreachable, and automatic security updates
+//! (opted out, postponed, the consent hook for feature releases).
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -10,11 +11,14 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use firmup_client::flash::FinishOutcome;
 use firmup_client::protocol::{CHECK_PATH, REPORTS_PATH};
-use firmup_client::session::{CheckOutcome, CycleOutcome, DeviceConfig, UpdateSession};
+use firmup_client::session::{
+    CheckOutcome, ClockPolicy, CycleOutcome, DeviceConfig, SecurityUpdates, UpdateAction,
+    UpdateNotice, UpdateSession,
+};
 use firmup_client::transport::{JsonReply, RangeReply};
 use firmup_client::{
-    Error, FileFlasher, FileStateStore, Flasher, PendingUpdate, QueuedReport, ReportStage, Result,
-    Slot, StateStore, Transport, TrustedRoot, TrustedState,
+    Error, FileFlasher, FileStateStore, Flasher, PendingUpdate, QueuedReport, ReleaseKind,
+    ReportStage, Result, Severity, Slot, StateStore, Transport, TrustedRoot, TrustedState,
 };
 use firmup_fixtures::{ReleaseBuilder, RootBuilder, SignedRelease};
 use semver::Version;
@@ -526,4 +530,333 @@ fn file_slots_are_streamed_into_and_other_slots_go_through_the_work_directory() 
         "the verified download is in the work directory"
     );
     assert_eq!(server.stages(), ["downloading", "verifying", "installing"]);
+}
+
+/// A notice hook's view of one cycle.
+type Notices = std::rc::Rc<std::cell::RefCell<Vec<UpdateNotice>>>;
+
+#[test]
+fn a_security_release_installs_without_the_consent_hook_being_called() {
+    for builder in [
+        ReleaseBuilder::standard().security(&["CVE-2026-1001"]),
+        ReleaseBuilder::standard().mixed(&["CVE-2026-1001"]),
+    ] {
+        let release = builder.build();
+        let server = FakeServer::offering(&release);
+        let mut dev = Device::new();
+        let asked = AtomicUsize::new(0);
+        let notices = Notices::default();
+        let seen = notices.clone();
+        let mut session = dev
+            .session(&server)
+            .with_consent(|_| {
+                asked.fetch_add(1, Ordering::SeqCst);
+                false
+            })
+            .with_notice(move |n, _| seen.borrow_mut().push(n.clone()));
+        assert_eq!(session.security_updates(), SecurityUpdates::Automatic);
+        installed(session.update(|_| {}).unwrap().outcome);
+        drop(session);
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            0,
+            "{:?}",
+            release.manifest.kind
+        );
+        assert_eq!(server.stages(), ["downloading", "verifying", "installing"]);
+        let notices = notices.borrow();
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0].kind, release.manifest.kind());
+        assert_eq!(notices[0].action, UpdateAction::Install);
+        let advisory = notices[0].advisory.as_ref().unwrap();
+        assert_eq!(advisory.cves, ["CVE-2026-1001"]);
+        assert_eq!(advisory.severity, Severity::High);
+        assert!(!advisory.summary.is_empty());
+    }
+}
+
+#[test]
+fn a_feature_release_still_asks_for_consent_whatever_the_security_policy() {
+    for policy in [
+        SecurityUpdates::Automatic,
+        SecurityUpdates::OptedOut,
+        SecurityUpdates::PostponedUntil(in_days(30)),
+    ] {
+        let release = ReleaseBuilder::standard().build();
+        let server = FakeServer::offering(&release);
+        let mut dev = Device::new();
+        let asked = AtomicUsize::new(0);
+        let notices = Notices::default();
+        let seen = notices.clone();
+        let mut session = dev
+            .session(&server)
+            .with_security_updates(policy)
+            .with_consent(|_| {
+                asked.fetch_add(1, Ordering::SeqCst);
+                false
+            })
+            .with_notice(move |n, _| seen.borrow_mut().push(n.clone()));
+        assert!(matches!(
+            session.update(|_| {}).unwrap().outcome,
+            CycleOutcome::Declined(_)
+        ));
+        drop(session);
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "{policy:?}");
+        assert_eq!(server.image_requests.load(Ordering::SeqCst), 0);
+        assert!(server.stages().is_empty(), "{:?}", server.stages());
+        let n = &notices.borrow()[0];
+        assert_eq!(
+            (n.kind, n.action, n.advisory.is_none()),
+            (ReleaseKind::Feature, UpdateAction::AskConsent, true)
+        );
+    }
+}
+
+#[test]
+fn the_release_kind_comes_from_the_signed_manifest_not_the_servers_json() {
+    // A feature release the server's unsigned answer calls a security fix.
+    let release = ReleaseBuilder::standard().build();
+    let server = FakeServer::offering(&release);
+    {
+        let mut answer = server.check_answer.lock().unwrap();
+        answer["update"]["kind"] = json!("security");
+        answer["update"]["advisory"] = json!({ "summary": "x", "cves": ["CVE-2026-1001"],
+                                               "severity": "critical", "action": "y" });
+    }
+    let mut dev = Device::new();
+    let asked = AtomicUsize::new(0);
+    let mut session = dev.session(&server).with_consent(|_| {
+        asked.fetch_add(1, Ordering::SeqCst);
+        false
+    });
+    assert!(matches!(
+        session.update(|_| {}).unwrap().outcome,
+        CycleOutcome::Declined(_)
+    ));
+    drop(session);
+    assert_eq!(asked.load(Ordering::SeqCst), 1);
+    assert_eq!(server.image_requests.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn opted_out_security_release_is_not_installed_and_opted_out_is_queued_once() {
+    let release = ReleaseBuilder::standard()
+        .security(&["CVE-2026-1001"])
+        .build();
+    let server = FakeServer::offering(&release);
+    let mut dev = Device::new();
+    let notices = Notices::default();
+    let seen = notices.clone();
+    let mut session = dev
+        .session(&server)
+        .with_security_updates(SecurityUpdates::OptedOut)
+        .with_notice(move |n, _| seen.borrow_mut().push(n.clone()));
+    // Unreachable at first: the report waits in the queue, once however
+    // often the device polls.
+    server.down.store(true, Ordering::SeqCst);
+    assert!(
+        session.update(|_| {}).is_err(),
+        "the check needs the server"
+    );
+    server.down.store(false, Ordering::SeqCst);
+    *server.report_answer.lock().unwrap() = Some((503, json!({})));
+    for _ in 0..3 {
+        match session.update(|_| {}).unwrap().outcome {
+            CycleOutcome::OptedOut(offer) => assert_eq!(offer.version(), &release.manifest.version),
+            other => panic!("expected opted out, got {other:?}"),
+        }
+    }
+    drop(session);
+    let queued = dev.state().queued_reports().to_vec();
+    assert_eq!(queued.len(), 1, "{queued:?}");
+    assert_eq!(queued[0].stage, ReportStage::OptedOut);
+    assert_eq!(queued[0].version, release.manifest.version);
+    assert_eq!(queued[0].channel.as_deref(), Some("stable"));
+    assert_eq!(queued[0].postponed_until, None);
+
+    // Server back: delivered once, and not again on the next polls.
+    *server.report_answer.lock().unwrap() = None;
+    let mut session = dev
+        .session(&server)
+        .with_security_updates(SecurityUpdates::OptedOut);
+    for _ in 0..2 {
+        assert!(matches!(
+            session.update(|_| {}).unwrap().outcome,
+            CycleOutcome::OptedOut(_)
+        ));
+    }
+    drop(session);
+    assert_eq!(server.stages(), ["opted_out"]);
+    let report = &server.reports.lock().unwrap()[0];
+    assert_eq!(report["version"], "2.1.0");
+    assert_eq!(report["channel"], "stable");
+    assert!(report.get("postponed_until").is_none(), "{report}");
+    assert!(dev.state().queued_reports().is_empty());
+    assert_eq!(server.image_requests.load(Ordering::SeqCst), 0);
+    assert_eq!(dev.flasher.status().unwrap().pending, None);
+    assert_eq!(dev.state().installed_version().to_string(), "2.0.0");
+    assert!(
+        notices
+            .borrow()
+            .iter()
+            .all(|n| n.action == UpdateAction::OptedOut && n.kind == ReleaseKind::Security)
+    );
+}
+
+#[test]
+fn opted_out_with_a_consent_hook_lets_the_owner_decide() {
+    let release = ReleaseBuilder::standard()
+        .security(&["CVE-2026-1001"])
+        .build();
+    let server = FakeServer::offering(&release);
+    let mut dev = Device::new();
+    let answers = Mutex::new(vec![true, false, false]);
+    let mut session = dev
+        .session(&server)
+        .with_security_updates(SecurityUpdates::OptedOut)
+        .with_consent(|_| answers.lock().unwrap().pop().unwrap());
+    // The owner says no twice: declined, opted_out reported once.
+    for _ in 0..2 {
+        assert!(matches!(
+            session.update(|_| {}).unwrap().outcome,
+            CycleOutcome::Declined(_)
+        ));
+    }
+    assert_eq!(server.stages(), ["opted_out"]);
+    // Then yes: installed like any consented update.
+    installed(session.update(|_| {}).unwrap().outcome);
+    drop(session);
+    assert_eq!(
+        server.stages(),
+        ["opted_out", "downloading", "verifying", "installing"]
+    );
+}
+
+fn in_days(days: i64) -> time::OffsetDateTime {
+    let t = time::OffsetDateTime::now_utc() + time::Duration::days(days);
+    t.replace_nanosecond(0).unwrap()
+}
+
+#[test]
+fn postponed_until_a_future_date_is_not_installed_and_reported_with_the_date() {
+    let release = ReleaseBuilder::standard()
+        .security(&["CVE-2026-1001"])
+        .build();
+    let server = FakeServer::offering(&release);
+    let mut dev = Device::new();
+    let until = in_days(14);
+    let asked = AtomicUsize::new(0);
+    let mut session = dev
+        .session(&server)
+        .with_security_updates(SecurityUpdates::PostponedUntil(until))
+        .with_consent(|_| {
+            asked.fetch_add(1, Ordering::SeqCst);
+            true
+        });
+    for _ in 0..2 {
+        match session.update(|_| {}).unwrap().outcome {
+            CycleOutcome::Postponed { offer, until: u } => {
+                assert_eq!(u, until);
+                assert_eq!(offer.version(), &release.manifest.version);
+            }
+            other => panic!("expected postponed, got {other:?}"),
+        }
+    }
+    drop(session);
+    assert_eq!(
+        asked.load(Ordering::SeqCst),
+        0,
+        "a postponement is not asked"
+    );
+    assert_eq!(server.image_requests.load(Ordering::SeqCst), 0);
+    assert_eq!(server.stages(), ["postponed"]);
+    let report = server.reports.lock().unwrap()[0].clone();
+    assert_eq!(report["version"], "2.1.0");
+    assert_eq!(
+        report["postponed_until"].as_str(),
+        Some(firmup_client::format_time(until).as_str()),
+        "{report}"
+    );
+
+    // A later date is a new choice: reported again, once.
+    let later = in_days(28);
+    let mut session = dev
+        .session(&server)
+        .with_security_updates(SecurityUpdates::PostponedUntil(later));
+    for _ in 0..2 {
+        assert!(matches!(
+            session.update(|_| {}).unwrap().outcome,
+            CycleOutcome::Postponed { .. }
+        ));
+    }
+    drop(session);
+    assert_eq!(server.stages(), ["postponed", "postponed"]);
+    assert_eq!(
+        server.reports.lock().unwrap()[1]["postponed_until"].as_str(),
+        Some(firmup_client::format_time(later).as_str())
+    );
+    assert_eq!(dev.state().installed_version().to_string(), "2.0.0");
+}
+
+#[test]
+fn postponed_until_a_past_date_installs_without_asking() {
+    let release = ReleaseBuilder::standard().mixed(&["CVE-2026-1001"]).build();
+    let server = FakeServer::offering(&release);
+    let mut dev = Device::new();
+    let asked = AtomicUsize::new(0);
+    let mut session = dev
+        .session(&server)
+        .with_security_updates(SecurityUpdates::PostponedUntil(in_days(-1)))
+        .with_consent(|_| {
+            asked.fetch_add(1, Ordering::SeqCst);
+            false
+        });
+    installed(session.update(|_| {}).unwrap().outcome);
+    drop(session);
+    assert_eq!(asked.load(Ordering::SeqCst), 0);
+    assert_eq!(server.stages(), ["downloading", "verifying", "installing"]);
+}
+
+#[test]
+fn without_a_trusted_clock_a_postponement_passes_once_a_signed_time_is_later() {
+    // The fixture manifest is issued 2026-05-01: a device without a trusted
+    // clock knows at least that much time has passed.
+    let release = ReleaseBuilder::standard()
+        .security(&["CVE-2026-1001"])
+        .build();
+    let issued = release.manifest.issued_at;
+    for (until, installs) in [
+        (issued + time::Duration::days(1), false),
+        (issued - time::Duration::days(1), true),
+    ] {
+        let server = FakeServer::offering(&release);
+        let mut dev = Device::new();
+        let mut session = dev
+            .session(&server)
+            .with_clock(ClockPolicy::LatestKnown)
+            .with_security_updates(SecurityUpdates::PostponedUntil(until));
+        let outcome = session.update(|_| {}).unwrap().outcome;
+        assert_eq!(
+            matches!(outcome, CycleOutcome::Installed(_)),
+            installs,
+            "{until}: {outcome:?}"
+        );
+    }
+}
+
+#[test]
+fn the_security_support_end_is_passed_on_from_the_check_answer() {
+    let release = ReleaseBuilder::standard().build();
+    let server = FakeServer::offering(&release);
+    let mut dev = Device::new();
+    assert_eq!(dev.session(&server).check().unwrap().security_support, None);
+    server.check_answer.lock().unwrap()["security_support"] = json!({
+        "ends": "2031-06-30",
+        "warning": "Security support for this unit ends on 2031-06-30." });
+    let checked = dev.session(&server).check().unwrap();
+    let support = checked.security_support.unwrap();
+    assert_eq!(support.ends, "2031-06-30");
+    assert!(support.warning.unwrap().contains("ends on 2031-06-30"));
+    let cycle = dev.session(&server).update(|_| {}).unwrap();
+    assert_eq!(cycle.security_support.unwrap().ends, "2031-06-30");
 }

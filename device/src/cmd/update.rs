@@ -37,6 +37,15 @@ pub fn cycle(
         CycleOutcome::UpToDate => println!("up to date"),
         CycleOutcome::NotEntitled(e) => println!("not entitled ({}): {}", e.code, e.summary),
         CycleOutcome::Declined(o) => println!("update to {} declined", o.version()),
+        CycleOutcome::OptedOut(o) => println!(
+            "security update {} not installed: automatic security updates are off",
+            o.version()
+        ),
+        CycleOutcome::Postponed { offer, until } => println!(
+            "security update {} postponed until {}",
+            offer.version(),
+            firmup_client::format_time(until)
+        ),
         CycleOutcome::Installed(p) => {
             println!("wrote {} to slot {}; rebooting", p.version, p.slot);
             report_finish(&reboot_and_finish(session, device)?)?;
