@@ -9,6 +9,11 @@
 //! - `state/state.json`: the trusted state ([`FileStateStore`]);
 //! - `slots/`: the A/B slots and boot record ([`FileFlasher`]);
 //! - `work/`: partial and complete downloads;
+//! - `security-updates.json`: the owner's choice for security releases
+//!   ([`SECURITY_UPDATES_FILE`]; absent: automatic), set with
+//!   `firmup-device security-updates`;
+//! - `security-support.json`: when the unit's security support ends, as
+//!   the last check answer said ([`SECURITY_SUPPORT_FILE`]);
 //! - `unhealthy`: if this flag file exists, the health check after a
 //!   reboot fails and the update is rolled back.
 
@@ -18,12 +23,15 @@ use std::process::ExitCode;
 use anyhow::{Context as _, Result};
 use firmup_client::flash::FinishOutcome;
 use firmup_client::session::{Phase, StepProgress};
-use firmup_client::state::atomic_write_private;
+use firmup_client::state::{atomic_write, atomic_write_private};
 use firmup_client::transport::HttpConfig;
 use firmup_client::{
-    DeviceConfig, Error, FileFlasher, FileStateStore, HttpTransport, UpdateSession,
+    DeviceConfig, Error, FileFlasher, FileStateStore, HttpTransport, SecuritySupport,
+    SecurityUpdates, UpdateAction, UpdateNotice, UpdateSession, format_time,
 };
 use indicatif::{ProgressBar, ProgressStyle};
+use serde_json::json;
+use time::OffsetDateTime;
 
 /// Exit code: refused or rolled back.
 pub const EXIT_REFUSED: u8 = 1;
@@ -188,6 +196,128 @@ pub fn transport(server: &str, allowed_download_origins: &[String]) -> Result<Ht
     )?)
 }
 
+/// File in the state directory holding the owner's choice for security
+/// releases: `{"mode": "automatic"}`, `{"mode": "opted_out"}` or
+/// `{"mode": "postponed", "postponed_until": "<RFC 3339>"}`. Absent means
+/// automatic.
+pub const SECURITY_UPDATES_FILE: &str = "security-updates.json";
+
+/// File in the state directory holding the `security_support` of the last
+/// check answer (absent when that answer had none).
+pub const SECURITY_SUPPORT_FILE: &str = "security-support.json";
+
+/// The stable name of a policy's mode, as stored and printed.
+pub fn policy_mode(policy: SecurityUpdates) -> &'static str {
+    match policy {
+        SecurityUpdates::Automatic => "automatic",
+        SecurityUpdates::OptedOut => "opted_out",
+        SecurityUpdates::PostponedUntil(_) => "postponed",
+    }
+}
+
+/// A policy as one line for people.
+pub fn describe_policy(policy: SecurityUpdates) -> String {
+    match policy {
+        SecurityUpdates::Automatic => "automatic (security releases install without asking)".into(),
+        SecurityUpdates::OptedOut => {
+            "off (security releases are not installed automatically)".into()
+        }
+        SecurityUpdates::PostponedUntil(t) => format!(
+            "postponed until {} (then security releases install without asking)",
+            format_time(t)
+        ),
+    }
+}
+
+/// `security-updates.json`'s bytes for `policy`.
+pub fn policy_to_json(policy: SecurityUpdates) -> Result<Vec<u8>> {
+    let mut v = json!({ "mode": policy_mode(policy) });
+    if let SecurityUpdates::PostponedUntil(t) = policy {
+        v["postponed_until"] = format_time(t).into();
+    }
+    let mut bytes = serde_json::to_vec_pretty(&v)?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+/// The policy of `security-updates.json`'s bytes.
+pub fn policy_from_json(bytes: &[u8]) -> Result<SecurityUpdates> {
+    let v: serde_json::Value = serde_json::from_slice(bytes)?;
+    match v.get("mode").and_then(|m| m.as_str()) {
+        Some("automatic") => Ok(SecurityUpdates::Automatic),
+        Some("opted_out") => Ok(SecurityUpdates::OptedOut),
+        Some("postponed") => {
+            let until = v
+                .get("postponed_until")
+                .and_then(|u| u.as_str())
+                .ok_or_else(|| anyhow::anyhow!("mode postponed needs postponed_until"))?;
+            Ok(SecurityUpdates::PostponedUntil(
+                OffsetDateTime::parse(until, &time::format_description::well_known::Rfc3339)
+                    .with_context(|| format!("postponed_until {until:?} is no RFC 3339 instant"))?,
+            ))
+        }
+        _ => anyhow::bail!("mode must be automatic, opted_out or postponed"),
+    }
+}
+
+/// Text from the server for a terminal: control characters become spaces.
+pub fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect()
+}
+
+/// The security support lines printed by `check`, `update` and `status`.
+pub fn print_security_support(support: &SecuritySupport) {
+    println!("security support ends: {}", printable(&support.ends));
+    if let Some(w) = &support.warning {
+        println!("warning: {}", printable(w));
+    }
+}
+
+/// Prints that an update is available, with the signed advisory of a
+/// security release and what the agent does about it.
+pub fn print_notice(n: &UpdateNotice) {
+    match &n.advisory {
+        Some(a) => println!(
+            "security update available: {} ({} release, severity {}, {})",
+            n.version,
+            n.kind.as_str(),
+            a.severity.as_str(),
+            a.cves.join(", ")
+        ),
+        None => println!(
+            "update available: {} ({} release)",
+            n.version,
+            n.kind.as_str()
+        ),
+    }
+    print_advisory(n);
+}
+
+/// The signed advisory of a security release, and what the agent does
+/// about the release under the owner's security updates choice.
+pub fn print_advisory(n: &UpdateNotice) {
+    if let Some(a) = &n.advisory {
+        println!("advisory: {}", a.summary);
+        println!("advice: {}", a.action);
+    }
+    match n.action {
+        UpdateAction::Install if n.kind.fixes_security() => {
+            println!("automatic security updates are on: it installs without asking")
+        }
+        UpdateAction::Install | UpdateAction::AskConsent => {}
+        UpdateAction::OptedOut => println!(
+            "automatic security updates are off: it is not installed \
+             (`firmup-device security-updates auto` turns them on)"
+        ),
+        UpdateAction::PostponedUntil(t) => println!(
+            "security updates are postponed until {}: it is not installed before then",
+            format_time(t)
+        ),
+    }
+}
+
 /// The paths of a state directory.
 #[derive(Debug, Clone)]
 pub struct Device {
@@ -243,6 +373,56 @@ impl Device {
     /// The download directory.
     pub fn work_dir(&self) -> PathBuf {
         self.dir.join("work")
+    }
+
+    /// The owner's choice for security releases
+    /// ([`SECURITY_UPDATES_FILE`]; automatic when the file is absent). A
+    /// file that cannot be read is an error, never "automatic": that would
+    /// override an owner's opt-out.
+    pub fn security_updates(&self) -> Result<SecurityUpdates> {
+        let path = self.dir.join(SECURITY_UPDATES_FILE);
+        match std::fs::read(&path) {
+            Ok(bytes) => policy_from_json(&bytes).with_context(|| {
+                format!(
+                    "reading {} (set it again with `firmup-device security-updates`)",
+                    path.display()
+                )
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SecurityUpdates::Automatic),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    /// Stores the owner's choice for security releases, atomically.
+    pub fn save_security_updates(&self, policy: SecurityUpdates) -> Result<()> {
+        atomic_write(
+            &self.dir.join(SECURITY_UPDATES_FILE),
+            &policy_to_json(policy)?,
+        )?;
+        Ok(())
+    }
+
+    /// The `security_support` of the last check answer, if it had one (and
+    /// the file reads).
+    pub fn security_support(&self) -> Option<SecuritySupport> {
+        let bytes = std::fs::read(self.dir.join(SECURITY_SUPPORT_FILE)).ok()?;
+        serde_json::from_slice(&bytes).ok()
+    }
+
+    /// Keeps the `security_support` of a check answer for `status`
+    /// (removes the file when the answer had none). Never fails: it is
+    /// only information.
+    pub fn remember_security_support(&self, support: Option<&SecuritySupport>) {
+        let path = self.dir.join(SECURITY_SUPPORT_FILE);
+        match support.map(serde_json::to_vec_pretty) {
+            Some(Ok(bytes)) => {
+                let _ = atomic_write(&path, &bytes);
+            }
+            Some(Err(_)) => {}
+            None => {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
     }
 
     /// The simulated health check of the running slot: healthy unless the
@@ -317,7 +497,10 @@ impl Parts {
         })
     }
 
-    /// A session over these parts.
+    /// A session over these parts, printing a notice for every verified
+    /// offer. Its security updates policy is automatic until set: the
+    /// update cycle sets the owner's choice ([`Device::security_updates`])
+    /// before each cycle, so a change reaches a running poll loop.
     pub fn session(&mut self) -> UpdateSession<'_> {
         UpdateSession::new(
             self.config.clone(),
@@ -326,6 +509,7 @@ impl Parts {
             &mut self.flasher,
             self.device.work_dir(),
         )
+        .with_notice(|notice, _| print_notice(notice))
     }
 }
 

@@ -10,6 +10,7 @@ mod check;
 mod install;
 mod provision;
 mod run;
+mod security_updates;
 mod status;
 mod update;
 
@@ -35,6 +36,11 @@ EXIT CODES:
 /// (`slots/`), downloads (`work/`). Creating a file `unhealthy` in it makes
 /// the health check after the next reboot fail, so the update is rolled
 /// back.
+///
+/// Security releases (signed as `security` or `mixed`) install without
+/// asking by default; `security-updates off` or `security-updates
+/// postpone DATE` holds them back, and the server is told of that choice
+/// once per release.
 ///
 /// Image downloads follow redirects within the server's origin only,
 /// unless the origin they lead to is allowed: `allowed_download_origins` in
@@ -88,6 +94,7 @@ enum Command {
     Run(run::Args),
     Install(install::Args),
     Status(status::Args),
+    SecurityUpdates(security_updates::Args),
 }
 
 impl Cli {
@@ -102,6 +109,7 @@ impl Cli {
             Command::Run(a) => run::run(dir, origins, a),
             Command::Install(a) => install::run(dir, origins, a),
             Command::Status(a) => status::run(dir, a),
+            Command::SecurityUpdates(a) => security_updates::run(dir, a),
         }
     }
 }
@@ -212,6 +220,85 @@ mod tests {
             assert!(
                 err.to_string().contains("allowed_download_origins"),
                 "{err}"
+            );
+        }
+    }
+
+    fn cli(dir: &std::path::Path, args: &[&str]) -> anyhow::Result<()> {
+        let state = dir.join("device");
+        let mut all = vec!["firmup-device", "--state-dir", state.to_str().unwrap()];
+        all.extend_from_slice(args);
+        Cli::try_parse_from(all).unwrap().run()
+    }
+
+    #[test]
+    fn security_updates_choice_is_stored_in_the_state_directory() {
+        use firmup_client::SecurityUpdates;
+        let dir = tempfile::tempdir().unwrap();
+        // Not provisioned: no choice to store.
+        assert!(cli(dir.path(), &["security-updates", "off"]).is_err());
+        provision(dir.path(), &[]).unwrap();
+        let device = Device::new(&dir.path().join("device"));
+        assert_eq!(
+            device.security_updates().unwrap(),
+            SecurityUpdates::Automatic
+        );
+
+        cli(dir.path(), &["security-updates", "off"]).unwrap();
+        assert_eq!(
+            device.security_updates().unwrap(),
+            SecurityUpdates::OptedOut
+        );
+        let raw: serde_json::Value = serde_json::from_slice(
+            &std::fs::read(device.dir.join(crate::agent::SECURITY_UPDATES_FILE)).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(raw, serde_json::json!({ "mode": "opted_out" }));
+
+        // A date that has passed is refused and changes nothing.
+        let err = cli(dir.path(), &["security-updates", "postpone", "2020-01-01"]).unwrap_err();
+        assert!(err.to_string().contains("has passed"), "{err}");
+        assert_eq!(
+            device.security_updates().unwrap(),
+            SecurityUpdates::OptedOut
+        );
+
+        cli(dir.path(), &["security-updates", "postpone", "2999-09-01"]).unwrap();
+        assert_eq!(
+            device.security_updates().unwrap(),
+            SecurityUpdates::PostponedUntil(time::macros::datetime!(2999-09-01 0:00 UTC))
+        );
+        cli(dir.path(), &["security-updates"]).unwrap();
+        cli(dir.path(), &["security-updates", "auto"]).unwrap();
+        assert_eq!(
+            device.security_updates().unwrap(),
+            SecurityUpdates::Automatic
+        );
+        assert!(Cli::try_parse_from(["firmup-device", "security-updates", "postpone"]).is_err());
+    }
+
+    #[test]
+    fn a_security_updates_file_round_trips_and_nonsense_is_refused() {
+        use crate::agent::{policy_from_json, policy_to_json};
+        use firmup_client::SecurityUpdates;
+        for p in [
+            SecurityUpdates::Automatic,
+            SecurityUpdates::OptedOut,
+            SecurityUpdates::PostponedUntil(time::macros::datetime!(2026-09-01 6:30 UTC)),
+        ] {
+            assert_eq!(policy_from_json(&policy_to_json(p).unwrap()).unwrap(), p);
+        }
+        for bad in [
+            &br#"{}"#[..],
+            br#"{"mode":"off"}"#,
+            br#"{"mode":"postponed"}"#,
+            br#"{"mode":"postponed","postponed_until":"2026-09-01"}"#,
+            b"not json",
+        ] {
+            assert!(
+                policy_from_json(bad).is_err(),
+                "{}",
+                String::from_utf8_lossy(bad)
             );
         }
     }

@@ -6,13 +6,15 @@ use anyhow::{Result, anyhow};
 use firmup_client::{Flasher as _, StateStore as _};
 use serde_json::json;
 
-use crate::agent::Device;
+use crate::agent::{Device, describe_policy, policy_mode, print_security_support};
 
 /// Prints the device's slots (committed, running, pending), committed
 /// version, security counter, manifest versions, root version, the update
-/// in flight, the number of queued reports and the allowed download
-/// origins of `config.json`. Changes nothing and needs
-/// no network.
+/// in flight, the number of queued reports, the allowed download
+/// origins of `config.json`, the owner's security updates choice and, as
+/// the last check answer said, when the unit's security support ends (with
+/// its warning when the end is near). Changes nothing and needs no
+/// network.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Print one JSON object instead of text.
@@ -35,6 +37,12 @@ pub fn run(dir: &Path, a: Args) -> Result<()> {
     let pending = state
         .pending()
         .map(|p| format!("{} in slot {}", p.version, p.slot));
+    let policy = device.security_updates()?;
+    let postponed_until = match policy {
+        firmup_client::SecurityUpdates::PostponedUntil(t) => Some(firmup_client::format_time(t)),
+        _ => None,
+    };
+    let support = device.security_support();
     if a.json {
         let v = json!({
             "serial": config.serial,
@@ -49,6 +57,9 @@ pub fn run(dir: &Path, a: Args) -> Result<()> {
             "pending": pending,
             "queued_reports": state.queued_reports().len(),
             "allowed_download_origins": origins,
+            "security_updates": policy_mode(policy),
+            "security_updates_postponed_until": postponed_until,
+            "security_support": support,
         });
         println!("{v:#}");
         return Ok(());
@@ -72,5 +83,9 @@ pub fn run(dir: &Path, a: Args) -> Result<()> {
             origins.join(", ")
         }
     );
+    println!("security updates: {}", describe_policy(policy));
+    if let Some(s) = &support {
+        print_security_support(s);
+    }
     Ok(())
 }

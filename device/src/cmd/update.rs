@@ -5,13 +5,22 @@ use std::path::Path;
 use anyhow::Result;
 use firmup_client::CycleOutcome;
 
-use crate::agent::{Bar, Parts, finish_interrupted, reboot_and_finish, report_finish};
+use crate::agent::{
+    Bar, Parts, finish_interrupted, print_security_support, reboot_and_finish, report_finish,
+};
 
 /// Runs one full update cycle: finish an interrupted update if any, check,
 /// verify, download (resuming what an earlier run left), install into the
 /// inactive slot, reboot (simulated), health check (fails if the flag file
 /// `unhealthy` exists in the state directory), then commit or roll back,
 /// reporting each stage to the server.
+///
+/// Security releases (kind `security` or `mixed` in the signed manifest)
+/// install without asking while automatic security updates are on (the
+/// default). When the owner turned them off or postponed them
+/// (`firmup-device security-updates`), the release is not installed, and
+/// the server is told once per release (`opted_out`, or `postponed` with
+/// the date). Feature releases install as before.
 #[derive(Debug, clap::Args)]
 pub struct Args {}
 
@@ -29,10 +38,16 @@ pub fn cycle(
     device: &crate::agent::Device,
 ) -> Result<u64> {
     finish_interrupted(session, device)?;
+    // Read before every cycle: the owner may change it while `run` loops.
+    session.set_security_updates(device.security_updates()?);
     let mut bar = Bar::new();
     let res = session.update(|p| bar.update(p));
     bar.finish();
     let cycle = res?;
+    device.remember_security_support(cycle.security_support.as_ref());
+    if let Some(s) = &cycle.security_support {
+        print_security_support(s);
+    }
     match cycle.outcome {
         CycleOutcome::UpToDate => println!("up to date"),
         CycleOutcome::NotEntitled(e) => println!("not entitled ({}): {}", e.code, e.summary),
@@ -312,5 +327,145 @@ mod tests {
                 .target
                 .ends_with("X-Amz-Signature=fresh")
         );
+    }
+
+    /// A provisioned device at 2.0.0 whose server offers `release` with a
+    /// security support end; returns the device and what the server saw.
+    fn device_offered(
+        release: &firmup_fixtures::SignedRelease,
+    ) -> (tempfile::TempDir, Device, Arc<Mutex<Vec<Seen>>>) {
+        let spec = release.manifest.images[0].clone();
+        let sha = spec.sha256.to_hex();
+        let manifest: Value = serde_json::from_slice(&release.envelope).unwrap();
+        let (version, image) = (release.manifest.version.to_string(), release.image.clone());
+        let (addr, seen) = serve(move |req, _| {
+            let target = req.target.trim_start_matches('/');
+            if req.method == "POST" && target == firmup_client::protocol::CHECK_PATH {
+                let answer = json!({
+                    "status": "update_available",
+                    "poll_after_secs": 3600,
+                    "root_chain": [],
+                    "update": {
+                        "version": version,
+                        "channel": "stable",
+                        "manifest": manifest,
+                        "images": [{ "name": spec.name, "target": spec.target,
+                                     "length": spec.length, "sha256": sha,
+                                     "url": format!("/v1/images/{sha}") }],
+                        "entitlement": { "code": "in_production", "summary": "Free." }
+                    },
+                    "security_support": { "ends": "2031-06-30",
+                                          "warning": "Security support ends on 2031-06-30." }
+                });
+                return (
+                    "200 OK".into(),
+                    vec![],
+                    serde_json::to_vec(&answer).unwrap(),
+                );
+            }
+            if req.method == "POST" {
+                return ("201 Created".into(), vec![], br#"{"id":1}"#.to_vec());
+            }
+            ("200 OK".into(), vec![], image.clone())
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let device = Device::new(dir.path());
+        let root = TrustedRoot::from_pinned(&RootBuilder::standard().build()).unwrap();
+        device
+            .store()
+            .unwrap()
+            .save(&TrustedState::new(&root, "2.0.0".parse().unwrap(), 3))
+            .unwrap();
+        let flasher = device.flasher().unwrap();
+        std::fs::write(flasher.slot_path(Slot::A), b"factory").unwrap();
+        drop(flasher);
+        device
+            .save_config(&AgentConfig {
+                device: DeviceConfig {
+                    server: format!("http://{addr}"),
+                    serial: "SN-0001".into(),
+                    hw_id: "enc-4k-r2".into(),
+                    product_line: "encoders".into(),
+                    channel: "stable".into(),
+                    token: "device-token".into(),
+                },
+                allowed_download_origins: vec![],
+            })
+            .unwrap();
+        (dir, device, seen)
+    }
+
+    fn stages(seen: &Mutex<Vec<Seen>>) -> Vec<String> {
+        seen.lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.target.contains("reports"))
+            .map(|r| {
+                let v: Value = serde_json::from_slice(&r.body).unwrap();
+                v["stage"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    /// The owner's choice in the state directory holds a security release
+    /// back, is reported once however often the agent polls, and a changed
+    /// choice reaches the same session (a running poll loop) at its next
+    /// cycle.
+    #[test]
+    fn the_stored_choice_holds_a_security_release_back_until_the_owner_turns_it_on() {
+        let release = ReleaseBuilder::standard()
+            .security(&["CVE-2026-1001"])
+            .build();
+        let (dir, device, seen) = device_offered(&release);
+        device
+            .save_security_updates(firmup_client::SecurityUpdates::OptedOut)
+            .unwrap();
+        let mut parts = Parts::open(dir.path(), &[]).unwrap();
+        let mut session = parts.session();
+        for _ in 0..3 {
+            assert_eq!(cycle(&mut session, &device).unwrap(), 3600);
+        }
+        assert_eq!(stages(&seen), ["opted_out"]);
+        let support = device.security_support().unwrap();
+        assert_eq!(support.ends, "2031-06-30");
+
+        device
+            .save_security_updates(firmup_client::SecurityUpdates::Automatic)
+            .unwrap();
+        cycle(&mut session, &device).unwrap();
+        drop(session);
+        assert_eq!(
+            stages(&seen),
+            [
+                "opted_out",
+                "downloading",
+                "verifying",
+                "installing",
+                "installed"
+            ]
+        );
+        let state = device.store().unwrap().load().unwrap().unwrap();
+        assert_eq!(state.installed_version(), &release.manifest.version);
+    }
+
+    /// A policy file that cannot be read stops the cycle before the check:
+    /// reading it as "automatic" would override an owner's opt-out.
+    #[test]
+    fn an_unreadable_choice_is_an_error_not_automatic() {
+        let release = ReleaseBuilder::standard()
+            .security(&["CVE-2026-1001"])
+            .build();
+        let (dir, device, seen) = device_offered(&release);
+        std::fs::write(
+            dir.path().join(crate::agent::SECURITY_UPDATES_FILE),
+            b"{\"mode\":\"sometimes\"}",
+        )
+        .unwrap();
+        let mut parts = Parts::open(dir.path(), &[]).unwrap();
+        let mut session = parts.session();
+        let err = cycle(&mut session, &device).unwrap_err();
+        assert!(format!("{err:#}").contains("security-updates"), "{err:#}");
+        drop(session);
+        assert!(seen.lock().unwrap().is_empty());
     }
 }
