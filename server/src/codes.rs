@@ -289,6 +289,11 @@ pub const CODES: &[Code] = &[
         "a device token used for another serial",
     ),
     c(
+        "not_entitled",
+        403,
+        "the device may not have the release it asked for by version",
+    ),
+    c(
         "invalid_grant",
         403,
         "a download grant that does not verify",
@@ -369,6 +374,11 @@ pub const CODES: &[Code] = &[
         "the hardware id belongs to another model",
     ),
     c(
+        "hw_incompatible",
+        409,
+        "the release asked for is not signed for the device's hardware",
+    ),
+    c(
         "hw_id_mismatch",
         409,
         "the device reports another hardware id than registered",
@@ -400,6 +410,16 @@ pub const CODES: &[Code] = &[
     ),
     c("already_yanked", 409, "the release is yanked already"),
     c("not_yanked", 409, "the release is not yanked"),
+    c(
+        "release_not_yanked",
+        409,
+        "only a yanked release can be deleted; yank it first",
+    ),
+    c(
+        "retention_active",
+        409,
+        "a security release inside its retention (ten years, or to the end of support) cannot be deleted",
+    ),
     c(
         "release_yanked",
         409,

@@ -188,14 +188,10 @@ fn from_rows(generation: u64, rows: CatalogueRows, known: &HashMap<i64, SharedRa
     let mut images: HashMap<i64, Vec<ImageEntry>> = HashMap::new();
     let mut bad_images = Vec::new();
     for i in image_rows {
-        match (i.sha256.parse(), u64::try_from(i.length)) {
-            (Ok(sha256), Ok(length)) => images.entry(i.release_id).or_default().push(ImageEntry {
-                name: i.name,
-                target: i.target,
-                length,
-                sha256,
-            }),
-            _ => bad_images.push(i.release_id),
+        let release_id = i.release_id;
+        match image_entry(i) {
+            Some(entry) => images.entry(release_id).or_default().push(entry),
+            None => bad_images.push(release_id),
         }
     }
 
@@ -293,6 +289,37 @@ pub fn group_entry(g: GroupRow) -> Result<GroupEntry, String> {
         filter,
         window,
     })
+}
+
+/// Parses one stored image row; `None` when its digest or length is
+/// malformed.
+fn image_entry(i: crate::db::snapshot::ImageRow) -> Option<ImageEntry> {
+    Some(ImageEntry {
+        sha256: i.sha256.parse().ok()?,
+        length: u64::try_from(i.length).ok()?,
+        name: i.name,
+        target: i.target,
+    })
+}
+
+/// One release read by name ([`crate::db::snapshot::load_release`]),
+/// parsed as the snapshot parses its releases, yanked or not; with when it
+/// was yanked.
+pub fn release_entry(
+    row: ReleaseRow,
+    images: Vec<crate::db::snapshot::ImageRow>,
+    envelope: &[u8],
+) -> Result<(ReleaseEntry, Option<time::OffsetDateTime>), String> {
+    let id = row.id;
+    let envelope = SharedRaw::from_bytes(envelope).map_err(|e| format!("envelope: {e}"))?;
+    let images = images
+        .into_iter()
+        .map(image_entry)
+        .collect::<Option<Vec<_>>>()
+        .ok_or_else(|| format!("release {id}: malformed image row"))?;
+    let loaded = release(row, Some(envelope), images)?
+        .ok_or_else(|| format!("release {id}: no envelope"))?;
+    Ok((loaded.entry, loaded.yanked_at))
 }
 
 /// Parses one release row; `Ok(None)` for a yanked release without its

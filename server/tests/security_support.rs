@@ -435,3 +435,209 @@ async fn owners_choices_about_automatic_security_updates_are_counted_per_release
     );
     assert_eq!(v["installed"], 0);
 }
+
+async fn delete(t: &TestApp, version: &str) -> common::TestResponse {
+    t.send(
+        Method::DELETE,
+        &format!("/v1/product-lines/encoders/releases/stable/{version}"),
+        Some(&t.release_engineer),
+        &[],
+        Vec::new(),
+    )
+    .await
+}
+
+async fn yank(t: &TestApp, version: &str) {
+    let r = t
+        .post_json(
+            &format!("/v1/product-lines/encoders/releases/stable/{version}/yank"),
+            Some(&t.release_engineer),
+            &json!({ "reason": "withdrawn" }),
+        )
+        .await;
+    assert_status(&r, StatusCode::OK);
+}
+
+async fn release_id(t: &TestApp, version: &str) -> Option<i64> {
+    db::releases::find(&t.app.db, "encoders", "stable", version)
+        .await
+        .unwrap()
+        .map(|r| r.id)
+}
+
+#[tokio::test]
+async fn deleting_a_security_release_inside_its_retention_is_refused_and_nothing_changes() {
+    // A unit sold 400 days ago: its support ends in about 3.9 years.
+    let t = discontinued(&[("SEC-1", 400)]).await;
+    publish(&t, release("2.1.0", 7).security(&[CVE])).await;
+    let id = release_id(&t, "2.1.0").await.unwrap();
+
+    // Inside ten years of publication: refused, yanked or not.
+    let r = delete(&t, "2.1.0").await;
+    assert_error(&r, StatusCode::CONFLICT, "retention_active");
+    yank(&t, "2.1.0").await;
+    let r = delete(&t, "2.1.0").await;
+    assert_error(&r, StatusCode::CONFLICT, "retention_active");
+    let ten_years =
+        firmup_server::domain::support::retained_until(true, OffsetDateTime::now_utc(), None)
+            .unwrap();
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    assert!(
+        text.contains(&firmup_server::domain::support::fmt_date(ten_years)),
+        "{text}"
+    );
+
+    // Published eleven years ago, it is still kept while the unit's
+    // support runs: the later of the two ends retention.
+    let eleven_years_ago = OffsetDateTime::now_utc() - Duration::days(11 * 366);
+    db::releases::set_published_at(&t.app.db, id, eleven_years_ago)
+        .await
+        .unwrap();
+    let r = delete(&t, "2.1.0").await;
+    assert_error(&r, StatusCode::CONFLICT, "retention_active");
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    let support = t.get("/v1/models/E4K/support", Some(&t.admin)).await.json();
+    let last_unit_ends = support["last_unit_ends"].as_str().unwrap();
+    assert!(text.contains(last_unit_ends), "{text} / {support}");
+
+    // Nothing changed: the release, its manifest and its image are there.
+    assert_eq!(release_id(&t, "2.1.0").await, Some(id));
+    let r = t
+        .get(
+            "/v1/product-lines/encoders/releases/stable/2.1.0/manifest",
+            Some(&t.technician),
+        )
+        .await;
+    assert_status(&r, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_release_outside_retention_is_deleted_once_yanked_and_the_deletion_is_audited() {
+    // No unit on the market: only the ten years count.
+    let t = discontinued(&[]).await;
+    publish(&t, release("2.1.0", 7).security(&[CVE])).await;
+    publish(&t, release("2.2.0", 8)).await;
+
+    // A feature release has no retention, but must be yanked first.
+    let r = delete(&t, "2.2.0").await;
+    assert_error(&r, StatusCode::CONFLICT, "release_not_yanked");
+    assert!(release_id(&t, "2.2.0").await.is_some());
+    yank(&t, "2.2.0").await;
+    let r = delete(&t, "2.2.0").await;
+    assert_status(&r, StatusCode::NO_CONTENT);
+    assert_eq!(release_id(&t, "2.2.0").await, None);
+    let r = delete(&t, "2.2.0").await;
+    assert_error(&r, StatusCode::NOT_FOUND, "unknown_release");
+
+    // A security release ten years and a day old, yanked: deleted.
+    let id = release_id(&t, "2.1.0").await.unwrap();
+    let old = OffsetDateTime::now_utc() - Duration::days(10 * 366);
+    db::releases::set_published_at(&t.app.db, id, old)
+        .await
+        .unwrap();
+    yank(&t, "2.1.0").await;
+    let r = delete(&t, "2.1.0").await;
+    assert_status(&r, StatusCode::NO_CONTENT);
+    assert_eq!(release_id(&t, "2.1.0").await, None);
+    let r = t
+        .get("/v1/product-lines/encoders/releases", Some(&t.admin))
+        .await;
+    assert_eq!(r.json(), json!([]));
+
+    let audit = t.get("/v1/admin/audit", Some(&t.admin)).await;
+    let text = String::from_utf8_lossy(&audit.body).to_string();
+    assert!(text.contains("encoders/stable/2.1.0"), "{text}");
+    assert!(text.contains("encoders/stable/2.2.0"), "{text}");
+}
+
+async fn fetch(t: &TestApp, serial: &str, version: &str) -> common::TestResponse {
+    let token = t.device_token(serial).await;
+    t.post_json(
+        "/v1/device/fetch",
+        Some(&token),
+        &json!({ "serial": serial, "hw_id": "enc-4k-r2", "version": version }),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn a_yanked_security_release_stays_downloadable_for_a_device_that_asks_for_its_version() {
+    let t = discontinued(&[("SEC-1", 400)]).await;
+    let fix = release("2.1.0", 7).security(&[CVE]);
+    let image = fix.build().image;
+    publish(&t, fix).await;
+    publish(&t, release("2.2.0", 8)).await;
+    yank(&t, "2.1.0").await;
+
+    // Yanked, it is no longer offered.
+    let answer = check(&t, "SEC-1", "2.0.0").await;
+    assert_eq!(answer["status"], "not_entitled", "{answer}");
+
+    // Asked for by version, it comes with its signed envelope and a
+    // download grant, and the bytes download.
+    let r = fetch(&t, "SEC-1", "2.1.0").await;
+    assert_status(&r, StatusCode::OK);
+    let body = r.json();
+    assert_eq!(body["yanked"], true, "{body}");
+    assert_eq!(body["update"]["version"], "2.1.0");
+    assert_eq!(body["update"]["entitlement"]["code"], "security_support");
+    let manifest = t
+        .get(
+            "/v1/product-lines/encoders/releases/stable/2.1.0/manifest",
+            Some(&t.technician),
+        )
+        .await;
+    assert_eq!(
+        serde_json::to_vec(&body["update"]["manifest"]).unwrap(),
+        serde_json::to_vec(&manifest.json()).unwrap()
+    );
+    let url = body["update"]["images"][0]["url"].as_str().unwrap();
+    let r = t.get(url, None).await;
+    assert_status(&r, StatusCode::OK);
+    assert_eq!(r.body.as_ref(), image.as_slice());
+
+    // A technician downloads the same bytes with a staff token.
+    let sha = body["update"]["images"][0]["sha256"].as_str().unwrap();
+    let r = t
+        .get(&format!("/v1/images/{sha}"), Some(&t.technician))
+        .await;
+    assert_status(&r, StatusCode::OK);
+    assert_eq!(r.body.as_ref(), image.as_slice());
+
+    // The feature release stays refused to the discontinued unit, and an
+    // unknown version is not found.
+    let r = fetch(&t, "SEC-1", "2.2.0").await;
+    assert_error(&r, StatusCode::FORBIDDEN, "not_entitled");
+    let text = String::from_utf8_lossy(&r.body).to_string();
+    assert!(text.contains("eol_no_contract"), "{text}");
+    let r = fetch(&t, "SEC-1", "9.9.9").await;
+    assert_error(&r, StatusCode::NOT_FOUND, "unknown_release");
+}
+
+#[tokio::test]
+async fn fetching_a_release_for_other_hardware_is_refused() {
+    let t = discontinued(&[("SEC-1", 400)]).await;
+    let r = t
+        .put_json(
+            "/v1/admin/models/E4K1",
+            Some(&t.admin),
+            &json!({ "product_line": "encoders", "name": "E4K encoder, first revision",
+                     "hw_ids": ["enc-4k-r1"] }),
+        )
+        .await;
+    assert_status(&r, StatusCode::CREATED);
+    let mut other = release("2.1.0", 7).security(&[CVE]);
+    other.manifest.hw_compat = vec!["enc-4k-r1".into()];
+    publish(&t, other).await;
+    let r = fetch(&t, "SEC-1", "2.1.0").await;
+    assert_error(&r, StatusCode::CONFLICT, "hw_incompatible");
+    let token = t.device_token("SEC-1").await;
+    let r = t
+        .post_json(
+            "/v1/device/fetch",
+            Some(&token),
+            &json!({ "serial": "SEC-1", "hw_id": "enc-4k-r9", "version": "2.1.0" }),
+        )
+        .await;
+    assert_error(&r, StatusCode::CONFLICT, "hw_id_mismatch");
+}

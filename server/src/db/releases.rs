@@ -385,6 +385,34 @@ pub async fn unyank(tx: &mut Tx, release_id: i64) -> Result<bool, super::Error> 
     Ok(done == 1)
 }
 
+/// Deletes a release for good, with its image list, its rollouts (and
+/// their events), CVE ids, SBOM components and owners' choices. Reports
+/// and devices that named it keep their rows with the link cleared:
+/// device history is not the release's to take. The image bytes are not
+/// touched here (content-addressed, and possibly shared with a promoted
+/// copy of the release). False if no such release.
+#[tracing::instrument(skip(tx))]
+pub async fn delete(tx: &mut Tx, release_id: i64) -> Result<bool, super::Error> {
+    for sql in [
+        "DELETE FROM release_images WHERE release_id = $1",
+        "DELETE FROM rollouts WHERE release_id = $1",
+        "UPDATE reports SET release_id = NULL WHERE release_id = $1",
+        "UPDATE devices SET offered_release_id = NULL WHERE offered_release_id = $1",
+    ] {
+        on!(&mut *tx, conn => sqlx::query(sql)
+            .bind(release_id)
+            .execute(conn)
+            .await
+            .map(|r| r.rows_affected()))?;
+    }
+    let done = on!(&mut *tx, conn => sqlx::query("DELETE FROM releases WHERE id = $1")
+        .bind(release_id)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(done == 1)
+}
+
 /// Sets the free-for-all flag of a release.
 #[tracing::instrument(skip(tx))]
 pub async fn set_free_for_all(
@@ -394,6 +422,24 @@ pub async fn set_free_for_all(
 ) -> Result<(), super::Error> {
     on!(&mut *tx, conn => sqlx::query("UPDATE releases SET free_for_all = $1 WHERE id = $2")
         .bind(free_for_all)
+        .bind(release_id)
+        .execute(conn)
+        .await
+        .map(|r| r.rows_affected()))?;
+    Ok(())
+}
+
+/// Moves a release's publication time. For tests (of retention, which
+/// runs for years); the server never changes it.
+#[doc(hidden)]
+#[tracing::instrument(skip(db))]
+pub async fn set_published_at(
+    db: &Db,
+    release_id: i64,
+    at: OffsetDateTime,
+) -> Result<(), super::Error> {
+    on!(db, conn => sqlx::query("UPDATE releases SET published_at = $1 WHERE id = $2")
+        .bind(at)
         .bind(release_id)
         .execute(conn)
         .await

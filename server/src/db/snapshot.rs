@@ -187,3 +187,42 @@ pub async fn load_catalogue(db: &Db, known: &HashSet<i64>) -> Result<CatalogueRo
         groups,
     })
 }
+
+/// One release as the snapshot would read it, yanked or not, with its
+/// images (in signed order) and its envelope: for a device that asks for a
+/// version by name, which the snapshot may leave out (yanked releases).
+#[tracing::instrument(skip(db))]
+pub async fn load_release(
+    db: &Db,
+    product_line: &str,
+    channel: &str,
+    version: &str,
+) -> Result<Option<(ReleaseRow, Vec<ImageRow>, Vec<u8>)>, super::Error> {
+    let mut tx = db.begin_read().await?;
+    let row: Option<ReleaseRow> = on!(&mut tx, conn => sqlx::query_as(
+        "SELECT id, product_line, channel, version, manifest_version, security_counter,
+                requires, hw_compat, published_at, free_for_all, yanked_at, kind
+         FROM releases WHERE product_line = $1 AND channel = $2 AND version = $3",
+    )
+    .bind(product_line)
+    .bind(channel)
+    .bind(version)
+    .fetch_optional(conn)
+    .await)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let envelope: Vec<u8> = on!(&mut tx, conn => sqlx::query_scalar("SELECT envelope FROM releases WHERE id = $1")
+        .bind(row.id)
+        .fetch_one(conn)
+        .await)?;
+    let images: Vec<ImageRow> = on!(&mut tx, conn => sqlx::query_as(
+        "SELECT release_id, name, target, sha256, length FROM release_images
+         WHERE release_id = $1 ORDER BY position",
+    )
+    .bind(row.id)
+    .fetch_all(conn)
+    .await)?;
+    tx.commit().await?;
+    Ok(Some((row, images, envelope)))
+}

@@ -254,11 +254,30 @@ pub async fn get_model(
 }
 
 async fn model_view(app: &AppState, id: &Name) -> AppResult<SupportView> {
-    let (_, model, line) = db::catalogue::support_of_model(&app.db, id.as_str())
+    let (policy, last_ends) = model_support(app, id.as_str())
         .await?
         .ok_or_else(|| unknown_model(id.as_str()))?;
+    Ok(SupportView {
+        id: id.as_str().to_owned(),
+        last_unit_ends: last_ends.map(fmt_date),
+        months: policy.months,
+        source: policy.source,
+        justification: policy.justification,
+    })
+}
+
+/// A model's support policy and the last day of support of its latest
+/// unit on the market (`None` before any unit is); `None` for an unknown
+/// model.
+pub(crate) async fn model_support(
+    app: &AppState,
+    model_id: &str,
+) -> AppResult<Option<(SupportPolicy, Option<time::Date>)>> {
+    let Some((_, model, line)) = db::catalogue::support_of_model(&app.db, model_id).await? else {
+        return Ok(None);
+    };
     let policy = SupportPolicy::resolve(declared(model), declared(line));
-    let (sold, provisioned) = db::catalogue::last_on_market(&app.db, id.as_str()).await?;
+    let (sold, provisioned) = db::catalogue::last_on_market(&app.db, model_id).await?;
     let last = [
         sold.map(|d| OnMarket::of(Some(d), OffsetDateTime::UNIX_EPOCH)),
         provisioned.map(|at| OnMarket::of(None, at)),
@@ -266,13 +285,8 @@ async fn model_view(app: &AppState, id: &Name) -> AppResult<SupportView> {
     .into_iter()
     .flatten()
     .max_by_key(|m| m.date);
-    Ok(SupportView {
-        id: id.as_str().to_owned(),
-        last_unit_ends: last.map(|m| fmt_date(SupportWindow::new(m, policy.clone()).ends)),
-        months: policy.months,
-        source: policy.source,
-        justification: policy.justification,
-    })
+    let ends = last.map(|m| SupportWindow::new(m, policy.clone()).ends);
+    Ok(Some((policy, ends)))
 }
 
 /// One unit's security support window with its reasoning (admin, release

@@ -24,18 +24,20 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
-use super::{cached_facts, catalogue_for, device_groups, model_and_line, product_facts};
-use crate::app::AppState;
+use super::{
+    cached_facts, catalogue_for, device_groups, model_and_line, product_facts, require_hw_id,
+};
+use crate::app::{App, AppState};
 use crate::auth::{Caller, Devices};
 use crate::config::Config;
 use crate::controllers::trust::raw_envelopes;
-use crate::domain::catalogue::SharedRaw;
+use crate::domain::catalogue::{ReleaseEntry, SharedRaw};
 use crate::domain::seen::Seen;
 use crate::domain::support::SupportWindow;
 use crate::domain::window;
 use crate::domain::{Name, parse_version};
 use crate::entitlement::Decision;
-use crate::error::{AppError, AppResult};
+use crate::error::AppResult;
 use crate::extract::JsonBody;
 use crate::selection::{self, Outcome, Reported, Rollouts, Terms};
 
@@ -230,18 +232,7 @@ pub async fn check(
         channel,
     } = req.parse()?;
     let facts = cached_facts(&app, &req.serial).await?;
-    if hw_id.as_str() != facts.hw_id {
-        return Err(AppError::conflict(
-            "hw_id_mismatch",
-            format!(
-                "the device reports hardware id {:?} but serial {:?} is registered as {:?}; \
-                 ask support to correct the registration",
-                hw_id.as_str(),
-                facts.serial,
-                facts.hw_id
-            ),
-        ));
-    }
+    require_hw_id(&facts, &hw_id)?;
     let channel = channel.map_or_else(|| facts.channel.clone(), Name::into_string);
     let catalogue = catalogue_for(&app, &facts.model_id).await?;
     let (model, line) = model_and_line(&catalogue, &facts.model_id)?;
@@ -301,9 +292,7 @@ pub async fn check(
     }
 
     let root_chain = raw_envelopes(app.trust().newer_than(req.root_version))?;
-    let expires = now
-        .unix_timestamp()
-        .saturating_add(i64::try_from(app.config.grant_ttl_secs).unwrap_or(i64::MAX));
+    let expires = grant_expiry(&app.config, now);
     let (status, update, entitlement) = match outcome {
         Outcome::Offer {
             release,
@@ -311,26 +300,9 @@ pub async fn check(
             stepping_stone,
             target_version,
         } => {
-            let images = release
-                .images
-                .iter()
-                .map(|i| ImageDownload {
-                    name: i.name.clone(),
-                    target: i.target.clone(),
-                    length: i.length,
-                    sha256: i.sha256.to_string(),
-                    url: app.grants.url(&i.sha256, &facts.serial, expires),
-                })
-                .collect();
-            let offer = UpdateOffer {
-                version: release.version.to_string(),
-                channel: release.channel.clone(),
-                stepping_stone,
-                target_version: target_version.map(|v| v.to_string()),
-                manifest: release.envelope.clone(),
-                images,
-                entitlement: (&decision).into(),
-            };
+            let mut offer = update_offer(&app, &release, &decision, &facts.serial, expires);
+            offer.stepping_stone = stepping_stone;
+            offer.target_version = target_version.map(|v| v.to_string());
             (CheckStatus::UpdateAvailable, Some(offer), None)
         }
         Outcome::UpToDate => (CheckStatus::UpToDate, None, None),
@@ -361,6 +333,43 @@ pub async fn check(
             warning: support.warning(today, app.config.support_warning_days),
         },
     }))
+}
+
+/// The offer of `release` to the device `serial`: its signed envelope and
+/// its images with download grants for that serial valid until `expires`
+/// (unix seconds); not a stepping stone.
+pub(crate) fn update_offer(
+    app: &App,
+    release: &ReleaseEntry,
+    decision: &Decision,
+    serial: &str,
+    expires: i64,
+) -> UpdateOffer {
+    UpdateOffer {
+        version: release.version.to_string(),
+        channel: release.channel.clone(),
+        stepping_stone: false,
+        target_version: None,
+        manifest: release.envelope.clone(),
+        images: release
+            .images
+            .iter()
+            .map(|i| ImageDownload {
+                name: i.name.clone(),
+                target: i.target.clone(),
+                length: i.length,
+                sha256: i.sha256.to_string(),
+                url: app.grants.url(&i.sha256, serial, expires),
+            })
+            .collect(),
+        entitlement: decision.into(),
+    }
+}
+
+/// When grants issued `now` expire (unix seconds).
+pub(crate) fn grant_expiry(config: &Config, now: OffsetDateTime) -> i64 {
+    now.unix_timestamp()
+        .saturating_add(i64::try_from(config.grant_ttl_secs).unwrap_or(i64::MAX))
 }
 
 /// Longest a device outside its maintenance window is told to wait: it

@@ -9,6 +9,7 @@
 
 pub mod check;
 pub mod entitlement;
+pub mod fetch;
 pub mod report;
 pub mod summary;
 
@@ -36,6 +37,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 pub fn device_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(check::check))
+        .routes(routes!(fetch::fetch))
         .routes(routes!(report::report))
 }
 
@@ -54,6 +56,24 @@ pub(crate) async fn cached_facts(app: &App, serial: &str) -> AppResult<Arc<Devic
     snapshot::device_facts(&app.db, &app.caches, serial)
         .await?
         .ok_or_else(|| unknown_serial(serial))
+}
+
+/// 409 `hw_id_mismatch` unless the device reports the hardware id it is
+/// registered with.
+pub(crate) fn require_hw_id(facts: &DeviceFacts, hw_id: &crate::domain::Name) -> AppResult<()> {
+    if hw_id.as_str() == facts.hw_id {
+        return Ok(());
+    }
+    Err(AppError::conflict(
+        "hw_id_mismatch",
+        format!(
+            "the device reports hardware id {:?} but serial {:?} is registered as {:?}; \
+             ask support to correct the registration",
+            hw_id.as_str(),
+            facts.serial,
+            facts.hw_id
+        ),
+    ))
 }
 
 /// A catalogue snapshot that knows the device's model and product line.

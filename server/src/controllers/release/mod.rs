@@ -1,5 +1,6 @@
 //! Release routes: publish a signed manifest, list and inspect releases,
-//! yank and un-yank, mark free for all, promote to another channel.
+//! yank and un-yank, mark free for all, promote to another channel, and
+//! delete outside the retention of security releases.
 //!
 //! Every manifest that becomes a release has passed the client library's
 //! engine with the server's latest trust root ([`crate::publish_check`]),
@@ -7,6 +8,7 @@
 //! themselves and trust nothing else the server says. These handlers must
 //! never re-serialise, edit or sign a manifest.
 
+pub mod delete;
 pub mod free_for_all;
 pub mod list;
 pub mod promote;
@@ -35,7 +37,7 @@ use crate::error::{AppError, AppResult};
 pub fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(publish::publish, list::list))
-        .routes(routes!(list::detail))
+        .routes(routes!(list::detail, delete::delete))
         .routes(routes!(list::manifest))
         .routes(routes!(yank::yank, yank::unyank))
         .routes(routes!(free_for_all::set_free_for_all))
