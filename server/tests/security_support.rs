@@ -555,7 +555,8 @@ async fn fetch(t: &TestApp, serial: &str, version: &str) -> common::TestResponse
     t.post_json(
         "/v1/device/fetch",
         Some(&token),
-        &json!({ "serial": serial, "hw_id": "enc-4k-r2", "version": version }),
+        &json!({ "serial": serial, "hw_id": "enc-4k-r2", "version": version,
+                 "root_version": 1 }),
     )
     .await
 }
@@ -636,7 +637,8 @@ async fn fetching_a_release_for_other_hardware_is_refused() {
         .post_json(
             "/v1/device/fetch",
             Some(&token),
-            &json!({ "serial": "SEC-1", "hw_id": "enc-4k-r9", "version": "2.1.0" }),
+            &json!({ "serial": "SEC-1", "hw_id": "enc-4k-r9", "version": "2.1.0",
+                     "root_version": 1 }),
         )
         .await;
     assert_error(&r, StatusCode::CONFLICT, "hw_id_mismatch");

@@ -188,6 +188,9 @@ pub async fn load_catalogue(db: &Db, known: &HashSet<i64>) -> Result<CatalogueRo
     })
 }
 
+/// A release row, its image rows and its envelope bytes.
+pub type OneRelease = (ReleaseRow, Vec<ImageRow>, Vec<u8>);
+
 /// One release as the snapshot would read it, yanked or not, with its
 /// images (in signed order) and its envelope: for a device that asks for a
 /// version by name, which the snapshot may leave out (yanked releases).
@@ -197,7 +200,7 @@ pub async fn load_release(
     product_line: &str,
     channel: &str,
     version: &str,
-) -> Result<Option<(ReleaseRow, Vec<ImageRow>, Vec<u8>)>, super::Error> {
+) -> Result<Option<OneRelease>, super::Error> {
     let mut tx = db.begin_read().await?;
     let row: Option<ReleaseRow> = on!(&mut tx, conn => sqlx::query_as(
         "SELECT id, product_line, channel, version, manifest_version, security_counter,

@@ -17,12 +17,14 @@
 use axum::Json;
 use axum::extract::State;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use time::OffsetDateTime;
 
 use super::check::{UpdateOffer, grant_expiry, update_offer};
 use super::{cached_facts, catalogue_for, model_and_line, product_facts, require_hw_id};
 use crate::app::AppState;
 use crate::auth::{Caller, Devices};
+use crate::controllers::trust::raw_envelopes;
 use crate::domain::support::SupportWindow;
 use crate::domain::{Name, parse_version};
 use crate::error::{AppError, AppResult};
@@ -41,11 +43,19 @@ pub struct FetchRequest {
     pub version: String,
     /// The channel it was published on (default: the registered channel).
     pub channel: Option<String>,
+    /// The newest root version it trusts; newer roots come back in
+    /// `root_chain`.
+    #[serde(deserialize_with = "crate::domain::whole_number")]
+    pub root_version: u64,
 }
 
 /// The release asked for.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct FetchResponse {
+    /// Root envelopes newer than the device's `root_version`, oldest first,
+    /// each exactly as signed; walk them before verifying the manifest.
+    #[schema(value_type = Vec<Object>)]
+    pub root_chain: Vec<Box<RawValue>>,
     /// The release with its signed envelope and download URLs, as a check
     /// offers it.
     pub update: UpdateOffer,
@@ -141,6 +151,7 @@ pub async fn fetch(
         grant_expiry(&app.config, now),
     );
     Ok(Json(FetchResponse {
+        root_chain: raw_envelopes(app.trust().newer_than(req.root_version))?,
         update,
         yanked: yanked_at.is_some(),
     }))
