@@ -51,12 +51,13 @@ pub use flash::{
 pub use keys::{KeyId, PublicKey};
 pub use manifest::{Advisory, ImageSpec, Manifest, ReleaseKind, SbomFormat, SbomRef, Severity};
 pub use protocol::{
-    CheckRequest, CheckResponse, CheckStatus, DeviceEntitlement, ReportRequest, SecuritySupport,
+    CheckRequest, CheckResponse, CheckStatus, DeviceEntitlement, FetchRequest, FetchResponse,
+    ReportRequest, SecuritySupport,
 };
 pub use root::{RootDocument, TrustedRoot};
 pub use session::{
-    CheckOutcome, Checked, ClockPolicy, Cycle, CycleOutcome, DeviceConfig, Offer, SecurityUpdates,
-    UpdateAction, UpdateNotice, UpdateSession,
+    CheckOutcome, Checked, ClockPolicy, Cycle, CycleOutcome, DeviceConfig, Fetched, Offer,
+    SecurityUpdates, UpdateAction, UpdateNotice, UpdateSession,
 };
 pub use state::{
     FileStateStore, MemoryStateStore, PendingUpdate, QueuedReport, ReportStage, ReportedChoice,

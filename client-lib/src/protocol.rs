@@ -19,6 +19,9 @@ use crate::state::{QueuedReport, ReportStage};
 /// Path of the update check, relative to the server's base URL (so a
 /// server under a prefix such as `https://host/firmup/` works).
 pub const CHECK_PATH: &str = "v1/device/check";
+/// Path of a fetch of one release by version, relative to the server's
+/// base URL.
+pub const FETCH_PATH: &str = "v1/device/fetch";
 /// Path of progress reports, relative to the server's base URL.
 pub const REPORTS_PATH: &str = "v1/device/reports";
 /// Largest check answer read, in bytes: a manifest (64 KiB) plus a root
@@ -46,6 +49,37 @@ pub struct CheckRequest {
     /// The highest manifest_version accepted on the channel.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_version: Option<u64>,
+}
+
+/// What a device asks for when it wants one release by version, yanked
+/// or not (a known version back, or a withdrawn security fix).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FetchRequest {
+    /// The device's serial (its token is bound to it).
+    pub serial: String,
+    /// The hardware id the device reads from itself.
+    pub hw_id: String,
+    /// The version wanted (semver).
+    pub version: String,
+    /// The channel it was published on (default on the server: the
+    /// registered one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channel: Option<String>,
+    /// The newest root version the device trusts.
+    pub root_version: u64,
+}
+
+/// The answer to a fetch: the release as a check would offer it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FetchResponse {
+    /// Root envelopes newer than the device's, oldest first, byte-exact.
+    #[serde(default)]
+    pub root_chain: Vec<Box<RawValue>>,
+    /// The release, with its signed envelope and download URLs.
+    pub update: UpdateOffer,
+    /// Whether it is withdrawn from offers (untrusted, for display).
+    #[serde(default)]
+    pub yanked: bool,
 }
 
 /// The kind of answer to a check.

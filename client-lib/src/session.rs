@@ -102,11 +102,11 @@ use crate::error::{Error, Result};
 use crate::flash::{FinishOutcome, Flasher, install_streamed, install_verified, rootfs_image};
 use crate::manifest::{Advisory, ImageSpec, MAX_MANIFEST_BYTES, ReleaseKind};
 use crate::protocol::{
-    CHECK_PATH, CheckRequest, CheckResponse, CheckStatus, DeviceEntitlement,
-    MAX_CHECK_RESPONSE_BYTES, MAX_REPORT_RESPONSE_BYTES, REPORTS_PATH, ReportRequest,
-    SecuritySupport,
+    CHECK_PATH, CheckRequest, CheckResponse, CheckStatus, DeviceEntitlement, FETCH_PATH,
+    FetchRequest, FetchResponse, MAX_CHECK_RESPONSE_BYTES, MAX_REPORT_RESPONSE_BYTES, REPORTS_PATH,
+    ReportRequest, SecuritySupport,
 };
-use crate::root::{MAX_ROOT_BYTES, MAX_ROOT_ROTATIONS};
+use crate::root::{MAX_ROOT_BYTES, MAX_ROOT_ROTATIONS, TrustedRoot};
 use crate::state::{
     PendingUpdate, QueuedReport, ReportStage, ReportedChoice, StateStore, TrustedState,
 };
@@ -266,6 +266,16 @@ pub struct Checked {
     /// When the unit's security support ends, as the server says
     /// (untrusted, for display).
     pub security_support: Option<SecuritySupport>,
+}
+
+/// The answer to [`UpdateSession::fetch`]: the release asked for, verified.
+#[derive(Debug, Clone)]
+pub struct Fetched {
+    /// The release, verified like any offer.
+    pub offer: Offer,
+    /// The server says it is withdrawn from offers (untrusted, for
+    /// display).
+    pub yanked: bool,
 }
 
 /// How one [`UpdateSession::update`] cycle ended.
@@ -595,51 +605,115 @@ impl<'a> UpdateSession<'a> {
                 let offer = answer.update.ok_or_else(|| Error::OfferMismatch {
                     detail: "status update_available without an update".into(),
                 })?;
-                let vreq = VerifyRequest {
-                    product_line: self.config.product_line.clone(),
-                    hw_id: Some(self.config.hw_id.clone()),
-                    channel: Some(channel.clone()),
-                    installed: Some(state.installed_state(&channel)),
-                    clock: self.clock_now(&state),
-                    allow_downgrade: false,
-                };
-                // The server's labels, only to say which release a refusal
-                // is about; the signed manifest decides everything else.
-                let claimed = offer.version.parse::<Version>().ok();
-                let claimed_channel = offer.channel.clone();
-                let verified = verify_manifest(&root, &vreq, offer.manifest.get().as_bytes())
-                    .and_then(|plan| match_offer(plan, offer));
-                match verified {
-                    Ok(o) => {
-                        let m = &o.plan.manifest;
-                        if let Some(f) = state.failed_release()
-                            && f.version.cmp_precedence(&m.version).is_eq()
-                            && f.channel == m.channel
-                            && f.manifest_version >= m.manifest_version
-                        {
-                            // Not reported: the rollback was, and a report
-                            // per poll would only repeat it.
-                            return Err(Error::FailedBefore {
-                                version: m.version.clone(),
-                            });
-                        }
-                        CheckOutcome::Update(Box::new(o))
-                    }
-                    Err(e) => {
-                        if let Some(v) = claimed {
-                            let mut r = QueuedReport::failure(v, ReportStage::Failed, &e, now());
-                            r.channel = Some(claimed_channel);
-                            self.report(r);
-                        }
-                        return Err(e);
-                    }
+                let o = self.verify_offer(&state, &root, &channel, offer)?;
+                let m = &o.plan.manifest;
+                if let Some(f) = state.failed_release()
+                    && f.version.cmp_precedence(&m.version).is_eq()
+                    && f.channel == m.channel
+                    && f.manifest_version >= m.manifest_version
+                {
+                    // Not reported: the rollback was, and a report per
+                    // poll would only repeat it.
+                    return Err(Error::FailedBefore {
+                        version: m.version.clone(),
+                    });
                 }
+                CheckOutcome::Update(Box::new(o))
             }
         };
         Ok(Checked {
             poll_after_secs,
             outcome,
             security_support,
+        })
+    }
+
+    /// Verifies a server's offer under `root` for this device on
+    /// `channel`, exactly as every update is verified before anything is
+    /// downloaded; a refusal is reported as a failure of the release the
+    /// server named.
+    fn verify_offer(
+        &mut self,
+        state: &TrustedState,
+        root: &TrustedRoot,
+        channel: &str,
+        offer: crate::protocol::UpdateOffer,
+    ) -> Result<Offer> {
+        let vreq = VerifyRequest {
+            product_line: self.config.product_line.clone(),
+            hw_id: Some(self.config.hw_id.clone()),
+            channel: Some(channel.to_owned()),
+            installed: Some(state.installed_state(channel)),
+            clock: self.clock_now(state),
+            allow_downgrade: false,
+        };
+        // The server's labels, only to say which release a refusal is
+        // about; the signed manifest decides everything else.
+        let claimed = offer.version.parse::<Version>().ok();
+        let claimed_channel = offer.channel.clone();
+        let verified = verify_manifest(root, &vreq, offer.manifest.get().as_bytes())
+            .and_then(|plan| match_offer(plan, offer));
+        if let (Err(e), Some(v)) = (&verified, claimed) {
+            let mut r = QueuedReport::failure(v, ReportStage::Failed, e, now());
+            r.channel = Some(claimed_channel);
+            self.report(r);
+        }
+        verified
+    }
+
+    /// Asks the server for one release by version (`POST
+    /// /v1/device/fetch`), yanked or not: a withdrawn security fix is kept
+    /// available for years, and a device may want it by name. The answer
+    /// is verified like any offer (signatures, product line, hardware,
+    /// channel, expiry, no downgrade, anti-rollback, replay) before it is
+    /// returned; install it with [`Self::download_and_install`]. The
+    /// owner's security updates choice and the consent hook are not
+    /// consulted: asking by version is the owner's decision. A refusal by
+    /// the server (for example 403 `not_entitled`, 404 `unknown_release`)
+    /// is [`Error::UnexpectedStatus`] with its code.
+    pub fn fetch(&mut self, version: &Version) -> Result<Fetched> {
+        let mut state = self.state()?;
+        let root = state.trusted_root()?;
+        let channel = self.config.channel.clone();
+        let req = FetchRequest {
+            serial: self.config.serial.clone(),
+            hw_id: self.config.hw_id.clone(),
+            version: version.to_string(),
+            channel: Some(channel.clone()),
+            root_version: root.version(),
+        };
+        let body = serde_json::to_vec(&req).map_err(|e| Error::malformed("fetch request", e))?;
+        let reply = self.transport.post_json(
+            FETCH_PATH,
+            Some(&self.config.token),
+            &body,
+            MAX_CHECK_RESPONSE_BYTES,
+        )?;
+        if reply.status != 200 {
+            return Err(Error::UnexpectedStatus {
+                url: FETCH_PATH.into(),
+                status: reply.status,
+                server_code: reply.error_code(),
+            });
+        }
+        let answer: FetchResponse =
+            serde_json::from_slice(&reply.body).map_err(|e| Error::malformed("fetch answer", e))?;
+        let root = state.accept_root_chain(answer.root_chain.iter().map(|r| r.get().as_bytes()))?;
+        if root.version() > req.root_version {
+            self.store.save(&state)?;
+        }
+        let offer = self.verify_offer(&state, &root, &channel, answer.update)?;
+        if offer.plan.manifest.version.cmp_precedence(version).is_ne() {
+            return Err(Error::OfferMismatch {
+                detail: format!(
+                    "asked for {version}, the signed manifest is {}",
+                    offer.plan.manifest.version
+                ),
+            });
+        }
+        Ok(Fetched {
+            offer,
+            yanked: answer.yanked,
         })
     }
 

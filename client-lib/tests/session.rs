@@ -2,7 +2,8 @@
 //! that answers like `firmup-server` and records what the device sent):
 //! the whole cycle, rollback, replay refused before any download, reports
 //! queued while the server is unreachable, and automatic security updates
-//! (opted out, postponed, the consent hook for feature releases).
+//! (opted out, postponed, the consent hook for feature releases), and a
+//! release fetched by version verified like any offer.
 
 use std::collections::HashMap;
 use std::io::Cursor;
@@ -10,7 +11,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use firmup_client::flash::FinishOutcome;
-use firmup_client::protocol::{CHECK_PATH, REPORTS_PATH};
+use firmup_client::protocol::{CHECK_PATH, FETCH_PATH, REPORTS_PATH};
 use firmup_client::session::{
     CheckOutcome, ClockPolicy, CycleOutcome, DeviceConfig, SecurityUpdates, UpdateAction,
     UpdateNotice, UpdateSession,
@@ -140,6 +141,14 @@ impl Transport for FakeServer {
             CHECK_PATH => {
                 self.checks.lock().unwrap().push(body);
                 self.check_answer.lock().unwrap().clone()
+            }
+            // A fetch by version is answered with the release on offer,
+            // yanked: which version was asked for is recorded, so a test
+            // can also see a device refuse an answer about another one.
+            FETCH_PATH => {
+                self.checks.lock().unwrap().push(body);
+                let offer = self.check_answer.lock().unwrap()["update"].clone();
+                json!({ "root_chain": [], "update": offer, "yanked": true })
             }
             REPORTS_PATH => {
                 if let Some((status, answer)) = self.report_answer.lock().unwrap().clone() {
@@ -859,4 +868,57 @@ fn the_security_support_end_is_passed_on_from_the_check_answer() {
     assert!(support.warning.unwrap().contains("ends on 2031-06-30"));
     let cycle = dev.session(&server).update(|_| {}).unwrap();
     assert_eq!(cycle.security_support.unwrap().ends, "2031-06-30");
+}
+
+#[test]
+fn a_release_fetched_by_version_is_verified_like_an_offer_and_installs() {
+    let release = ReleaseBuilder::standard()
+        .security(&["CVE-2026-1001"])
+        .build();
+    let server = FakeServer::offering(&release);
+    let mut dev = Device::new();
+    let mut session = dev.session(&server);
+    let fetched = session.fetch(&Version::new(2, 1, 0)).unwrap();
+    assert!(fetched.yanked);
+    assert_eq!(fetched.offer.version().to_string(), "2.1.0");
+    let pending = session
+        .download_and_install(&fetched.offer, |_| {})
+        .unwrap();
+    session.flasher_mut().boot().unwrap();
+    assert_eq!(
+        session.finish_after_boot(true).unwrap(),
+        FinishOutcome::Committed(pending)
+    );
+    drop(session);
+    assert_eq!(dev.state().installed_version().to_string(), "2.1.0");
+    let asked = &server.checks.lock().unwrap()[0];
+    assert_eq!(asked["version"], "2.1.0");
+    assert_eq!(asked["root_version"], 1);
+    assert_eq!(asked["hw_id"], "enc-4k-r2");
+}
+
+#[test]
+fn a_fetch_answered_with_another_version_is_refused_before_any_download() {
+    let release = ReleaseBuilder::standard().build();
+    let server = FakeServer::offering(&release);
+    let mut dev = Device::new();
+    let mut session = dev.session(&server);
+    let err = session.fetch(&Version::new(2, 2, 0)).unwrap_err();
+    assert!(matches!(err, Error::OfferMismatch { .. }), "{err:?}");
+    assert_eq!(server.image_requests.load(Ordering::SeqCst), 0);
+}
+
+#[test]
+fn a_fetched_older_release_is_refused_as_a_downgrade() {
+    let mut b = ReleaseBuilder::standard().version("1.9.0");
+    b.manifest.requires = None;
+    let release = b.build();
+    let server = FakeServer::offering(&release);
+    let mut dev = Device::new();
+    let mut session = dev.session(&server);
+    let err = session.fetch(&Version::new(1, 9, 0)).unwrap_err();
+    assert_eq!(err.code(), "downgrade", "{err:?}");
+    assert_eq!(server.image_requests.load(Ordering::SeqCst), 0);
+    drop(session);
+    assert_eq!(dev.state().installed_version().to_string(), "2.0.0");
 }

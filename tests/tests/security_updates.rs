@@ -4,7 +4,8 @@
 //! (or a postponement) stored in the agent's state directory it is not
 //! installed, and the server counts the owner's choice for the release.
 //! The check answer's end of security support is shown by `check` and
-//! `status`.
+//! `status`. A yanked security release is installed by version
+//! (`update --version`) when the owner asks for it.
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -235,4 +236,38 @@ fn with_the_opt_out_set_the_agent_does_not_install_it_and_the_server_has_the_opt
     );
     let sum = summary(&w);
     assert_eq!(sum["installed"], 1, "{sum}");
+}
+
+#[test]
+fn a_yanked_security_release_is_installed_by_version_when_the_owner_asks_for_it() {
+    let w = world();
+    let (s, b) = w.server.json(
+        Method::POST,
+        "/v1/product-lines/encoders/releases/stable/2.1.0/yank",
+        &w.server.admin,
+        Some(&serde_json::json!({ "reason": "regression on another board" })),
+    );
+    assert_eq!(s, 200, "{b}");
+    let dev = provision(&w, &w.server.url);
+
+    // Yanked, it is no longer offered.
+    let out = ok(&agent(&dev, &["update"]));
+    assert!(out.contains("up to date"), "{out}");
+    assert_eq!(status(&dev)["version"], "2.0.0");
+
+    // Asked for by version, it is fetched, verified and installed.
+    let out = ok(&agent(&dev, &["update", "--version", "2.1.0"]));
+    assert!(
+        out.contains("fetched 2.1.0 (security release, withdrawn from offers)"),
+        "{out}"
+    );
+    assert!(out.contains("installed 2.1.0 on slot b"), "{out}");
+    assert_eq!(status(&dev)["version"], "2.1.0");
+
+    // A version that does not exist is the server's refusal, nothing else.
+    let out = agent(&dev, &["update", "--version", "9.9.9"]);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("unknown_release"), "{err}");
+    assert_eq!(status(&dev)["version"], "2.1.0");
 }

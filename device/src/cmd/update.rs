@@ -21,15 +21,66 @@ use crate::agent::{
 /// (`firmup-device security-updates`), the release is not installed, and
 /// the server is told once per release (`opted_out`, or `postponed` with
 /// the date). Feature releases install as before.
+///
+/// `--version V` asks the server for that release by name instead of
+/// checking what is on offer, yanked or not (a withdrawn security fix stays
+/// available for years): it is verified like any update (signatures,
+/// hardware, channel, expiry, no downgrade, anti-rollback) and installed,
+/// whatever the security updates choice, since the owner asked for it.
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Install this version (semver) of the device's channel, fetched by
+    /// name, instead of what the check offers.
+    #[arg(long, value_name = "VERSION")]
+    version: Option<semver::Version>,
+}
 
 /// Runs `update`.
-pub fn run(dir: &Path, origins: &[String], _a: Args) -> Result<()> {
+pub fn run(dir: &Path, origins: &[String], a: Args) -> Result<()> {
     let mut parts = Parts::open(dir, origins)?;
     let device = parts.device.clone();
     let mut session = parts.session();
-    cycle(&mut session, &device).map(|_| ())
+    match a.version {
+        Some(v) => fetch_and_install(&mut session, &device, &v),
+        None => cycle(&mut session, &device).map(|_| ()),
+    }
+}
+
+/// `update --version V`: fetch, verify, install, reboot, finish.
+fn fetch_and_install(
+    session: &mut firmup_client::UpdateSession<'_>,
+    device: &crate::agent::Device,
+    version: &semver::Version,
+) -> Result<()> {
+    finish_interrupted(session, device)?;
+    if let Some(p) = session.state()?.pending() {
+        anyhow::bail!(
+            "update to {} in slot {} is still pending; reboot and finish it first",
+            p.version,
+            p.slot
+        );
+    }
+    let fetched = session.fetch(version)?;
+    let notice = session.notice(&fetched.offer);
+    println!(
+        "fetched {} ({} release{})",
+        fetched.offer.version(),
+        notice.kind.as_str(),
+        if fetched.yanked {
+            ", withdrawn from offers"
+        } else {
+            ""
+        }
+    );
+    if let Some(a) = &notice.advisory {
+        println!("advisory: {}", a.summary);
+    }
+    let mut bar = Bar::new();
+    let res = session.download_and_install(&fetched.offer, |p| bar.update(p));
+    bar.finish();
+    let p = res?;
+    println!("wrote {} to slot {}; rebooting", p.version, p.slot);
+    report_finish(&reboot_and_finish(session, device)?)
 }
 
 /// One cycle; returns the server's poll interval.
