@@ -2,7 +2,7 @@
 //! temporary directory, without `$USER`: the walkthroughs from keys to a
 //! verified release, from a server to a device's check and download, the
 //! operator's commands, the device agent, the repair desk, staged
-//! rollouts and data-protection requests. If the README drifts from
+//! rollouts, data-protection requests and security support. If the README drifts from
 //! what the tools do, this fails.
 //!
 //! What the test changes, and why (nothing else is touched):
@@ -35,6 +35,7 @@ const RUN: &[&str] = &[
     "Repair desk",
     "Staged rollouts",
     "Data-protection requests",
+    "Security support",
 ];
 
 /// Sections whose blocks are not run here, with the reason.
@@ -257,6 +258,34 @@ fn the_readme_runs_as_written() {
     ] {
         assert!(
             stdout.contains(expected) || stderr.contains(expected),
+            "the README says {expected:?} appears\n{report}"
+        );
+    }
+    // Security support: the discontinued model's new unit is offered the
+    // security fix (security_support), the owner's opt-out is counted, the
+    // fix installs once automatic updates are back on, and the feature
+    // release is refused (eol_no_contract); yanked, the fix cannot be
+    // deleted and is still fetched by version.
+    let security = stdout
+        .split_once("=== Security support")
+        .map(|(_, s)| s)
+        .unwrap_or_default();
+    for expected in [
+        "security support runs until ",
+        "published encoders 2.5.0 (stable)",
+        "published encoders 2.6.0 (stable)",
+        "update available: 2.5.0 (channel stable, manifest_version 11,",
+        "entitlement (security_support): Free security update",
+        "kind: security (severity high, CVE-2026-41001)",
+        "security update 2.5.0 not installed: automatic security updates are off",
+        "\"opted_out\": 1",
+        "wrote 2.5.0 to slot ",
+        "not entitled (eol_no_contract)",
+        "\"code\":\"retention_active\"",
+        "{\"version\":\"2.5.0\",\"yanked\":true,\"code\":\"security_support\"}",
+    ] {
+        assert!(
+            security.contains(expected),
             "the README says {expected:?} appears\n{report}"
         );
     }
